@@ -1,0 +1,24 @@
+#include "error.h"
+
+#include <string.h>
+
+const char *tern_strerror(int err)
+{
+        switch (err) {
+        case 0:
+                return "success";
+        case TERN_ESTALE:
+                return "stale connection handle";
+        case TERN_EOUTLIMIT:
+                return "output buffer limit exceeded";
+        case TERN_EFRAME:
+                return "malformed frame";
+        case TERN_ETOOBIG:
+                return "frame exceeds size limit";
+        default:
+                break;
+        }
+        if (err < 0 && err > TERN_EBASE)
+                return strerrordesc_np(-err) ? strerrordesc_np(-err) : "unknown error";
+        return "unknown error";
+}

@@ -1,0 +1,19 @@
+/*
+ * Live-object counters: how many connections, buffer allocations and armed
+ * timers exist right now, process-wide. Tests use them to prove that a
+ * teardown frees everything; operators can export them.
+ */
+#ifndef TERN_LIVE_H
+#define TERN_LIVE_H
+
+struct tern_live_counts {
+        long conns;  /* connection objects not yet freed */
+        long bufs;   /* buffer allocations (input and output) not yet freed */
+        long timers; /* timers armed on any wheel */
+};
+
+/* Snapshot of the counters. Any thread; lock-free; each field is exact, the
+ * set is not one atomic snapshot. */
+void tern_live_counts(struct tern_live_counts *out);
+
+#endif

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what building and testing tern needs, only when something is missing.
+# Debian/Ubuntu via apt-get; other distributions: see README.md for package names.
+set -euo pipefail
+
+need=()
+have_pc() { pkg-config --exists "$1" 2>/dev/null; }
+command -v cmake >/dev/null || need+=(cmake)
+command -v cc >/dev/null || need+=(gcc)
+command -v make >/dev/null || need+=(make)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+have_pc liburcu-qsbr || need+=(liburcu-dev)
+have_pc ck || need+=(libck-dev)
+have_pc criterion || need+=(libcriterion-dev)
+# Optional extras named by the caller, e.g. TERN_EXTRA_DEPS="libevent-dev libuv1-dev"
+for p in ${TERN_EXTRA_DEPS:-}; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if ! command -v apt-get >/dev/null; then
+  echo "install-deps: missing ${need[*]}; no apt-get here, see README.md for other distributions" >&2
+  exit 1
+fi
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install ${need[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+echo "install-deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
