@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define TERN_BUF_PREPEND 16    /* free bytes kept in front for headers */
+#define TERN_BUF_PREPEND   16  /* free bytes kept in front for headers */
 #define TERN_BUF_MIN_ALLOC 512 /* smallest allocation */
 
 struct tern_buf {
@@ -35,7 +35,10 @@ struct tern_buf {
         size_t wr;     /* offset one past the last readable byte */
 };
 
-#define TERN_BUF_INIT {NULL, 0, 0, 0}
+#define TERN_BUF_INIT                                                                              \
+        {                                                                                          \
+                NULL, 0, 0, 0                                                                      \
+        }
 
 /* Readable bytes. */
 static inline size_t tern_buf_len(const struct tern_buf *b)

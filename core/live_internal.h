@@ -1,7 +1,6 @@
 #ifndef TERN_LIVE_INTERNAL_H
 #define TERN_LIVE_INTERNAL_H
 
-
 #include "live.h"
 
 extern long tern__live[3];

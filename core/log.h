@@ -51,7 +51,7 @@ void tern_log_set_thread_name(const char *name);
 bool tern_log_level_parse(const char *s, enum tern_log_level *out);
 
 void tern_log(enum tern_log_level level, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 #define TERN_LOG_ENABLED(lvl) ((lvl) >= tern_log_level())
 #define tern_debug(...)                                                                            \

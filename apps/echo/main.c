@@ -1,0 +1,135 @@
+/*
+ * tern-echo: echoes every byte back. The benchmark target for tern's raw
+ * speed, and the smallest complete tern server.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tern.h"
+
+static tern_server *server;
+
+static void on_message(tern_conn *c, struct tern_buf *in)
+{
+        /* On a send error the connection is already closed; nothing to do. */
+        tern_conn_send(c, tern_buf_data(in), tern_buf_len(in));
+        tern_buf_consume(in, tern_buf_len(in));
+}
+
+static const struct tern_conn_ops echo_ops = {.on_message = on_message};
+
+static void on_signal(int sig)
+{
+        (void)sig;
+        tern_server_stop(server); /* async-signal-safe */
+}
+
+static void usage(FILE *f, const char *argv0)
+{
+        fprintf(f,
+                "usage: %s --port P [--bind ADDR] [--workers N] [--log-level L]\n"
+                "\n"
+                "Echoes every byte it receives back to the sender.\n"
+                "\n"
+                "  -p, --port P        TCP port to listen on (required; 0 = ephemeral)\n"
+                "  -b, --bind ADDR     address to bind (default: all IPv4 and IPv6)\n"
+                "  -w, --workers N     worker threads (default: CPUs available, %d here)\n"
+                "  -l, --log-level L   debug, info, warn, error or off (default info)\n"
+                "  -h, --help          this text\n"
+                "\n"
+                "SIGINT or SIGTERM stops it gracefully.\n",
+                argv0, tern_default_workers());
+}
+
+static bool parse_long(const char *s, long min, long max, long *out)
+{
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno || end == s || *end || v < min || v > max)
+                return false;
+        *out = v;
+        return true;
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option longopts[] = {
+            {"port", required_argument, NULL, 'p'},    {"bind", required_argument, NULL, 'b'},
+            {"workers", required_argument, NULL, 'w'}, {"log-level", required_argument, NULL, 'l'},
+            {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        };
+        struct tern_server_opts o;
+        tern_server_opts_init(&o);
+        o.ops = &echo_ops;
+        long v;
+        bool have_port = false;
+        int ch;
+        while ((ch = getopt_long(argc, argv, "p:b:w:l:h", longopts, NULL)) != -1) {
+                switch (ch) {
+                case 'p':
+                        if (!parse_long(optarg, 0, 65535, &v)) {
+                                fprintf(stderr, "%s: invalid port '%s'\n", argv[0], optarg);
+                                return 2;
+                        }
+                        o.port = (uint16_t)v;
+                        have_port = true;
+                        break;
+                case 'b':
+                        o.bind = optarg;
+                        break;
+                case 'w':
+                        if (!parse_long(optarg, 1, 255, &v)) {
+                                fprintf(stderr, "%s: invalid worker count '%s' (1-255)\n", argv[0],
+                                        optarg);
+                                return 2;
+                        }
+                        o.workers = (int)v;
+                        break;
+                case 'l': {
+                        enum tern_log_level lvl;
+                        if (!tern_log_level_parse(optarg, &lvl)) {
+                                fprintf(stderr, "%s: invalid log level '%s'\n", argv[0], optarg);
+                                return 2;
+                        }
+                        tern_log_set_level(lvl);
+                        break;
+                }
+                case 'h':
+                        usage(stdout, argv[0]);
+                        return 0;
+                default:
+                        usage(stderr, argv[0]);
+                        return 2;
+                }
+        }
+        if (!have_port || optind != argc) {
+                usage(stderr, argv[0]);
+                return 2;
+        }
+
+        server = tern_server_new(&o);
+        if (!server) {
+                tern_error("tern-echo: cannot start: %s", strerror(errno));
+                return 1;
+        }
+        struct sigaction sa = {.sa_handler = on_signal};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        tern_info("tern-echo listening on %s port %u with %d worker(s)", o.bind ? o.bind : "*",
+                  tern_server_port(server), tern_server_workers(server));
+        int r = tern_server_run(server);
+        if (r)
+                tern_error("tern-echo: %s", tern_strerror(r));
+        tern_server_free(server);
+        tern_info("tern-echo stopped");
+        return r ? 1 : 0;
+}

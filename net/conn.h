@@ -1,0 +1,165 @@
+/*
+ * Connections.
+ *
+ * THE RULE: a connection is owned by exactly one worker loop for its whole
+ * life. Only that loop's thread may use a tern_conn pointer. Every other
+ * thread holds a tern_handle (worker, slot, generation) and acts through the
+ * tern_handle_* functions, which post to the owner's mailbox; a handle whose
+ * connection has closed is stale, and acting on it is a safe no-op.
+ * A connection's memory is freed only at the end of a loop iteration, never
+ * during dispatch, so a pointer stays valid for the rest of the callback that
+ * saw it close (tern_conn_closed() tells).
+ *
+ * Calling contexts: [loop] = the owning loop's thread only; [any] = any thread.
+ */
+#ifndef TERN_CONN_H
+#define TERN_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "buf.h"
+#include "codec.h"
+#include "loop.h"
+
+typedef struct tern_conn tern_conn;
+typedef struct tern_server tern_server;
+
+/* worker+1 (8 bits) | slot (24 bits) | generation (32 bits); 0 is never valid. */
+typedef uint64_t tern_handle;
+#define TERN_HANDLE_NONE ((tern_handle)0)
+
+enum tern_close_reason {
+        TERN_CLOSE_LOCAL,    /* the application closed it */
+        TERN_CLOSE_PEER,     /* orderly end of stream from the peer */
+        TERN_CLOSE_ERROR,    /* socket error (err says which) */
+        TERN_CLOSE_IDLE,     /* idle timeout */
+        TERN_CLOSE_OUTLIMIT, /* output buffer passed max_outbuf */
+        TERN_CLOSE_PROTOCOL, /* the codec rejected the input */
+        TERN_CLOSE_SHUTDOWN, /* server stop: drain deadline passed */
+};
+
+/* Short name of a close reason ("idle", "peer", ...). [any] */
+const char *tern_close_reason_str(enum tern_close_reason r);
+
+/*
+ * Connection callbacks. All run on the owning loop's thread; every one is
+ * optional. The table is borrowed and must outlive every connection using it.
+ */
+struct tern_conn_ops {
+        /* A new connection is registered and ready. */
+        void (*on_open)(tern_conn *c);
+        /*
+         * Bytes arrived and no codec is set. @in holds every unconsumed byte;
+         * consume what you used with tern_buf_consume() and leave the rest
+         * for next time. Only read and consume @in: never append to it.
+         */
+        void (*on_message)(tern_conn *c, struct tern_buf *in);
+        /* A codec produced a frame (kind DATA or OVERSIZED). f->data is
+         * borrowed and valid only during the call. */
+        void (*on_frame)(tern_conn *c, const struct tern_frame *f);
+        /* The codec rejected the input with @err. The connection is closed
+         * after this returns; anything sent here is flushed first. */
+        void (*on_codec_error)(tern_conn *c, int err);
+        /* The peer finished sending (half-close). When NULL the connection
+         * closes as soon as its output has been flushed. */
+        void (*on_eof)(tern_conn *c);
+        /* The output buffer emptied after having held data. */
+        void (*on_write_complete)(tern_conn *c);
+        /* Queued output rose to high_water or above / fell to low_water or
+         * below after that: pause and resume producers here. */
+        void (*on_high_water)(tern_conn *c, size_t queued);
+        void (*on_low_water)(tern_conn *c, size_t queued);
+        /* The server is stopping gracefully: last chance to send a goodbye.
+         * The connection is closed (after flushing) when this returns. */
+        void (*on_drain)(tern_conn *c);
+        /* The connection closed; @err is 0 or a negative errno / TERN_E*.
+         * Release what you attached to it. May run inside a tern_conn_send()
+         * that failed; the pointer stays valid until the iteration ends. */
+        void (*on_close)(tern_conn *c, enum tern_close_reason reason, int err);
+};
+
+/*
+ * tern_conn_send - queue @len bytes of @data (borrowed, copied if needed).
+ * [loop] Writes directly to the socket when nothing is queued and only
+ * buffers what the kernel did not take; EPOLLOUT finishes the rest.
+ * Returns 0; -EPIPE if the connection is closed or closing; -ENOMEM;
+ * TERN_EOUTLIMIT if queued output would pass max_outbuf (the connection is
+ * then closed with TERN_CLOSE_OUTLIMIT and a logged reason); or the socket
+ * error that closed it (-ECONNRESET, ...).
+ */
+int tern_conn_send(tern_conn *c, const void *data, size_t len);
+
+/* tern_conn_sendv - like tern_conn_send for a gather list (one syscall). [loop] */
+int tern_conn_sendv(tern_conn *c, const struct iovec *iov, int iovcnt);
+
+/*
+ * tern_conn_send_frame - encode @len bytes of @payload with the connection's
+ * codec and queue the result. [loop]
+ * Returns the errors of tern_conn_send(), -EINVAL if the codec has no
+ * encoder or no codec is set, or the encoder's error.
+ */
+int tern_conn_send_frame(tern_conn *c, const void *payload, size_t len);
+
+/* Graceful close: stop reading, flush queued output (bounded by the drain
+ * timeout), then close. Idempotent. [loop] */
+void tern_conn_close(tern_conn *c);
+
+/* Immediate close; queued output is dropped. Idempotent. [loop] */
+void tern_conn_abort(tern_conn *c);
+
+/* True once closing has begun (graceful or not). [loop] */
+bool tern_conn_closed(const tern_conn *c);
+
+/*
+ * tern_conn_set_codec - attach @codec (borrowed, must outlive the connection)
+ * built from @config (borrowed for the call). Replaces any codec. [loop]
+ * Returns 0 or -ENOMEM.
+ */
+int tern_conn_set_codec(tern_conn *c, const struct tern_codec *codec, const void *config);
+
+/* Per-connection idle timeout in ms (0 = off); re-armed by every read and
+ * every write progress. [loop] */
+void tern_conn_set_idle_timeout(tern_conn *c, uint32_t ms);
+
+/* Stop / resume reading (backpressure). Resuming reads what arrived
+ * meanwhile without waiting for a new edge. [loop] */
+void tern_conn_pause_read(tern_conn *c);
+void tern_conn_resume_read(tern_conn *c);
+
+/* Replace the callbacks (borrowed; must outlive the connection). [loop] */
+void tern_conn_set_ops(tern_conn *c, const struct tern_conn_ops *ops);
+
+/* Application pointer (borrowed; tern never frees it). [loop] */
+void *tern_conn_data(const tern_conn *c);
+void tern_conn_set_data(tern_conn *c, void *data);
+
+tern_handle tern_conn_handle(const tern_conn *c);  /* [loop] */
+tern_loop *tern_conn_loop(const tern_conn *c);     /* [loop] */
+tern_server *tern_conn_server(const tern_conn *c); /* [loop] */
+int tern_conn_fd(const tern_conn *c);              /* [loop] */
+size_t tern_conn_queued(const tern_conn *c);       /* queued output bytes [loop] */
+
+/* Peer address into @addr (at most *@len bytes). Returns 0 or -errno. [loop] */
+int tern_conn_peer(const tern_conn *c, struct sockaddr *addr, socklen_t *len);
+
+/*
+ * Cross-thread operations. [any]
+ * They copy what they need, post to the owning loop and return at once.
+ * Returns 0 when posted (a stale handle is then silently ignored by the
+ * owner), -EINVAL for a handle that was never valid for @s, -ENOMEM, or
+ * -ESHUTDOWN once the owner loop has finished.
+ */
+int tern_handle_send(tern_server *s, tern_handle h, const void *data, size_t len);
+int tern_handle_close(tern_server *s, tern_handle h);
+
+/* Runs @cb(c, @arg) on the owner with the live connection, or with c = NULL
+ * if the handle turned stale, so @arg can always be released. Exactly once
+ * when 0 is returned. */
+typedef void (*tern_conn_task_cb)(tern_conn *c, void *arg);
+int tern_handle_post(tern_server *s, tern_handle h, tern_conn_task_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,58 @@
+/* Private: the connection object and what the loop calls on it. */
+#ifndef TERN_CONN_INTERNAL_H
+#define TERN_CONN_INTERNAL_H
+
+#include <stdint.h>
+
+#include "buf.h"
+#include "conn.h"
+#include "timer.h"
+
+enum {
+        TERN__CONN_CLOSED = 1u << 0,     /* fd closed, waiting to be freed */
+        TERN__CONN_CLOSING = 1u << 1,    /* flushing output, then close */
+        TERN__CONN_PAUSED = 1u << 2,     /* reads paused by the application */
+        TERN__CONN_READY = 1u << 3,      /* on the loop's ready list */
+        TERN__CONN_EOF = 1u << 4,        /* peer half-closed */
+        TERN__CONN_HIGH = 1u << 5,       /* above high water, low-water cb owed */
+        TERN__CONN_WAS_QUEUED = 1u << 6, /* write-complete owed when drained */
+        TERN__CONN_RDHUP = 1u << 7,      /* EPOLLRDHUP seen: read to EOF */
+};
+
+/*
+ * Kept small on purpose: an idle connection costs this struct, its slot and
+ * nothing else (buffers are released when empty).
+ */
+struct tern_conn {
+        int fd;
+        uint32_t flags;
+        struct tern_loop *loop;
+        const struct tern_conn_ops *ops;
+        void *data;
+        tern_handle handle;
+        struct tern_buf in;
+        struct tern_buf out;
+        const struct tern_codec *codec;
+        void *codec_state;
+        struct tern_timer idle_timer;
+        uint64_t last_active; /* loop ms of the last read or write progress */
+        uint32_t idle_ms;
+        uint8_t close_reason; /* reported when a graceful close completes */
+        int close_err;
+        struct tern_conn *next_ready;
+        struct tern_conn *next_closed;
+};
+
+/* Creates and registers a connection for accepted @fd; closes @fd on failure. */
+struct tern_conn *tern__conn_new(struct tern_loop *l, int fd);
+/* epoll readiness for @c. */
+void tern__conn_on_events(struct tern_conn *c, uint32_t events);
+/* Serves a connection taken off the ready list. */
+void tern__conn_on_ready(struct tern_conn *c);
+/* Frees a closed connection (end of iteration). */
+void tern__conn_free(struct tern_conn *c);
+/* Server stop: on_drain then graceful close. */
+void tern__conn_drain(struct tern_conn *c);
+void tern__conn_close(struct tern_conn *c, enum tern_close_reason reason, int err);
+
+#endif

@@ -1,0 +1,107 @@
+/*
+ * Servers: one acceptor thread plus N worker loops.
+ *
+ * The acceptor accepts in bursts and hands each connection round-robin to a
+ * worker through a single-producer ring, waking each worker once per burst.
+ * From then on the worker owns the connection (see conn.h).
+ *
+ * Calling contexts: [any] any thread; [signal] also from a signal handler.
+ */
+#ifndef TERN_SERVER_H
+#define TERN_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "conn.h"
+#include "loop.h"
+
+struct tern_server_opts {
+        const char *bind;                /* address; NULL = every IPv4 and IPv6 address */
+        uint16_t port;                   /* 0 = an ephemeral port (see tern_server_port) */
+        int workers;                     /* 0 = CPUs this process may run on */
+        int backlog;                     /* listen(2) backlog; default 1024 */
+        uint32_t max_conns;              /* 0 = unlimited; beyond it: accepted, closed */
+        uint32_t idle_timeout_ms;        /* 0 = off */
+        uint32_t drain_timeout_ms;       /* graceful stop / close deadline; default 5000 */
+        size_t max_outbuf;               /* hard cap on queued output; default 64 MiB */
+        size_t high_water;               /* 0 = no high/low water callbacks */
+        size_t low_water;                /* default high_water / 2 */
+        size_t read_budget;              /* bytes read per connection per iteration;
+                                            default 256 KiB */
+        bool no_delay_off;               /* true: leave Nagle on (TCP_NODELAY is the default) */
+        bool reuseport;                  /* SO_REUSEPORT on the listeners */
+        const struct tern_conn_ops *ops; /* borrowed; must outlive the server */
+        const struct tern_codec *codec;  /* optional, for every connection */
+        const void *codec_config;        /* borrowed until tern_server_free() */
+        void *user;                      /* tern_server_user() */
+        /* Run on each worker thread as it starts / just before it exits
+         * (after its connections closed): set up and stop per-loop timers. */
+        void (*on_worker_start)(tern_loop *loop, void *user);
+        void (*on_worker_stop)(tern_loop *loop, void *user);
+};
+
+/* Per-worker counters; readable from any thread without locks. */
+struct tern_stats {
+        uint64_t conns;    /* open now */
+        uint64_t accepted; /* handed to this worker */
+        uint64_t closed;
+        uint64_t rejected;      /* over max_conns (acceptor only) */
+        uint64_t accept_errors; /* EMFILE and friends (acceptor only) */
+        uint64_t bytes_in;
+        uint64_t bytes_out;
+        uint64_t loop_iters;
+        uint64_t wakeups; /* eventfd wake-ups */
+        uint64_t codec_errors;
+        uint64_t outbuf_overflows;
+        uint64_t idle_timeouts;
+};
+
+/* Fills @o with the defaults documented above. [any] */
+void tern_server_opts_init(struct tern_server_opts *o);
+
+/*
+ * tern_server_new - create a server and bind its listeners. [any]
+ * Copies @o (pointers inside are borrowed as documented above).
+ * Returns NULL with errno set (EADDRINUSE, EINVAL for bad options, ...).
+ */
+tern_server *tern_server_new(const struct tern_server_opts *o);
+
+/* Starts the workers and the acceptor thread. Returns 0 or -errno. [any] */
+int tern_server_start(tern_server *s);
+
+/*
+ * tern_server_stop - begin a graceful stop: listeners close at once, every
+ * connection gets on_drain then a graceful close, and whatever has not
+ * flushed by drain_timeout_ms is aborted. Returns at once; idempotent.
+ * [signal] Async-signal-safe: call it from a SIGTERM handler.
+ */
+void tern_server_stop(tern_server *s);
+
+/* Waits until a started server has stopped and joined all threads. [any,
+ * but not a worker of @s] Returns 0 or -errno. */
+int tern_server_wait(tern_server *s);
+
+/* start + wait. */
+int tern_server_run(tern_server *s);
+
+/* Frees a server that was never started or has been waited for. [any] */
+void tern_server_free(tern_server *s);
+
+uint16_t tern_server_port(const tern_server *s); /* bound port [any] */
+int tern_server_workers(const tern_server *s);   /* [any] */
+void *tern_server_user(const tern_server *s);    /* [any] */
+/* Loop of worker @i (0-based), or NULL. [any] */
+tern_loop *tern_server_loop(const tern_server *s, int i);
+
+/* Sums the counters of every worker and the acceptor into @total; fills
+ * @per_worker[0..workers-1] too when it is not NULL. [any] */
+void tern_server_stats(const tern_server *s, struct tern_stats *total,
+                       struct tern_stats *per_worker);
+
+/* CPUs this process may run on (sched_getaffinity), at least 1. [any] */
+int tern_default_workers(void);
+
+#endif

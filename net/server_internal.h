@@ -1,0 +1,30 @@
+/* Private: the server object shared by the acceptor and the workers. */
+#ifndef TERN_SERVER_INTERNAL_H
+#define TERN_SERVER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "loop_internal.h"
+#include "server.h"
+
+#define TERN__MAX_LISTENERS 8
+
+struct tern_server {
+        struct tern_server_opts opts;
+        int nworkers;
+        struct tern_loop *loops; /* nworkers of them */
+        int listen_fds[TERN__MAX_LISTENERS];
+        int nlisteners;
+        uint16_t port;
+
+        int acc_epfd;
+        int acc_evfd;
+        pthread_t acc_thread;
+        bool started;
+        bool stop_req;   /* set by tern_server_stop (signal-safe) */
+        long live_conns; /* across workers, for max_conns */
+        struct tern__counters acc_stats;
+};
+
+#endif

@@ -1,0 +1,19 @@
+/*
+ * tern: a multi-reactor threaded TCP framework for Linux.
+ * The umbrella header; see docs/architecture.md for the model.
+ */
+#ifndef TERN_H
+#define TERN_H
+
+#include "buf.h"
+#include "clock.h"
+#include "codec.h"
+#include "conn.h"
+#include "error.h"
+#include "live.h"
+#include "log.h"
+#include "loop.h"
+#include "server.h"
+#include "timer.h"
+
+#endif
