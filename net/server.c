@@ -251,8 +251,8 @@ static bool accept_burst(struct tern_server *s, int lfd, uint8_t *woken, int *ne
                 if (max && __atomic_load_n(&s->live_conns, __ATOMIC_RELAXED) >= (long)max) {
                         /* Accept and close rather than leave it in the backlog,
                          * where the client would hang until its own timeout. */
+                        acc_stat_add(s, TERN__STAT(rejected)); /* before the peer can see it */
                         close(fd);
-                        acc_stat_add(s, TERN__STAT(rejected));
                         continue;
                 }
                 __atomic_fetch_add(&s->live_conns, 1, __ATOMIC_RELAXED);
