@@ -76,6 +76,7 @@ int tern__loop_enqueue(struct tern_loop *l, struct tern__task *t)
                 return -ESHUTDOWN;
         }
         cds_wfcq_node_init(&t->node);
+        TERN__HB_RELEASE(t);
         /* One wake-up per empty -> non-empty transition is enough: the loop
          * splices the whole queue each time it drains. */
         if (!cds_wfcq_enqueue(&l->mb_head, &l->mb_tail, &t->node))
@@ -288,9 +289,8 @@ static void run_task(struct tern_loop *l, struct tern__task *t, bool final)
 
 static void drain_mailbox(struct tern_loop *l, bool final)
 {
-        void *p;
-        while (ck_ring_dequeue_spsc(&l->ring, l->ring_buf, &p)) {
-                int fd = (int)(intptr_t)p;
+        int fd;
+        while (tern__ring_pop(l, &fd)) {
                 if (final || l->draining)
                         close_handed_fd(l, fd);
                 else
@@ -306,8 +306,11 @@ static void drain_mailbox(struct tern_loop *l, bool final)
         __cds_wfcq_init(&head, &tail);
         __cds_wfcq_splice_blocking(&head, &tail, &l->mb_head, &l->mb_tail);
         struct cds_wfcq_node *n;
-        while ((n = __cds_wfcq_dequeue_blocking(&head, &tail)))
-                run_task(l, caa_container_of(n, struct tern__task, node), final);
+        while ((n = __cds_wfcq_dequeue_blocking(&head, &tail))) {
+                struct tern__task *t = caa_container_of(n, struct tern__task, node);
+                TERN__HB_ACQUIRE(t);
+                run_task(l, t, final);
+        }
 }
 
 static void free_closed(struct tern_loop *l)

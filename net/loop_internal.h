@@ -13,6 +13,27 @@
 #include "server.h"
 #include "timer.h"
 
+/*
+ * ck_ring and wfcqueue publish through inline-asm fences that ThreadSanitizer
+ * cannot see. In TSan builds we state the same happens-before edge the queue
+ * really provides (producer's writes before enqueue -> consumer after
+ * dequeue), so TSan checks everything else instead of flagging the queues.
+ */
+#ifdef TERN_TSAN
+#include <sanitizer/tsan_interface.h>
+void __tsan_ignore_thread_begin(void);
+void __tsan_ignore_thread_end(void);
+#define TERN__HB_RELEASE(addr)    __tsan_release(addr)
+#define TERN__HB_ACQUIRE(addr)    __tsan_acquire(addr)
+#define TERN__TSAN_IGNORE_BEGIN() __tsan_ignore_thread_begin()
+#define TERN__TSAN_IGNORE_END()   __tsan_ignore_thread_end()
+#else
+#define TERN__HB_RELEASE(addr)    ((void)(addr))
+#define TERN__HB_ACQUIRE(addr)    ((void)(addr))
+#define TERN__TSAN_IGNORE_BEGIN() ((void)0)
+#define TERN__TSAN_IGNORE_END()   ((void)0)
+#endif
+
 #define TERN__SPILL_SIZE (64 * 1024)
 #define TERN__RING_SIZE  4096 /* power of two; hand-off ring entries */
 #define TERN__MAX_EVENTS 256
@@ -99,6 +120,30 @@ static inline void tern__stat_add(struct tern_loop *l, size_t idx, uint64_t n)
 static inline void tern__stat_sub(struct tern_loop *l, size_t idx, uint64_t n)
 {
         ck_pr_store_64(&l->stats.v[idx], l->stats.v[idx] - n);
+}
+
+/* Acceptor -> worker hand-off of a new fd (single producer). */
+static inline bool tern__ring_push(struct tern_loop *l, int fd)
+{
+        TERN__HB_RELEASE(&l->ring);
+        TERN__TSAN_IGNORE_BEGIN(); /* the ring's slots are ordered by its fences */
+        bool ok = ck_ring_enqueue_spsc(&l->ring, l->ring_buf, (void *)(intptr_t)fd);
+        TERN__TSAN_IGNORE_END();
+        return ok;
+}
+
+/* Worker side of the hand-off (single consumer). */
+static inline bool tern__ring_pop(struct tern_loop *l, int *fd)
+{
+        void *p;
+        TERN__TSAN_IGNORE_BEGIN();
+        bool ok = ck_ring_dequeue_spsc(&l->ring, l->ring_buf, &p);
+        TERN__TSAN_IGNORE_END();
+        if (ok) {
+                TERN__HB_ACQUIRE(&l->ring);
+                *fd = (int)(intptr_t)p;
+        }
+        return ok;
 }
 
 int tern__loop_init(struct tern_loop *l, struct tern_server *s, int index);

@@ -201,7 +201,7 @@ out_free_server:
 
 static void hand_off(struct tern_server *s, struct tern_loop *l, int fd)
 {
-        if (ck_ring_enqueue_spsc(&l->ring, l->ring_buf, (void *)(intptr_t)fd))
+        if (tern__ring_push(l, fd))
                 return;
         /* Ring full (a worker far behind): fall back to its mailbox, which
          * wakes it by itself. Never drop an accepted connection silently. */
