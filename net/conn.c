@@ -54,7 +54,7 @@ struct tern_conn *tern__conn_new(struct tern_loop *l, int fd)
         c->loop = l;
         c->ops = o->ops ? o->ops : &no_ops;
         tern_timer_init(&c->idle_timer, idle_timer_cb, c);
-        if (tern__slot_alloc(l, c, &c->handle) < 0)
+        if (tern__slot_alloc(l, c, &c->slot) < 0)
                 goto out_free_conn;
         if (o->codec && tern_conn_set_codec(c, o->codec, o->codec_config) < 0)
                 goto out_free_slot;
@@ -76,7 +76,7 @@ struct tern_conn *tern__conn_new(struct tern_loop *l, int fd)
         l->nconns++;
         tern__stat_add(l, TERN__STAT(accepted), 1);
         tern__stat_add(l, TERN__STAT(conns), 1);
-        c->last_active = l->now;
+        c->last_active = (uint32_t)l->now;
         if (o->idle_timeout_ms)
                 tern_conn_set_idle_timeout(c, o->idle_timeout_ms);
         if (c->ops->on_open)
@@ -89,7 +89,7 @@ out_free_codec:
         if (c->codec && c->codec->state_free)
                 c->codec->state_free(c->codec_state);
 out_free_slot:
-        tern__slot_free(l, c->handle);
+        tern__slot_free(l, c->slot);
 out_free_conn:
         free(c);
 out_close_fd:
@@ -113,15 +113,17 @@ void tern__conn_close(struct tern_conn *c, enum tern_close_reason reason, int er
         if (c->flags & TERN__CONN_CLOSED)
                 return;
         struct tern_loop *l = c->loop;
-        c->flags |= TERN__CONN_CLOSED;
+        c->flags |= TERN__CONN_CLOSED; /* first: on_close may call close again */
         tern_timer_cancel(&l->wheel, &c->idle_timer);
-        /* The handle goes stale now; the memory stays until the iteration ends. */
-        tern__slot_free(l, c->handle);
         l->nconns--;
         tern__stat_sub(l, TERN__STAT(conns), 1);
         tern__stat_add(l, TERN__STAT(closed), 1);
+        /* on_close still sees the connection's handle, to unregister it. */
         if (c->ops->on_close)
                 c->ops->on_close(c, reason, err);
+        /* The handle goes stale now; the memory stays until the iteration ends. */
+        tern__slot_free(l, c->slot);
+        c->flags |= TERN__CONN_STALE;
         if (c->codec && c->codec->state_free)
                 c->codec->state_free(c->codec_state);
         c->codec = NULL;
@@ -153,7 +155,7 @@ static ssize_t sock_sendv(int fd, const struct iovec *iov, int iovcnt)
 
 static void note_progress(struct tern_conn *c)
 {
-        c->last_active = c->loop->now;
+        c->last_active = (uint32_t)c->loop->now;
 }
 
 /* Called after the output buffer shrank or emptied. */
@@ -350,7 +352,7 @@ static void do_read(struct tern_conn *c)
                         if (n > 0) {
                                 struct tern_buf view = {l->spill, TERN__SPILL_SIZE, 0, (size_t)n};
                                 tern__stat_add(l, TERN__STAT(bytes_in), (uint64_t)n);
-                                c->last_active = l->now;
+                                c->last_active = (uint32_t)l->now;
                                 deliver(c, &view);
                                 if (!tern_buf_empty(&view) && !(c->flags & TERN__CONN_CLOSED) &&
                                     tern_buf_append(&c->in, tern_buf_data(&view),
@@ -364,7 +366,7 @@ static void do_read(struct tern_conn *c)
                         n = tern_buf_read_fd(&c->in, c->fd, l->spill, TERN__SPILL_SIZE);
                         if (n > 0) {
                                 tern__stat_add(l, TERN__STAT(bytes_in), (uint64_t)n);
-                                c->last_active = l->now;
+                                c->last_active = (uint32_t)l->now;
                                 deliver(c, &c->in);
                                 if (!(c->flags & TERN__CONN_CLOSED))
                                         tern_buf_release_if_empty(&c->in);
@@ -466,9 +468,9 @@ static void idle_timer_cb(struct tern_timer *t, void *arg)
         struct tern_loop *l = c->loop;
         /* Reads only stamp last_active; the timer catches up lazily here, so
          * the hot path never touches the wheel. */
-        uint64_t due = c->last_active + c->idle_ms;
-        if (due > l->now) {
-                tern_timer_arm(&l->wheel, t, due, 0);
+        uint32_t idle_for = (uint32_t)l->now - c->last_active; /* wrap-safe */
+        if (idle_for < c->idle_ms) {
+                tern_timer_arm(&l->wheel, t, l->now + (c->idle_ms - idle_for), 0);
                 return;
         }
         if (c->flags & TERN__CONN_CLOSING) {
@@ -490,7 +492,7 @@ void tern_conn_set_idle_timeout(tern_conn *c, uint32_t ms)
                 tern_timer_cancel(&c->loop->wheel, &c->idle_timer);
                 return;
         }
-        c->last_active = c->loop->now;
+        c->last_active = (uint32_t)c->loop->now;
         tern_timer_arm(&c->loop->wheel, &c->idle_timer, c->loop->now + ms + 1, 0);
 }
 
@@ -543,7 +545,9 @@ void tern_conn_set_data(tern_conn *c, void *data)
 
 tern_handle tern_conn_handle(const tern_conn *c)
 {
-        return c->handle;
+        if (c->flags & TERN__CONN_STALE)
+                return TERN_HANDLE_NONE;
+        return tern__slot_handle(c->loop, c->slot);
 }
 
 tern_loop *tern_conn_loop(const tern_conn *c)

@@ -137,7 +137,9 @@ void tern_conn_set_ops(tern_conn *c, const struct tern_conn_ops *ops);
 void *tern_conn_data(const tern_conn *c);
 void tern_conn_set_data(tern_conn *c, void *data);
 
-tern_handle tern_conn_handle(const tern_conn *c);  /* [loop] */
+/* The connection's handle, valid until on_close returns; TERN_HANDLE_NONE
+ * after that. [loop] */
+tern_handle tern_conn_handle(const tern_conn *c);
 tern_loop *tern_conn_loop(const tern_conn *c);     /* [loop] */
 tern_server *tern_conn_server(const tern_conn *c); /* [loop] */
 int tern_conn_fd(const tern_conn *c);              /* [loop] */

@@ -17,6 +17,7 @@ enum {
         TERN__CONN_HIGH = 1u << 5,       /* above high water, low-water cb owed */
         TERN__CONN_WAS_QUEUED = 1u << 6, /* write-complete owed when drained */
         TERN__CONN_RDHUP = 1u << 7,      /* EPOLLRDHUP seen: read to EOF */
+        TERN__CONN_STALE = 1u << 8,      /* slot released: the handle is stale */
 };
 
 /*
@@ -25,22 +26,27 @@ enum {
  */
 struct tern_conn {
         int fd;
-        uint32_t flags;
+        uint16_t flags;
+        uint8_t close_reason; /* reported when a graceful close completes */
+        uint32_t slot;        /* index in the loop's slot table */
+        uint32_t idle_ms;
+        uint32_t last_active; /* low 32 bits of loop ms at the last read or write
+                                 progress; compared wrap-safe, like jiffies */
+        int close_err;
         struct tern_loop *loop;
         const struct tern_conn_ops *ops;
         void *data;
-        tern_handle handle;
         struct tern_buf in;
         struct tern_buf out;
         const struct tern_codec *codec;
         void *codec_state;
-        struct tern_timer idle_timer;
-        uint64_t last_active; /* loop ms of the last read or write progress */
-        uint32_t idle_ms;
-        uint8_t close_reason; /* reported when a graceful close completes */
-        int close_err;
         struct tern_conn *next_ready;
-        struct tern_conn *next_closed;
+        union {
+                struct tern_timer idle_timer;
+                /* Once closed the idle timer is dead: its storage links the
+                 * loop's list of connections to free. */
+                struct tern_conn *next_closed;
+        };
 };
 
 /* Creates and registers a connection for accepted @fd; closes @fd on failure. */

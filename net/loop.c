@@ -101,7 +101,12 @@ int tern_loop_post(tern_loop *l, tern_task_cb cb, void *arg)
 
 /* ---- slot table (owner thread only) ---- */
 
-int tern__slot_alloc(struct tern_loop *l, struct tern_conn *c, tern_handle *h)
+tern_handle tern__slot_handle(const struct tern_loop *l, uint32_t slot)
+{
+        return ((uint64_t)(l->index + 1) << 56) | ((uint64_t)slot << 32) | l->slots[slot].gen;
+}
+
+int tern__slot_alloc(struct tern_loop *l, struct tern_conn *c, uint32_t *slot)
 {
         if (l->free_slot == UINT32_MAX) {
                 uint32_t n = l->nslots ? l->nslots * 2 : 64;
@@ -123,13 +128,12 @@ int tern__slot_alloc(struct tern_loop *l, struct tern_conn *c, tern_handle *h)
         struct tern__slot *s = &l->slots[i];
         l->free_slot = s->next_free;
         s->conn = c;
-        *h = ((uint64_t)(l->index + 1) << 56) | ((uint64_t)i << 32) | s->gen;
+        *slot = i;
         return 0;
 }
 
-void tern__slot_free(struct tern_loop *l, tern_handle h)
+void tern__slot_free(struct tern_loop *l, uint32_t i)
 {
-        uint32_t i = (uint32_t)(h >> 32) & 0xffffff;
         struct tern__slot *s = &l->slots[i];
         s->conn = NULL;
         /* A new generation makes every outstanding handle stale; 0 is skipped

@@ -154,8 +154,9 @@ void tern__loop_wake(struct tern_loop *l);
 /* Posts a prepared task. Returns 0 or -ESHUTDOWN (task not taken). */
 int tern__loop_enqueue(struct tern_loop *l, struct tern__task *t);
 /* Slot table: owner thread. */
-int tern__slot_alloc(struct tern_loop *l, struct tern_conn *c, tern_handle *h);
-void tern__slot_free(struct tern_loop *l, tern_handle h);
+int tern__slot_alloc(struct tern_loop *l, struct tern_conn *c, uint32_t *slot);
+tern_handle tern__slot_handle(const struct tern_loop *l, uint32_t slot);
+void tern__slot_free(struct tern_loop *l, uint32_t slot);
 struct tern_conn *tern__slot_lookup(struct tern_loop *l, tern_handle h);
 
 static inline int tern__handle_worker(tern_handle h)

@@ -479,3 +479,47 @@ Test(conn, emfile_pauses_without_spinning_and_resumes)
                   WEXITSTATUS(status));
         su_stop(s);
 }
+
+/* ---- closing from inside on_close ---- */
+
+static tern_handle handle_in_close;
+static int reentrant_closes;
+
+static void close_reenters(tern_conn *c, enum tern_close_reason r, int err)
+{
+        pthread_mutex_lock(&mu);
+        handle_in_close = tern_conn_handle(c);
+        reentrant_closes++;
+        nclose++;
+        pthread_mutex_unlock(&mu);
+        tern_conn_abort(c); /* must not close twice */
+        tern_conn_close(c);
+        cr_assert_eq(tern_conn_send(c, "x", 1), -EPIPE);
+}
+
+static const struct tern_conn_ops reenter_ops = {
+    .on_open = rec_open,
+    .on_message = echo_message,
+    .on_close = close_reenters,
+};
+
+Test(conn, on_close_sees_its_handle_and_may_close_again)
+{
+        struct tern_server_opts o = echo_opts(1);
+        o.ops = &reenter_ops;
+        tern_server *s = su_start(&o);
+        int fd = tu_connect(tern_server_port(s), false);
+        int one = 1;
+        cr_assert(tu_wait_until(opened_at_least, &one, 5000));
+        close(fd);
+        cr_assert(tu_wait_until(closed_at_least_1, &one, 5000));
+        usleep(20000);
+        cr_assert_eq(get_locked(&reentrant_closes), 1);
+        pthread_mutex_lock(&mu);
+        cr_assert_eq(handle_in_close, handles[0], "on_close saw a different handle");
+        pthread_mutex_unlock(&mu);
+        struct tern_stats st;
+        tern_server_stats(s, &st, NULL);
+        cr_assert_eq(st.closed, 1);
+        su_stop(s);
+}

@@ -75,8 +75,8 @@ Test(loop, mailbox_runs_every_task_once_in_per_producer_order)
                 pthread_join(th[i], NULL);
                 cr_assert_eq(pr[i].failed, 0);
         }
-        for (int t = 0; t < 10000 && __atomic_load_n(&st.ran, __ATOMIC_ACQUIRE) <
-                                             PRODUCERS * PER_PRODUCER;
+        for (int t = 0;
+             t < 10000 && __atomic_load_n(&st.ran, __ATOMIC_ACQUIRE) < PRODUCERS * PER_PRODUCER;
              t++)
                 usleep(1000);
         cr_assert_eq(st.ran, PRODUCERS * PER_PRODUCER);
@@ -148,30 +148,35 @@ Test(loop, slot_reuse_makes_old_handles_stale)
         /* The loop thread is gone: drive its slot table directly. */
         struct tern_loop *l = tern_server_loop(s, 0);
         struct tern_conn a, b;
-        tern_handle ha, hb;
-        cr_assert_eq(tern__slot_alloc(l, &a, &ha), 0);
+        uint32_t sa, sb;
+        cr_assert_eq(tern__slot_alloc(l, &a, &sa), 0);
+        tern_handle ha = tern__slot_handle(l, sa);
         cr_assert_eq(tern__slot_lookup(l, ha), &a);
         cr_assert_eq(tern__handle_worker(ha), 0);
-        tern__slot_free(l, ha);
+        tern__slot_free(l, sa);
         cr_assert_null(tern__slot_lookup(l, ha));
-        cr_assert_eq(tern__slot_alloc(l, &b, &hb), 0);
+        cr_assert_eq(tern__slot_alloc(l, &b, &sb), 0);
+        tern_handle hb = tern__slot_handle(l, sb);
         /* Same slot, new generation: the old handle must not reach b. */
-        cr_assert_eq((hb >> 32) & 0xffffff, (ha >> 32) & 0xffffff);
+        cr_assert_eq(sb, sa);
         cr_assert_neq(hb, ha);
         cr_assert_null(tern__slot_lookup(l, ha));
         cr_assert_eq(tern__slot_lookup(l, hb), &b);
-        tern__slot_free(l, hb);
+        tern__slot_free(l, sb);
 
         /* Many at once: the table grows and every handle stays distinct. */
         enum { N = 5000 };
         static struct tern_conn cs[N];
+        static uint32_t ss[N];
         static tern_handle hs[N];
-        for (int i = 0; i < N; i++)
-                cr_assert_eq(tern__slot_alloc(l, &cs[i], &hs[i]), 0);
+        for (int i = 0; i < N; i++) {
+                cr_assert_eq(tern__slot_alloc(l, &cs[i], &ss[i]), 0);
+                hs[i] = tern__slot_handle(l, ss[i]);
+        }
         for (int i = 0; i < N; i++)
                 cr_assert_eq(tern__slot_lookup(l, hs[i]), &cs[i]);
         for (int i = 0; i < N; i++)
-                tern__slot_free(l, hs[i]);
+                tern__slot_free(l, ss[i]);
         for (int i = 0; i < N; i++)
                 cr_assert_null(tern__slot_lookup(l, hs[i]));
         tern_server_free(s);
