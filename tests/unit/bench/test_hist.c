@@ -104,8 +104,8 @@ Test(hist, bucket_bound_holds_across_the_range)
                         uint64_t base = 1ull << e;
                         uint64_t vs[] = {base - 1, base, base + 1, base + base / 3};
                         for (size_t i = 0; i < 4; i++)
-                                assert_within_precision(bench_hist_bucket_high(&h, vs[i]),
-                                                        vs[i], p);
+                                assert_within_precision(bench_hist_bucket_high(&h, vs[i]), vs[i],
+                                                        p);
                 }
                 cr_assert_eq(bench_hist_bucket_high(&h, UINT64_MAX), UINT64_MAX);
                 bench_hist_record(&h, UINT64_MAX);
