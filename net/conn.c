@@ -138,9 +138,11 @@ void tern__conn_close(struct tern_conn *c, enum tern_close_reason reason, int er
 /* ---- writing ---- */
 
 /* Sends @iov directly. Returns bytes written (maybe 0 on EAGAIN) or -errno. */
-static ssize_t sock_sendv(int fd, const struct iovec *iov, int iovcnt)
+static ssize_t sock_sendv(struct tern_conn *c, const struct iovec *iov, int iovcnt)
 {
         struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+        int fd = c->fd;
+        tern__stat_add(c->loop, TERN__STAT(writes), 1);
         for (;;) {
                 ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (n >= 0)
@@ -183,7 +185,7 @@ static void flush_out(struct tern_conn *c)
 {
         while (!tern_buf_empty(&c->out)) {
                 struct iovec iov = {(void *)tern_buf_data(&c->out), tern_buf_len(&c->out)};
-                ssize_t n = sock_sendv(c->fd, &iov, 1);
+                ssize_t n = sock_sendv(c, &iov, 1);
                 if (n < 0) {
                         tern__conn_close(c, TERN_CLOSE_ERROR, (int)n);
                         return;
@@ -208,8 +210,8 @@ int tern_conn_sendv(tern_conn *c, const struct iovec *iov, int iovcnt)
                 return 0;
 
         size_t written = 0;
-        if (tern_buf_empty(&c->out)) {
-                ssize_t n = sock_sendv(c->fd, iov, iovcnt);
+        if (tern_buf_empty(&c->out) && !(c->flags & TERN__CONN_CORKED)) {
+                ssize_t n = sock_sendv(c, iov, iovcnt);
                 if (n < 0) {
                         tern__conn_close(c, TERN_CLOSE_ERROR, (int)n);
                         return (int)n;
@@ -286,6 +288,7 @@ static void deliver(struct tern_conn *c, struct tern_buf *in)
                         tern_buf_consume(in, tern_buf_len(in));
                 return;
         }
+        bool corked_here = false;
         while (!(c->flags & (TERN__CONN_CLOSED | TERN__CONN_CLOSING))) {
                 size_t len = tern_buf_len(in);
                 if (!len)
@@ -304,12 +307,22 @@ static void deliver(struct tern_conn *c, struct tern_buf *in)
                         close_after_flush(c, TERN_CLOSE_PROTOCOL, err);
                         break;
                 }
-                if (f.kind != TERN_FRAME_NONE && c->ops->on_frame)
+                if (f.kind != TERN_FRAME_NONE && c->ops->on_frame) {
+                        /* More input follows this frame: a pipelined client.
+                         * Batch the replies into one write instead of one
+                         * syscall each; a lone request still writes directly. */
+                        if ((size_t)n < len && !(c->flags & TERN__CONN_CORKED)) {
+                                c->flags |= TERN__CONN_CORKED;
+                                corked_here = true;
+                        }
                         c->ops->on_frame(c, &f);
+                }
                 if (c->flags & TERN__CONN_CLOSED)
                         break;
                 tern_buf_consume(in, (size_t)n);
         }
+        if (corked_here)
+                tern_conn_uncork(c);
 }
 
 static void on_eof(struct tern_conn *c)
@@ -494,6 +507,20 @@ void tern_conn_set_idle_timeout(tern_conn *c, uint32_t ms)
         }
         c->last_active = (uint32_t)c->loop->now;
         tern_timer_arm(&c->loop->wheel, &c->idle_timer, c->loop->now + ms + 1, 0);
+}
+
+void tern_conn_cork(tern_conn *c)
+{
+        c->flags |= TERN__CONN_CORKED;
+}
+
+void tern_conn_uncork(tern_conn *c)
+{
+        if (!(c->flags & TERN__CONN_CORKED))
+                return;
+        c->flags &= ~TERN__CONN_CORKED;
+        if (!(c->flags & TERN__CONN_CLOSED) && !tern_buf_empty(&c->out))
+                flush_out(c);
 }
 
 void tern_conn_pause_read(tern_conn *c)

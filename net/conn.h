@@ -125,6 +125,15 @@ int tern_conn_set_codec(tern_conn *c, const struct tern_codec *codec, const void
  * every write progress. [loop] */
 void tern_conn_set_idle_timeout(tern_conn *c, uint32_t ms);
 
+/*
+ * Cork: while corked, sends only queue; uncork writes everything queued in
+ * one go. For an application that sends many small pieces at once. The codec
+ * dispatch corks by itself while it delivers several frames from one read
+ * (pipelined requests), so their replies leave in one write. [loop]
+ */
+void tern_conn_cork(tern_conn *c);
+void tern_conn_uncork(tern_conn *c);
+
 /* Stop / resume reading (backpressure). Resuming reads what arrived
  * meanwhile without waiting for a new edge. [loop] */
 void tern_conn_pause_read(tern_conn *c);

@@ -18,6 +18,7 @@ enum {
         TERN__CONN_WAS_QUEUED = 1u << 6, /* write-complete owed when drained */
         TERN__CONN_RDHUP = 1u << 7,      /* EPOLLRDHUP seen: read to EOF */
         TERN__CONN_STALE = 1u << 8,      /* slot released: the handle is stale */
+        TERN__CONN_CORKED = 1u << 9,     /* sends queue; flushed on uncork */
 };
 
 /*

@@ -52,6 +52,7 @@ struct tern_stats {
         uint64_t accept_errors; /* EMFILE and friends (acceptor only) */
         uint64_t bytes_in;
         uint64_t bytes_out;
+        uint64_t writes; /* send syscalls */
         uint64_t loop_iters;
         uint64_t wakeups; /* eventfd wake-ups */
         uint64_t codec_errors;

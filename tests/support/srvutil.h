@@ -6,6 +6,8 @@
 #define TERN_SRVUTIL_H
 
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
 
 #include "tern.h"
 
