@@ -228,6 +228,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
         v=$(json_get "$out" "$m")
         [ -n "$v" ] && echo "$DATE,$r,$s,$wl,$m,$v" >>"$RAW"
       done
+      # Work per server CPU-second: on a shared machine the CPU share each
+      # process gets moves the raw rates; this ratio moves much less.
+      rate=$(json_get "$out" "$(workload_metrics "$wl" | cut -d' ' -f1)")
+      cpu=$(json_get "$out" server_cpu_pct)
+      if [ "$wl" != idle ] && [ -n "$rate" ] && [ -n "$cpu" ]; then
+        awk -v r="$rate" -v c="$cpu" -v pre="$DATE,$r,$s,$wl" \
+          'BEGIN { if (c > 0) printf "%s,per_server_cpu_s,%.1f\n", pre, r * 100 / c }' >>"$RAW"
+      fi
     done
   done
 done
@@ -265,7 +273,10 @@ rr 100x32B p50 us|rr|lat_p50_us|lower|%.1f
 rr 100x32B p99 us|rr|lat_p99_us|lower|%.1f
 churn conn/s|churn|conns_per_s|higher|%.0f
 churn connect p99 us|churn|connect_p99_us|lower|%.1f
-idle ${IDLE_CONNS} B/conn|idle|rss_per_conn_bytes|lower|%.1f"
+idle ${IDLE_CONNS} B/conn|idle|rss_per_conn_bytes|lower|%.1f
+pingpong MiB/server-cpu-s|pingpong|per_server_cpu_s|higher|%.1f
+rr req/server-cpu-s|rr|per_server_cpu_s|higher|%.0f
+churn conn/server-cpu-s|churn|per_server_cpu_s|higher|%.0f"
 
 {
   echo
