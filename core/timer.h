@@ -37,14 +37,25 @@ struct tern_timer {
 };
 
 #define TERN_WHEEL_LEVELS 6
-#define TERN_WHEEL_BITS 6
-#define TERN_WHEEL_SLOTS (1u << TERN_WHEEL_BITS)
+#define TERN_WHEEL_BITS   6
+#define TERN_WHEEL_SLOTS  (1u << TERN_WHEEL_BITS)
 
+/*
+ * Private: read only through the functions below. A timer in level L sits in
+ * slot (expires >> 6L) & 63, where L is chosen by the highest bit in which
+ * expires differs from @base, so every occupied slot lies ahead of @base and
+ * the lowest set bit of the lowest non-empty level is the next thing to do.
+ */
 struct tern_timer_wheel {
         struct tern_timer *slots[TERN_WHEEL_LEVELS][TERN_WHEEL_SLOTS];
         uint64_t occupied[TERN_WHEEL_LEVELS]; /* bit per non-empty slot */
         struct tern_timer *overflow;          /* beyond the top level */
-        uint64_t now;                         /* last time expire() ran */
+        uint64_t overflow_min;                /* <= every expiry in overflow */
+        struct tern_timer *due;               /* expires <= now: next expire() fires */
+        struct tern_timer *firing;            /* being fired by the running expire() */
+        uint64_t now;                         /* @now of the latest expire() or init */
+        uint64_t base;                        /* every tick <= base is processed */
+        uint64_t steps;                       /* ticks expire() visited (tests, stats) */
         size_t count;                         /* armed timers */
         struct tern_timer *running;           /* timer whose cb is running */
 };
