@@ -816,6 +816,12 @@ static int worker_init(struct worker *w, unsigned id, const struct cfg *cfg)
  * a server that dropped bytes leaves them hanging rather than erroring.
  * Call after the worker has been joined.
  */
+static bool waited_long(uint64_t since, uint64_t now)
+{
+        /* Workers run on past the end snapshot, so @since may be later than @now. */
+        return now > since && now - since > STALL_NS;
+}
+
 static uint64_t worker_stalled(const struct worker *w, uint64_t now)
 {
         uint64_t n = 0;
@@ -825,14 +831,14 @@ static uint64_t worker_stalled(const struct worker *w, uint64_t now)
 
                 switch (w->cfg->mode->mode) {
                 case MODE_PINGPONG:
-                        n += c->state == CS_OPEN && now - c->t_last > STALL_NS;
+                        n += c->state == CS_OPEN && waited_long(c->t_last, now);
                         break;
                 case MODE_RR:
-                        n += c->state == CS_OPEN && c->inflight && now - c->t_last > STALL_NS;
+                        n += c->state == CS_OPEN && c->inflight && waited_long(c->t_last, now);
                         break;
                 case MODE_CHURN:
                         n += (c->state == CS_CONNECTING || c->state == CS_PROBING) &&
-                             now - c->t0 > STALL_NS;
+                             waited_long(c->t0, now);
                         break;
                 case MODE_IDLE:
                         break;
