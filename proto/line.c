@@ -76,7 +76,8 @@ static size_t line_find(struct line_state *s, const uint8_t *in, size_t end)
         size_t from = s->scanned < end ? s->scanned : end;
 
         if (s->cfg.lines) {
-                const uint8_t *nl = memchr(in + from, '\n', end - from);
+                /* memchr must not see the NULL an empty buffer may give. */
+                const uint8_t *nl = from < end ? memchr(in + from, '\n', end - from) : NULL;
                 if (nl)
                         return (size_t)(nl - in);
                 s->scanned = end;

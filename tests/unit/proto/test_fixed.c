@@ -136,3 +136,14 @@ Test(fixed, encode_requires_exact_length)
         tern_fixed_codec.state_free(st);
         tern_buf_free(&b);
 }
+
+/* An empty, never-allocated input buffer hands decode a NULL pointer. */
+Test(fixed, empty_null_input_needs_more)
+{
+        struct tern_frame f = {.kind = TERN_FRAME_NONE};
+        void *st = fixed_new(3);
+
+        cr_assert_eq(tern_fixed_codec.decode(st, NULL, 0, &f), TERN_CODEC_NEED_MORE);
+        cr_assert_eq(f.kind, TERN_FRAME_NONE);
+        tern_fixed_codec.state_free(st);
+}

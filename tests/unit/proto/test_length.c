@@ -599,3 +599,14 @@ Test(length, encode_then_decode_round_trip)
         tern_buf_free(&b);
         guard_free(&g);
 }
+
+/* An empty, never-allocated input buffer hands decode a NULL pointer. */
+Test(length, empty_null_input_needs_more)
+{
+        struct tern_frame f = {.kind = TERN_FRAME_NONE};
+        void *st = len_new(NULL);
+
+        cr_assert_eq(tern_length_codec.decode(st, NULL, 0, &f), TERN_CODEC_NEED_MORE);
+        cr_assert_eq(f.kind, TERN_FRAME_NONE);
+        tern_length_codec.state_free(st);
+}

@@ -584,3 +584,14 @@ Test(line, encode_then_decode_round_trip)
         tern_buf_free(&b);
         guard_free(&g);
 }
+
+/* An empty, never-allocated input buffer hands decode a NULL pointer. */
+Test(line, empty_null_input_needs_more)
+{
+        struct tern_frame f = {.kind = TERN_FRAME_NONE};
+        void *st = line_new(NULL);
+
+        cr_assert_eq(tern_line_codec.decode(st, NULL, 0, &f), TERN_CODEC_NEED_MORE);
+        cr_assert_eq(f.kind, TERN_FRAME_NONE);
+        tern_line_codec.state_free(st);
+}
