@@ -1,0 +1,163 @@
+/*
+ * --check: the health probe a container runs. It proves more than an open
+ * port: the acceptor handed the connection to a worker and the worker
+ * answered with the protocol's first line.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chat.h"
+
+static int64_t mono_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Splits "[v6]:port", "host:port" or "port" into @host / @port. */
+static int split_target(const char *t, char *host, size_t hcap, char *port, size_t pcap)
+{
+        const char *p;
+        size_t hlen;
+        if (t[0] == '[') {
+                const char *close = strchr(t, ']');
+                if (!close || close[1] != ':')
+                        return -EINVAL;
+                hlen = (size_t)(close - t - 1);
+                memcpy(host, t + 1, hlen < hcap ? hlen : 0);
+                p = close + 2;
+        } else if ((p = strrchr(t, ':'))) {
+                hlen = (size_t)(p - t);
+                if (memchr(t, ':', hlen))
+                        return -EINVAL; /* bare IPv6 needs brackets */
+                memcpy(host, t, hlen < hcap ? hlen : 0);
+                p++;
+        } else {
+                hlen = strlen("127.0.0.1");
+                memcpy(host, "127.0.0.1", hlen);
+                p = t;
+        }
+        if (hlen == 0 || hlen >= hcap)
+                return -EINVAL;
+        host[hlen] = '\0';
+        size_t plen = strlen(p);
+        if (plen == 0 || plen >= pcap || strspn(p, "0123456789") != plen)
+                return -EINVAL;
+        memcpy(port, p, plen + 1);
+        return 0;
+}
+
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+        for (;;) {
+                int64_t left = deadline - mono_ms();
+                if (left <= 0)
+                        return -ETIMEDOUT;
+                struct pollfd pfd = {.fd = fd, .events = events};
+                int r = poll(&pfd, 1, (int)left);
+                if (r > 0)
+                        return 0;
+                if (r < 0 && errno != EINTR)
+                        return -errno;
+        }
+}
+
+static int connect_by(const struct addrinfo *ai, int64_t deadline)
+{
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+                return -errno;
+        int r = 0;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+                r = errno == EINPROGRESS ? wait_fd(fd, POLLOUT, deadline) : -errno;
+                if (r == 0) {
+                        int soerr = 0;
+                        socklen_t len = sizeof(soerr);
+                        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+                        r = -soerr;
+                }
+        }
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+int chat_check(const char *target, int timeout_ms, char *err, size_t errlen)
+{
+        char host[256], port[8];
+        if (split_target(target, host, sizeof(host), port, sizeof(port)) < 0) {
+                snprintf(err, errlen, "invalid --check '%s': expected [HOST:]PORT", target);
+                return -EINVAL;
+        }
+        int64_t deadline = mono_ms() + timeout_ms;
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+        struct addrinfo *res;
+        int g = getaddrinfo(host, port, &hints, &res);
+        if (g) {
+                snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(g));
+                return -EHOSTUNREACH;
+        }
+        int fd = -ECONNREFUSED;
+        for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next)
+                fd = connect_by(ai, deadline);
+        freeaddrinfo(res);
+        if (fd < 0) {
+                snprintf(err, errlen, "cannot connect to %s port %s: %s", host, port,
+                         strerror(-fd));
+                return fd;
+        }
+
+        static const char want[] = "* welcome ";
+        char line[512];
+        size_t len = 0;
+        int r = 0;
+        while (!memchr(line, '\n', len)) {
+                if (len == sizeof(line)) {
+                        r = -EPROTO;
+                        break;
+                }
+                r = wait_fd(fd, POLLIN, deadline);
+                if (r)
+                        break;
+                ssize_t n = recv(fd, line + len, sizeof(line) - len, 0);
+                if (n == 0) {
+                        r = -ECONNRESET;
+                        break;
+                }
+                if (n < 0) {
+                        if (errno == EINTR || errno == EAGAIN)
+                                continue;
+                        r = -errno;
+                        break;
+                }
+                len += (size_t)n;
+        }
+        if (r == 0 && (len < sizeof(want) - 1 || memcmp(line, want, sizeof(want) - 1)))
+                r = -EPROTO;
+        if (r == 0) {
+                /* Leave politely; a failure here says nothing about health. */
+                ssize_t n = send(fd, "/quit\r\n", 7, MSG_NOSIGNAL);
+                (void)n;
+        } else if (r == -ETIMEDOUT) {
+                snprintf(err, errlen, "%s port %s: no welcome line within %d ms", host, port,
+                         timeout_ms);
+        } else if (r == -EPROTO) {
+                snprintf(err, errlen, "%s port %s: the first line is not a chat welcome", host,
+                         port);
+        } else {
+                snprintf(err, errlen, "%s port %s: %s", host, port, strerror(-r));
+        }
+        close(fd);
+        return r;
+}

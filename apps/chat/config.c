@@ -1,0 +1,289 @@
+/*
+ * Command line and environment. Every flag has a TERN_* variable; the
+ * variables are read first and the flags then override them, so a flag
+ * always wins. A bad value is reported with the name the user typed.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "chat.h"
+#include "line.h"
+
+enum {
+        OPT_BIND = 'b',
+        OPT_PORT = 'p',
+        OPT_WORKERS = 'w',
+        OPT_HELP = 'h',
+        OPT_IDLE = 256,
+        OPT_MAX_CONNS,
+        OPT_MAX_LINE,
+        OPT_MAX_OUTBUF,
+        OPT_LOG_LEVEL,
+        OPT_LOG_FORMAT,
+        OPT_CHECK,
+};
+
+static const struct option chat_longopts[] = {
+    {"bind", required_argument, NULL, OPT_BIND},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE},
+    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"max-line", required_argument, NULL, OPT_MAX_LINE},
+    {"max-outbuf", required_argument, NULL, OPT_MAX_OUTBUF},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"check", required_argument, NULL, OPT_CHECK},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+/* Variables, in the order they are applied. --check has none: it is a
+ * mode, not a setting. */
+static const struct {
+        int opt;
+        const char *name;
+} chat_envs[] = {
+    {OPT_BIND, "TERN_BIND"},
+    {OPT_PORT, "TERN_PORT"},
+    {OPT_WORKERS, "TERN_WORKERS"},
+    {OPT_IDLE, "TERN_IDLE_TIMEOUT"},
+    {OPT_MAX_CONNS, "TERN_MAX_CONNS"},
+    {OPT_MAX_LINE, "TERN_MAX_LINE"},
+    {OPT_MAX_OUTBUF, "TERN_MAX_OUTBUF"},
+    {OPT_LOG_LEVEL, "TERN_LOG_LEVEL"},
+    {OPT_LOG_FORMAT, "TERN_LOG_FORMAT"},
+};
+
+#define MAX_LINE_LIMIT   (1024u * 1024)
+#define MIN_OUTBUF       1024u
+#define MAX_OUTBUF_LIMIT (1024ull * 1024 * 1024)
+#define MAX_IDLE_S       (UINT32_MAX / 1000)
+
+static void usage(FILE *f, const char *argv0)
+{
+        fprintf(f,
+                "usage: %s [--bind ADDR] [--port P] [--workers N] [--idle-timeout SECONDS]\n"
+                "          [--max-conns N] [--max-line BYTES] [--max-outbuf BYTES]\n"
+                "          [--log-level L] [--log-format F]\n"
+                "       %s --check [HOST:]PORT\n"
+                "\n"
+                "tern-chat: a multi-room chat server; talk to it with nc or telnet.\n"
+                "Every setting may also come from the environment variable shown;\n"
+                "a flag wins over its variable.\n"
+                "\n"
+                "  -b, --bind ADDR           TERN_BIND          address to listen on\n"
+                "                                               (default: all IPv4 and IPv6)\n"
+                "  -p, --port P              TERN_PORT          TCP port, 0-65535 (default %d)\n"
+                "  -w, --workers N           TERN_WORKERS       worker threads, 1-255\n"
+                "                                               (default: CPUs available, %d "
+                "here)\n"
+                "      --idle-timeout SECONDS TERN_IDLE_TIMEOUT close clients silent this long,\n"
+                "                                               0 = never (default %d)\n"
+                "      --max-conns N         TERN_MAX_CONNS     clients at once, 0 = unlimited\n"
+                "                                               (default 0)\n"
+                "      --max-line BYTES      TERN_MAX_LINE      longest line a client may send,\n"
+                "                                               %u-%u (default %d)\n"
+                "      --max-outbuf BYTES    TERN_MAX_OUTBUF    pending output past which a slow\n"
+                "                                               client is dropped (default 1m)\n"
+                "      --log-level L         TERN_LOG_LEVEL     debug, info, warn, error, off\n"
+                "                                               (default info)\n"
+                "      --log-format F        TERN_LOG_FORMAT    text or json (default text)\n"
+                "      --check [HOST:]PORT                      health check: connect, expect\n"
+                "                                               the welcome line within 2 s,\n"
+                "                                               exit 0 (up) or 1 (down)\n"
+                "  -h, --help                                   this text\n"
+                "\n"
+                "BYTES take an optional k, m or g suffix (powers of 1024).\n"
+                "SIGINT or SIGTERM stops the server gracefully.\n",
+                argv0, argv0, CHAT_DEFAULT_PORT, tern_default_workers(), CHAT_DEFAULT_IDLE_S, 16u,
+                MAX_LINE_LIMIT, CHAT_DEFAULT_LINE);
+}
+
+static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+        if (!s || *s < '0' || *s > '9')
+                return false; /* no sign, no space: strtoull accepts "-1" */
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno || *end || v < min || v > max)
+                return false;
+        *out = v;
+        return true;
+}
+
+bool chat_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+        if (!s || *s < '0' || *s > '9')
+                return false;
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno)
+                return false;
+        unsigned shift = 0;
+        switch (*end) {
+        case '\0':
+                break;
+        case 'k':
+        case 'K':
+                shift = 10;
+                break;
+        case 'm':
+        case 'M':
+                shift = 20;
+                break;
+        case 'g':
+        case 'G':
+                shift = 30;
+                break;
+        default:
+                return false;
+        }
+        if (shift && end[1])
+                return false;
+        if (v > (UINT64_MAX >> shift))
+                return false;
+        v <<= shift;
+        if (v < min || v > max)
+                return false;
+        *out = v;
+        return true;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+/* Applies one setting; @what is "--port" or "TERN_PORT", for the message. */
+static int apply(struct chat_config *cfg, int opt, const char *val, const char *what, char *err,
+                 size_t errlen)
+{
+        uint64_t v;
+        switch (opt) {
+        case OPT_BIND:
+                if (!*val || strlen(val) > 255)
+                        return fail(err, errlen, "invalid %s '%s': expected an address", what, val);
+                cfg->opts.bind = val;
+                return 0;
+        case OPT_PORT:
+                if (!parse_u64(val, 0, 65535, &v))
+                        return fail(err, errlen, "invalid %s '%s': expected a port, 0-65535", what,
+                                    val);
+                cfg->opts.port = (uint16_t)v;
+                return 0;
+        case OPT_WORKERS:
+                if (!parse_u64(val, 1, 255, &v))
+                        return fail(err, errlen,
+                                    "invalid %s '%s': expected a number of workers, 1-255", what,
+                                    val);
+                cfg->opts.workers = (int)v;
+                return 0;
+        case OPT_IDLE:
+                if (!parse_u64(val, 0, MAX_IDLE_S, &v))
+                        return fail(err, errlen,
+                                    "invalid %s '%s': expected whole seconds, 0-%u (0 = never)",
+                                    what, val, MAX_IDLE_S);
+                cfg->opts.idle_timeout_ms = (uint32_t)v * 1000u;
+                return 0;
+        case OPT_MAX_CONNS:
+                if (!parse_u64(val, 0, UINT32_MAX, &v))
+                        return fail(err, errlen,
+                                    "invalid %s '%s': expected a count, 0-%u (0 = unlimited)", what,
+                                    val, UINT32_MAX);
+                cfg->opts.max_conns = (uint32_t)v;
+                return 0;
+        case OPT_MAX_LINE:
+                if (!chat_parse_size(val, 16, MAX_LINE_LIMIT, &v))
+                        return fail(err, errlen, "invalid %s '%s': expected bytes, 16-%u", what,
+                                    val, MAX_LINE_LIMIT);
+                cfg->opts.max_line = (size_t)v;
+                return 0;
+        case OPT_MAX_OUTBUF:
+                if (!chat_parse_size(val, MIN_OUTBUF, MAX_OUTBUF_LIMIT, &v))
+                        return fail(err, errlen, "invalid %s '%s': expected bytes, %u-%llu (1g)",
+                                    what, val, MIN_OUTBUF, MAX_OUTBUF_LIMIT);
+                cfg->opts.max_outbuf = (size_t)v;
+                return 0;
+        case OPT_LOG_LEVEL:
+                if (!tern_log_level_parse(val, &cfg->log_level))
+                        return fail(err, errlen,
+                                    "invalid %s '%s': expected debug, info, warn, error or off",
+                                    what, val);
+                return 0;
+        case OPT_LOG_FORMAT:
+                if (strcasecmp(val, "text") == 0)
+                        cfg->log_format = TERN_LOG_TEXT;
+                else if (strcasecmp(val, "json") == 0)
+                        cfg->log_format = TERN_LOG_JSON;
+                else
+                        return fail(err, errlen, "invalid %s '%s': expected text or json", what,
+                                    val);
+                return 0;
+        case OPT_CHECK:
+                if (!*val)
+                        return fail(err, errlen, "invalid %s '': expected [HOST:]PORT", what);
+                cfg->check = val;
+                return 0;
+        }
+        return fail(err, errlen, "internal error: unknown setting %d", opt);
+}
+
+int chat_config_parse(struct chat_config *cfg, int argc, char **argv, chat_getenv_cb getenv_fn,
+                      FILE *out, char *err, size_t errlen)
+{
+        memset(cfg, 0, sizeof(*cfg));
+        chat_opts_init(&cfg->opts);
+        cfg->log_level = TERN_LOG_INFO;
+        cfg->log_format = TERN_LOG_TEXT;
+        err[0] = '\0';
+
+        for (size_t i = 0; i < sizeof(chat_envs) / sizeof(chat_envs[0]); i++) {
+                const char *val = getenv_fn ? getenv_fn(chat_envs[i].name) : NULL;
+                /* Set but empty counts as unset: `docker run -e TERN_PORT=`. */
+                if (!val || !*val)
+                        continue;
+                int r = apply(cfg, chat_envs[i].opt, val, chat_envs[i].name, err, errlen);
+                if (r)
+                        return r;
+        }
+
+        const char *argv0 = argc > 0 ? argv[0] : "tern-chat";
+        opterr = 0; /* our messages, not getopt's */
+        int ch;
+        while ((ch = getopt_long(argc, argv, ":b:p:w:h", chat_longopts, NULL)) != -1) {
+                char flag[64];
+                if (ch == OPT_HELP) {
+                        usage(out, argv0);
+                        return 1;
+                }
+                if (ch == ':')
+                        return fail(err, errlen, "%s needs a value", argv[optind - 1]);
+                if (ch == '?')
+                        return fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
+                const char *name = NULL;
+                for (const struct option *o = chat_longopts; o->name; o++)
+                        if (o->val == ch)
+                                name = o->name;
+                snprintf(flag, sizeof(flag), "--%s", name ? name : "?");
+                int r = apply(cfg, ch, optarg, flag, err, errlen);
+                if (r)
+                        return r;
+        }
+        if (optind < argc)
+                return fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+        return 0;
+}

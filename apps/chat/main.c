@@ -1,0 +1,82 @@
+/*
+ * tern-chat: the bundled multi-room chat server. See docs/chat.md.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat.h"
+
+static struct chat_server *server;
+
+static void on_signal(int sig)
+{
+        (void)sig;
+        chat_server_stop(server); /* async-signal-safe */
+}
+
+static const char *env(const char *name)
+{
+        return getenv(name);
+}
+
+int main(int argc, char **argv)
+{
+        struct chat_config cfg;
+        char err[256];
+        int r = chat_config_parse(&cfg, argc, argv, env, stdout, err, sizeof(err));
+        if (r == 1)
+                return 0;
+        if (r < 0) {
+                fprintf(stderr, "tern-chat: %s (see --help)\n", err);
+                return 2;
+        }
+        tern_log_set_level(cfg.log_level);
+        tern_log_set_format(cfg.log_format);
+
+        if (cfg.check) {
+                r = chat_check(cfg.check, 2000, err, sizeof(err));
+                if (r) {
+                        fprintf(stderr, "tern-chat: check failed: %s\n", err);
+                        return r == -EINVAL ? 2 : 1;
+                }
+                return 0;
+        }
+
+        signal(SIGPIPE, SIG_IGN);
+        server = chat_server_new(&cfg.opts);
+        if (!server) {
+                int e = errno;
+                tern_error("tern-chat: cannot start: %s", strerror(e));
+                return e == EINVAL ? 2 : 1;
+        }
+        struct sigaction sa = {.sa_handler = on_signal};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+
+        r = chat_server_start(server);
+        if (r) {
+                tern_error("tern-chat: cannot start: %s", tern_strerror(r));
+                chat_server_free(server);
+                return 1;
+        }
+        char conns[24];
+        if (cfg.opts.max_conns)
+                snprintf(conns, sizeof(conns), "%u", cfg.opts.max_conns);
+        else
+                snprintf(conns, sizeof(conns), "unlimited");
+        tern_info("tern-chat listening on %s port %u: %d worker(s), idle timeout %u s, "
+                  "max conns %s, max line %zu B, max outbuf %zu B",
+                  cfg.opts.bind ? cfg.opts.bind : "*", chat_server_port(server),
+                  chat_server_workers(server), cfg.opts.idle_timeout_ms / 1000, conns,
+                  cfg.opts.max_line, cfg.opts.max_outbuf);
+        r = chat_server_wait(server);
+        if (r)
+                tern_error("tern-chat: %s", tern_strerror(r));
+        chat_server_free(server);
+        tern_info("tern-chat stopped");
+        return r ? 1 : 0;
+}
