@@ -1,0 +1,47 @@
+/*
+ * tern-kv's server side: RESP commands over the shared store (store.h).
+ *
+ * One struct kv_app per server. kv_app_apply() points a server's options at
+ * it: the RESP codec decodes each command, kv's frame callback runs it and
+ * sends the reply. Replies to pipelined commands leave in one write because
+ * the runtime corks a connection while one read's frames are delivered
+ * (conn.h, tern_conn_cork).
+ *
+ * Threads: kv_app_init / kv_app_fini from one thread, outside the server's
+ * life; everything else runs on the worker threads.
+ */
+#ifndef TERN_KV_H
+#define TERN_KV_H
+
+#include <stddef.h>
+
+#include "resp.h"
+#include "server.h"
+#include "store.h"
+
+/* Queued output past which a connection stops reading until half of it has
+ * drained: a client that pipelines without reading cannot grow it further. */
+#define KV_HIGH_WATER (4u << 20)
+
+struct kv_app {
+        struct kv_store *store;
+        struct tern_resp_config resp; /* the codec's limits, keys and values included */
+};
+
+/*
+ * kv_app_init - build @app with the limits @resp (borrowed, copied; NULL =
+ * the RESP defaults) and a store capped at @max_memory bytes (0 = no cap).
+ * Returns 0, -EINVAL for limits tern_resp_config_check() refuses, -ENOMEM.
+ */
+int kv_app_init(struct kv_app *app, const struct tern_resp_config *resp, size_t max_memory);
+
+/* Frees the store and every value in it. The server must be freed first. */
+void kv_app_fini(struct kv_app *app);
+
+/*
+ * kv_app_apply - set @o's ops, codec, codec_config, user, worker hooks and
+ * water marks for tern-kv. @app is borrowed and must outlive the server.
+ */
+void kv_app_apply(struct tern_server_opts *o, struct kv_app *app);
+
+#endif

@@ -1,0 +1,235 @@
+/*
+ * tern-kv: a small in-memory key-value server speaking RESP, so redis-cli,
+ * redis-benchmark and Redis client libraries talk to it unmodified.
+ * Commands, limits and the store's design: docs/kv.md.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv.h"
+#include "tern.h"
+
+static tern_server *server;
+
+static void on_signal(int sig)
+{
+        (void)sig;
+        tern_server_stop(server); /* async-signal-safe */
+}
+
+static void usage(FILE *f, const char *argv0)
+{
+        fprintf(f,
+                "usage: %s --port P [--bind ADDR] [--workers N] [--log-level L]\n"
+                "          [--max-memory BYTES] [--max-bulk BYTES] [--max-args N]\n"
+                "          [--max-inline BYTES] [--max-request BYTES]\n"
+                "\n"
+                "An in-memory key-value server speaking RESP (the Redis protocol):\n"
+                "PING ECHO SET GET DEL EXISTS INCR MGET MSET DBSIZE FLUSHALL QUIT.\n"
+                "\n"
+                "  -p, --port P          TCP port to listen on (required; 0 = ephemeral)\n"
+                "  -b, --bind ADDR       address to bind (default: all IPv4 and IPv6)\n"
+                "  -w, --workers N       worker threads (default: CPUs available, %d here)\n"
+                "  -l, --log-level L     debug, info, warn, error or off (default info)\n"
+                "  -m, --max-memory B    refuse writes with -OOM once keys and values use\n"
+                "                        more than B bytes (default 0 = no limit)\n"
+                "      --max-bulk B      longest key or value (default %u)\n"
+                "      --max-args N      most arguments in one command (default %u)\n"
+                "      --max-inline B    longest inline command line (default %u)\n"
+                "      --max-request B   longest command in bytes (default %u)\n"
+                "  -h, --help            this text\n"
+                "\n"
+                "Sizes take a k, m or g suffix (powers of 1024).\n"
+                "SIGINT or SIGTERM stops it gracefully.\n",
+                argv0, tern_default_workers(), TERN_RESP_DEFAULT_MAX_BULK,
+                TERN_RESP_DEFAULT_MAX_ARGS, TERN_RESP_DEFAULT_MAX_INLINE,
+                TERN_RESP_DEFAULT_MAX_FRAME);
+}
+
+static bool parse_long(const char *s, long min, long max, long *out)
+{
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno || end == s || *end || v < min || v > max)
+                return false;
+        *out = v;
+        return true;
+}
+
+/* A byte count with an optional k/m/g suffix, at most @max. */
+static bool parse_size(const char *s, size_t max, size_t *out)
+{
+        char *end;
+        errno = 0;
+        if (*s == '-' || *s == '+')
+                return false;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno || end == s)
+                return false;
+        unsigned shift = 0;
+        if (*end) {
+                switch (*end) {
+                case 'k':
+                case 'K':
+                        shift = 10;
+                        break;
+                case 'm':
+                case 'M':
+                        shift = 20;
+                        break;
+                case 'g':
+                case 'G':
+                        shift = 30;
+                        break;
+                default:
+                        return false;
+                }
+                if (end[1])
+                        return false;
+        }
+        if (v > (max >> shift))
+                return false;
+        *out = (size_t)(v << shift);
+        return true;
+}
+
+enum { OPT_MAX_BULK = 256, OPT_MAX_ARGS, OPT_MAX_INLINE, OPT_MAX_REQUEST };
+
+int main(int argc, char **argv)
+{
+        static const struct option longopts[] = {
+            {"port", required_argument, NULL, 'p'},
+            {"bind", required_argument, NULL, 'b'},
+            {"workers", required_argument, NULL, 'w'},
+            {"log-level", required_argument, NULL, 'l'},
+            {"max-memory", required_argument, NULL, 'm'},
+            {"max-bulk", required_argument, NULL, OPT_MAX_BULK},
+            {"max-args", required_argument, NULL, OPT_MAX_ARGS},
+            {"max-inline", required_argument, NULL, OPT_MAX_INLINE},
+            {"max-request", required_argument, NULL, OPT_MAX_REQUEST},
+            {"help", no_argument, NULL, 'h'},
+            {NULL, 0, NULL, 0},
+        };
+        struct tern_server_opts o;
+        struct tern_resp_config resp;
+        size_t max_memory = 0, sz;
+        long v;
+        bool have_port = false;
+        int ch;
+
+        tern_server_opts_init(&o);
+        tern_resp_config_init(&resp);
+        while ((ch = getopt_long(argc, argv, "p:b:w:l:m:h", longopts, NULL)) != -1) {
+                switch (ch) {
+                case 'p':
+                        if (!parse_long(optarg, 0, 65535, &v)) {
+                                fprintf(stderr, "%s: invalid port '%s'\n", argv[0], optarg);
+                                return 2;
+                        }
+                        o.port = (uint16_t)v;
+                        have_port = true;
+                        break;
+                case 'b':
+                        o.bind = optarg;
+                        break;
+                case 'w':
+                        if (!parse_long(optarg, 1, 255, &v)) {
+                                fprintf(stderr, "%s: invalid worker count '%s' (1-255)\n", argv[0],
+                                        optarg);
+                                return 2;
+                        }
+                        o.workers = (int)v;
+                        break;
+                case 'l': {
+                        enum tern_log_level lvl;
+                        if (!tern_log_level_parse(optarg, &lvl)) {
+                                fprintf(stderr, "%s: invalid log level '%s'\n", argv[0], optarg);
+                                return 2;
+                        }
+                        tern_log_set_level(lvl);
+                        break;
+                }
+                case 'm':
+                        if (!parse_size(optarg, SIZE_MAX, &max_memory)) {
+                                fprintf(stderr, "%s: invalid size '%s'\n", argv[0], optarg);
+                                return 2;
+                        }
+                        break;
+                case OPT_MAX_BULK:
+                case OPT_MAX_INLINE:
+                case OPT_MAX_REQUEST:
+                        if (!parse_size(optarg, TERN_RESP_MAX_SIZE_LIMIT, &sz)) {
+                                fprintf(stderr, "%s: invalid size '%s'\n", argv[0], optarg);
+                                return 2;
+                        }
+                        if (ch == OPT_MAX_BULK)
+                                resp.max_bulk = sz;
+                        else if (ch == OPT_MAX_INLINE)
+                                resp.max_inline = sz;
+                        else
+                                resp.max_frame = sz;
+                        break;
+                case OPT_MAX_ARGS:
+                        if (!parse_long(optarg, 1, TERN_RESP_MAX_ARGS_LIMIT, &v)) {
+                                fprintf(stderr, "%s: invalid argument count '%s'\n", argv[0],
+                                        optarg);
+                                return 2;
+                        }
+                        resp.max_args = (uint32_t)v;
+                        break;
+                case 'h':
+                        usage(stdout, argv[0]);
+                        return 0;
+                default:
+                        usage(stderr, argv[0]);
+                        return 2;
+                }
+        }
+        if (!have_port || optind != argc) {
+                usage(stderr, argv[0]);
+                return 2;
+        }
+
+        struct kv_app app;
+        int r = kv_app_init(&app, &resp, max_memory);
+        if (r == -EINVAL) {
+                fprintf(stderr,
+                        "%s: limits out of range (max-bulk 1..%u, max-inline 1..%u, "
+                        "max-request 16..%u)\n",
+                        argv[0], TERN_RESP_MAX_BULK_LIMIT, TERN_RESP_MAX_SIZE_LIMIT,
+                        TERN_RESP_MAX_SIZE_LIMIT);
+                return 2;
+        }
+        if (r) {
+                tern_error("tern-kv: cannot start: %s", tern_strerror(r));
+                return 1;
+        }
+        kv_app_apply(&o, &app);
+        server = tern_server_new(&o);
+        if (!server) {
+                tern_error("tern-kv: cannot start: %s", strerror(errno));
+                kv_app_fini(&app);
+                return 1;
+        }
+        struct sigaction sa = {.sa_handler = on_signal};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        tern_info("tern-kv listening on %s port %u with %d worker(s)", o.bind ? o.bind : "*",
+                  tern_server_port(server), tern_server_workers(server));
+        r = tern_server_run(server);
+        if (r)
+                tern_error("tern-kv: %s", tern_strerror(r));
+        tern_server_free(server);
+        kv_app_fini(&app);
+        tern_info("tern-kv stopped");
+        return r ? 1 : 0;
+}
