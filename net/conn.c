@@ -199,6 +199,29 @@ static void flush_out(struct tern_conn *c)
         after_flush(c);
 }
 
+/* Output would pass max_outbuf: close this connection only, with a reason. */
+static int over_limit(struct tern_conn *c, size_t queued)
+{
+        tern_warn("worker %d: fd %d: output would reach %zu bytes, over max_outbuf %zu; closing",
+                  c->loop->index, c->fd, queued, opts_of(c)->max_outbuf);
+        tern__stat_add(c->loop, TERN__STAT(outbuf_overflows), 1);
+        tern__conn_close(c, TERN_CLOSE_OUTLIMIT, TERN_EOUTLIMIT);
+        return TERN_EOUTLIMIT;
+}
+
+/* Bytes were added to the output buffer. */
+static void note_queued(struct tern_conn *c)
+{
+        const struct tern_server_opts *o = opts_of(c);
+        size_t queued = tern_buf_len(&c->out);
+        c->flags |= TERN__CONN_WAS_QUEUED;
+        if (o->high_water && queued >= o->high_water && !(c->flags & TERN__CONN_HIGH)) {
+                c->flags |= TERN__CONN_HIGH;
+                if (c->ops->on_high_water)
+                        c->ops->on_high_water(c, queued);
+        }
+}
+
 int tern_conn_sendv(tern_conn *c, const struct iovec *iov, int iovcnt)
 {
         if (c->flags & (TERN__CONN_CLOSED | TERN__CONN_CLOSING))
@@ -222,16 +245,8 @@ int tern_conn_sendv(tern_conn *c, const struct iovec *iov, int iovcnt)
                         return 0;
         }
 
-        const struct tern_server_opts *o = opts_of(c);
-        size_t queued = tern_buf_len(&c->out) + (total - written);
-        if (queued > o->max_outbuf) {
-                tern_warn("worker %d: fd %d: output would reach %zu bytes, over max_outbuf %zu; "
-                          "closing",
-                          c->loop->index, c->fd, queued, o->max_outbuf);
-                tern__stat_add(c->loop, TERN__STAT(outbuf_overflows), 1);
-                tern__conn_close(c, TERN_CLOSE_OUTLIMIT, TERN_EOUTLIMIT);
-                return TERN_EOUTLIMIT;
-        }
+        if (tern_buf_len(&c->out) + (total - written) > opts_of(c)->max_outbuf)
+                return over_limit(c, tern_buf_len(&c->out) + (total - written));
         /* Queue what the kernel did not take, skipping the written prefix. */
         for (int i = 0; i < iovcnt; i++) {
                 size_t len = iov[i].iov_len;
@@ -246,12 +261,7 @@ int tern_conn_sendv(tern_conn *c, const struct iovec *iov, int iovcnt)
                 }
                 written = 0;
         }
-        c->flags |= TERN__CONN_WAS_QUEUED;
-        if (o->high_water && queued >= o->high_water && !(c->flags & TERN__CONN_HIGH)) {
-                c->flags |= TERN__CONN_HIGH;
-                if (c->ops->on_high_water)
-                        c->ops->on_high_water(c, queued);
-        }
+        note_queued(c);
         return 0;
 }
 
@@ -267,13 +277,32 @@ int tern_conn_send_frame(tern_conn *c, const void *payload, size_t len)
                 return -EINVAL;
         if (c->flags & (TERN__CONN_CLOSED | TERN__CONN_CLOSING))
                 return -EPIPE;
-        /* Encode into a scratch buffer with prepend room, so header and
-         * payload go out in one send. */
-        struct tern_buf b = TERN_BUF_INIT;
-        int r = c->codec->encode(c->codec_state, &b, payload, len);
+        int r;
+        if (!tern_buf_empty(&c->out) || (c->flags & TERN__CONN_CORKED)) {
+                /* Output is queued anyway: encode straight behind it. */
+                r = c->codec->encode(c->codec_state, &c->out, payload, len);
+                if (r < 0)
+                        return r;
+                if (tern_buf_len(&c->out) > opts_of(c)->max_outbuf)
+                        return over_limit(c, tern_buf_len(&c->out));
+                note_queued(c);
+                return 0;
+        }
+        /* Nothing queued: encode into the loop's scratch and write directly.
+         * A frame sent from inside that write (an on_close that sends on
+         * another connection) gets a buffer of its own. */
+        struct tern_buf local = TERN_BUF_INIT;
+        struct tern_buf *b = c->loop->scratch_busy ? &local : &c->loop->scratch;
+        bool own = b == &c->loop->scratch;
+        if (own)
+                c->loop->scratch_busy = true;
+        r = c->codec->encode(c->codec_state, b, payload, len);
         if (r == 0)
-                r = tern_conn_send(c, tern_buf_data(&b), tern_buf_len(&b));
-        tern_buf_free(&b);
+                r = tern_conn_send(c, tern_buf_data(b), tern_buf_len(b));
+        tern_buf_consume(b, tern_buf_len(b));
+        if (own)
+                c->loop->scratch_busy = false;
+        tern_buf_free(&local);
         return r;
 }
 
@@ -544,9 +573,10 @@ int tern_conn_set_codec(tern_conn *c, const struct tern_codec *codec, const void
 {
         void *state = (void *)config;
         if (codec && codec->state_new) {
+                errno = 0;
                 state = codec->state_new(config);
                 if (!state)
-                        return -ENOMEM;
+                        return errno ? -errno : -ENOMEM; /* EINVAL: bad config */
         }
         if (c->codec && c->codec->state_free)
                 c->codec->state_free(c->codec_state);

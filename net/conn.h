@@ -117,7 +117,7 @@ bool tern_conn_closed(const tern_conn *c);
 /*
  * tern_conn_set_codec - attach @codec (borrowed, must outlive the connection)
  * built from @config (borrowed for the call). Replaces any codec. [loop]
- * Returns 0 or -ENOMEM.
+ * Returns 0, -ENOMEM, or the codec's error for a bad @config (-EINVAL).
  */
 int tern_conn_set_codec(tern_conn *c, const struct tern_codec *codec, const void *config);
 

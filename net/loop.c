@@ -205,6 +205,7 @@ void tern__loop_destroy(struct tern_loop *l)
         if (left)
                 tern_warn("worker %d: %zu timer(s) still armed at teardown", l->index, left);
         free(l->slots);
+        tern_buf_free(&l->scratch);
         free(l->spill);
         free(l->ring_buf);
         close(l->evfd);

@@ -11,6 +11,7 @@
 
 #include "loop.h"
 #include "server.h"
+#include "buf.h"
 #include "timer.h"
 
 /*
@@ -107,6 +108,8 @@ struct tern_loop {
         struct tern_conn *closed; /* free at the end of the iteration */
 
         uint8_t *spill;
+        struct tern_buf scratch; /* frame encoding, reused; see send_frame */
+        bool scratch_busy;
         bool draining;
         struct tern_timer drain_timer;
         struct tern__counters stats;
