@@ -38,8 +38,9 @@
 struct kv_store;
 
 struct kv_store_stats {
-        size_t keys;  /* entries */
-        size_t bytes; /* accounted memory: entries and bucket arrays */
+        size_t keys;    /* keys in the table */
+        size_t bytes;   /* accounted memory: entries and bucket arrays */
+        size_t entries; /* entry allocations not yet freed: == keys at rest */
 };
 
 enum kv_set_cond {
