@@ -89,8 +89,9 @@ static inline uint64_t rotl64(uint64_t x, int b)
 
 /*
  * SipHash-c-d (Aumasson and Bernstein) of @len bytes at @p under the 128-bit
- * key @k. tern-kv uses c = 1, d = 3, as Redis does: keyed, so a client that
- * does not know the key cannot choose keys that share a bucket.
+ * key @k. tern-kv uses c = 1, d = 3, the reduced-round variant Rust's and
+ * Python's hash tables use: keyed, so a client that does not know the key
+ * cannot choose keys that share a bucket.
  */
 static uint64_t kv_siphash(const uint64_t k[2], const void *data, size_t len, int c, int d)
 {
