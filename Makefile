@@ -6,12 +6,20 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PORT ?= 7000
 RUN_ARGS ?=
 
-.PHONY: all deps configure build run test asan tsan format format-check clean
+.PHONY: all deps test-deps configure build run test fuzz asan tsan format format-check clean
+
+# What the test suite uses beyond the build: clang + libFuzzer for the codec
+# fuzzers, redis-cli for the tern-kv compatibility test.
+TEST_EXTRA_DEPS ?= clang libclang-rt-14-dev redis-tools
+FUZZ_SECONDS ?= 20
 
 all: build
 
 deps:
 	@bash tools/install-deps.sh
+
+test-deps:
+	@TERN_EXTRA_DEPS="$(TEST_EXTRA_DEPS)" bash tools/install-deps.sh
 
 $(BUILD_DIR)/CMakeCache.txt:
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
@@ -29,8 +37,18 @@ run: build
 	  exec $(BUILD_DIR)/bin/tern-echo --port $(PORT) $(RUN_ARGS); \
 	fi
 
-test: build
+test: test-deps build
 	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 600
+	@if command -v clang >/dev/null; then $(MAKE) --no-print-directory fuzz; \
+	 else echo "clang not found: fuzzers skipped"; fi
+
+# Each codec's libFuzzer harness for FUZZ_SECONDS over its seed corpus
+# (ASan + UBSan), built with clang in its own tree.
+fuzz:
+	cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+	  -DTERN_FUZZ=ON -DTERN_BUILD_TOOLS=OFF -DTERN_FUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
+	cmake --build build-fuzz -j $(JOBS) --target fuzzers
+	cd build-fuzz && ctest -L fuzz --output-on-failure
 
 # Sanitizer builds live in their own build trees so they never mix objects.
 asan:
@@ -48,4 +66,4 @@ format-check:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz
