@@ -81,6 +81,9 @@ void chat_server_free(struct chat_server *cs);
 uint16_t chat_server_port(const struct chat_server *cs); /* [any] */
 int chat_server_workers(const struct chat_server *cs);   /* [any] */
 tern_server *chat_server_tern(const struct chat_server *cs);
+/* The most output ever pending for one client, in bytes: the memory bound
+ * of the slow-consumer rule, for operators and tests. [any] */
+size_t chat_server_peak_queued(const struct chat_server *cs);
 
 /* Process-wide counts of the chat's own objects, for leak checks. [any] */
 struct chat_live_counts {
@@ -107,8 +110,8 @@ typedef const char *(*chat_getenv_cb)(const char *name);
  * @getenv_fn) and then from @argv, so that a flag wins over its variable.
  * Returns 0; 1 when --help was asked for (the text is printed to @out);
  * -EINVAL with a one-line explanation in @err (at most @errlen bytes) for a
- * bad flag, value or variable. Uses getopt_long: one call per process, or
- * reset optind = 0 first. [one thread]
+ * bad flag, value or variable. Uses getopt_long (and resets it), so one
+ * thread at a time. Pointers in @cfg borrow from @argv and the environment.
  */
 int chat_config_parse(struct chat_config *cfg, int argc, char **argv, chat_getenv_cb getenv_fn,
                       FILE *out, char *err, size_t errlen);
@@ -208,7 +211,8 @@ struct chat_worker {
         int depth;                /* nesting of chat callbacks on this thread */
         int busy;                 /* deliveries walking member lists */
         bool in_drain;
-        char *scratch; /* one encoded line; top-level handlers only */
+        char *scratch;      /* one encoded line; top-level handlers only */
+        size_t peak_queued; /* atomic (relaxed): most output a client ever had pending */
 };
 
 struct chat_server {
@@ -263,8 +267,10 @@ struct chat_worker *chat_worker_of(tern_conn *c);
 /* Delivers everything already handed to this worker. */
 void chat_inbox_drain(struct chat_worker *w);
 /* Sends @len bytes at @data (borrowed) to every member of @room, on every
- * worker, the caller included if it is a member. */
-int chat_broadcast(struct chat_worker *w, struct chat_room *room, const char *data, size_t len);
+ * worker, the caller included if it is a member. @from, if not NULL, is the
+ * client speaking: nothing is sent if it turns out to have departed. */
+int chat_broadcast(struct chat_worker *w, const struct chat_client *from, struct chat_room *room,
+                   const char *data, size_t len);
 /* Local membership of @cl in @room (which holds a count for this worker). */
 struct chat_lroom *chat_lroom_get(struct chat_worker *w, const struct chat_room *room);
 void chat_lroom_add(struct chat_worker *w, struct chat_lroom *lr, struct chat_client *cl);

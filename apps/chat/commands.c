@@ -85,7 +85,7 @@ static void room_message(struct chat_client *cl, const uint8_t *text, size_t len
         chat_sanitize(line + off, text, len);
         off += len;
         puts_(line, &off, "\r\n");
-        if (chat_broadcast(cl->w, cl->room, line, off) < 0)
+        if (chat_broadcast(cl->w, cl, cl->room, line, off) < 0)
                 reply(cl, "! out of memory\r\n");
 }
 
@@ -112,7 +112,7 @@ static void cmd_nick(struct chat_client *cl, const uint8_t *arg, size_t len)
         char line[2 * CHAT_NAME_MAX + 32];
         int n = snprintf(line, sizeof(line), "* %s is now %s\r\n", old->name, nick->name);
         if (cl->room)
-                chat_broadcast(cl->w, cl->room, line, (size_t)n);
+                chat_broadcast(cl->w, cl, cl->room, line, (size_t)n);
         else
                 chat_send(cl, line, (size_t)n);
 }

@@ -262,6 +262,7 @@ int chat_config_parse(struct chat_config *cfg, int argc, char **argv, chat_geten
         }
 
         const char *argv0 = argc > 0 ? argv[0] : "tern-chat";
+        optind = 0; /* GNU: a full restart, so the parser may run more than once */
         opterr = 0; /* our messages, not getopt's */
         int ch;
         while ((ch = getopt_long(argc, argv, ":b:p:w:h", chat_longopts, NULL)) != -1) {

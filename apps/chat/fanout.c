@@ -169,6 +169,7 @@ static void inbox_task(tern_loop *loop, void *arg)
 
 static void inbox_push(struct chat_worker *to, struct chat_msg *m)
 {
+        cds_wfcq_node_init(&m->node[to->index]);
         if (cds_wfcq_enqueue(&to->inbox_head, &to->inbox_tail, &m->node[to->index]))
                 return; /* not empty before: a ring is already on its way */
         int r = tern_loop_post(to->loop, inbox_task, to);
@@ -198,9 +199,20 @@ void chat_inbox_drain(struct chat_worker *w)
         w->in_drain = false;
 }
 
-int chat_broadcast(struct chat_worker *w, struct chat_room *room, const char *data, size_t len)
+int chat_broadcast(struct chat_worker *w, const struct chat_client *from, struct chat_room *room,
+                   const char *data, size_t len)
 {
         struct chat_server *cs = w->cs;
+        /* What other workers already handed us goes out before our own line:
+         * a line sent after its sender saw an earlier one (its own echo
+         * included) reaches this worker's members after it, as it does on
+         * the other workers, where both queue in order. Not from inside a
+         * delivery (busy): that one is deferred below anyway. */
+        if (!w->busy && chat_lroom_find(w, room->id)) {
+                chat_inbox_drain(w);
+                if (from && from->departed)
+                        return 0; /* the drain found it too slow */
+        }
         uint8_t targets[256];
         int n = 0;
         /* A worker whose count is zero now has no member that could have

@@ -65,6 +65,8 @@ int chat_send(struct chat_client *cl, const void *data, size_t len)
         if (r)
                 return r; /* closed: on_close has run and cleaned up */
         size_t queued = tern_conn_queued(c);
+        if (queued > cl->w->peak_queued)
+                __atomic_store_n(&cl->w->peak_queued, queued, __ATOMIC_RELAXED);
         if (queued > cl->w->cs->opts.max_outbuf) {
                 /* The runtime's own cap sits a full line above ours, so the
                  * notice always fits; it leaves after what is queued. */
@@ -105,7 +107,7 @@ static void leave_room(struct chat_client *cl, bool notify)
                 char line[2 * CHAT_NAME_MAX + 32];
                 int n =
                     snprintf(line, sizeof(line), "* %s left #%s\r\n", cl->nick->name, room->name);
-                chat_broadcast(w, room, line, (size_t)n);
+                chat_broadcast(w, NULL, room, line, (size_t)n);
         }
 }
 
@@ -121,21 +123,29 @@ int chat_client_join(struct chat_client *cl, const char *name, size_t len)
         chat_inbox_drain(w);
         if (cl->departed)
                 return 0; /* the drain found it too slow */
+        /* Counted first: from here on senders hand this worker the room's
+         * messages, so none sent after anyone could see the join is missed. */
         struct chat_room *room = chat_room_get(cs, name, len, w->index);
         if (!room)
                 return -ENOMEM;
-        struct chat_lroom *lr = chat_lroom_get(w, room);
-        if (!lr) {
-                chat_room_put(cs, room, w->index);
-                return -ENOMEM;
-        }
         if (cl->room)
                 leave_room(cl, !stopping(cs));
-        chat_lroom_add(w, lr, cl);
-        cl->room = room;
+        /* The others are told first (so by the time the joiner reads its own
+         * notice, every worker has it queued), then the joiner, which enters
+         * the member list last: it reads its notice before any room line. */
         char line[2 * CHAT_NAME_MAX + 32];
         int n = snprintf(line, sizeof(line), "* %s joined #%s\r\n", cl->nick->name, room->name);
-        return chat_broadcast(w, room, line, (size_t)n);
+        chat_broadcast(w, cl, room, line, (size_t)n);
+        if (!cl->departed)
+                chat_send(cl, line, (size_t)n);
+        struct chat_lroom *lr = cl->departed ? NULL : chat_lroom_get(w, room);
+        if (!lr) {
+                chat_room_put(cs, room, w->index);
+                return cl->departed ? 0 : -ENOMEM;
+        }
+        chat_lroom_add(w, lr, cl);
+        cl->room = room;
+        return 0;
 }
 
 void chat_client_depart(struct chat_client *cl, const char *why)
@@ -390,4 +400,15 @@ int chat_server_workers(const struct chat_server *cs)
 tern_server *chat_server_tern(const struct chat_server *cs)
 {
         return cs->srv;
+}
+
+size_t chat_server_peak_queued(const struct chat_server *cs)
+{
+        size_t peak = 0;
+        for (int i = 0; i < cs->nworkers; i++) {
+                size_t p = __atomic_load_n(&cs->workers[i].peak_queued, __ATOMIC_RELAXED);
+                if (p > peak)
+                        peak = p;
+        }
+        return peak;
 }
