@@ -440,13 +440,16 @@ static void add_counters(struct tern_stats *dst, const struct tern__counters *sr
 void tern_server_stats(const tern_server *s, struct tern_stats *total,
                        struct tern_stats *per_worker)
 {
-        memset(total, 0, sizeof(*total));
+        struct tern_stats sum;
+        memset(&sum, 0, sizeof(sum));
         for (int w = 0; w < s->nworkers; w++) {
-                add_counters(total, &s->loops[w].stats);
+                add_counters(&sum, &s->loops[w].stats);
                 if (per_worker) {
                         memset(&per_worker[w], 0, sizeof(per_worker[w]));
                         add_counters(&per_worker[w], &s->loops[w].stats);
                 }
         }
-        add_counters(total, &s->acc_stats);
+        add_counters(&sum, &s->acc_stats);
+        if (total)
+                *total = sum;
 }

@@ -97,8 +97,8 @@ void *tern_server_user(const tern_server *s);    /* [any] */
 /* Loop of worker @i (0-based), or NULL. [any] */
 tern_loop *tern_server_loop(const tern_server *s, int i);
 
-/* Sums the counters of every worker and the acceptor into @total; fills
- * @per_worker[0..workers-1] too when it is not NULL. [any] */
+/* Sums the counters of every worker and the acceptor into @total (when not
+ * NULL); fills @per_worker[0..workers-1] when it is not NULL. [any] */
 void tern_server_stats(const tern_server *s, struct tern_stats *total,
                        struct tern_stats *per_worker);
 
