@@ -191,6 +191,7 @@ struct chat_client {
         /* A /who is out to other workers: later lines wait in @pend (and
          * reading pauses) so that replies keep the order of commands. */
         bool waiting;
+        bool eof;      /* the client finished sending while waiting: leave after */
         uint8_t *pend; /* records: u32 length (UINT32_MAX: too long) + bytes */
         size_t pend_len, pend_cap;
         struct chat_client *next_dead;

@@ -447,7 +447,9 @@ static void replay_pending(struct chat_client *cl)
         free(cl->pend);
         cl->pend = NULL;
         cl->pend_len = cl->pend_cap = 0;
-        if (!cl->departed && cl->conn)
+        if (cl->eof)
+                chat_client_depart(cl, NULL);
+        else if (!cl->departed && cl->conn)
                 tern_conn_resume_read(cl->conn);
 }
 

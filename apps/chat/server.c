@@ -239,16 +239,36 @@ static void on_frame(tern_conn *c, const struct tern_frame *f)
         chat_exit(w);
 }
 
+/* The client will send no more (half-close, as `nc -N` does at the end of
+ * its input): it leaves, but answers it is owed still go out first. */
+static void on_eof(tern_conn *c)
+{
+        struct chat_client *cl = tern_conn_data(c);
+        if (!cl) {
+                tern_conn_close(c);
+                return;
+        }
+        chat_enter(cl->w);
+        if (cl->waiting)
+                cl->eof = true; /* the /who answer is on its way; see replay_pending() */
+        else
+                chat_client_depart(cl, NULL);
+        chat_exit(cl->w);
+}
+
 static void on_drain(tern_conn *c)
 {
         struct chat_client *cl = tern_conn_data(c);
         if (!cl)
                 return;
+        struct chat_worker *w = cl->w;
+        chat_enter(w);
         /* Other workers may still be closing clients: from now on nobody
          * announces departures, everybody is leaving. */
-        __atomic_store_n(&cl->w->cs->stopping, 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&w->cs->stopping, 1, __ATOMIC_RELEASE);
         if (!cl->departed && cl->conn)
                 tern_conn_send(c, "* server shutting down\r\n", 24);
+        chat_exit(w);
 }
 
 static void on_close(tern_conn *c, enum tern_close_reason reason, int err)
@@ -272,6 +292,7 @@ static void on_close(tern_conn *c, enum tern_close_reason reason, int err)
 static const struct tern_conn_ops chat_ops = {
     .on_open = on_open,
     .on_frame = on_frame,
+    .on_eof = on_eof,
     .on_drain = on_drain,
     .on_close = on_close,
 };

@@ -379,6 +379,27 @@ Test(chat, quit_says_bye_and_closes)
         stop(cs);
 }
 
+/* `printf '/who\n/rooms\n' | nc -N host 7000`: the answers come, then the end. */
+Test(chat, half_close_gets_its_answers_then_leaves)
+{
+        struct chat_server *cs = start(4);
+        struct cc c[4];
+        open_all(c, 4, chat_server_port(cs));
+        send_str(&c[0], "/who\r\n/rooms\r\nbye all\r\n");
+        cr_assert_eq(shutdown(c[0].fd, SHUT_WR), 0);
+        char want[512];
+        snprintf(want, sizeof(want), "* members of #lobby: %s %s %s %s", c[0].nick, c[1].nick,
+                 c[2].nick, c[3].nick);
+        cc_expect(&c[0], want);
+        cc_expect(&c[0], "* rooms: #lobby(4)");
+        cc_expectf(&c[0], "[#lobby] %s: bye all", c[0].nick);
+        expect_eof(&c[0]);
+        cc_expectf(&c[1], "[#lobby] %s: bye all", c[0].nick);
+        cc_expectf(&c[1], "* %s left #lobby", c[0].nick);
+        close_all(c, 4);
+        stop(cs);
+}
+
 Test(chat, help_and_unknown_commands)
 {
         struct chat_server *cs = start(1);
