@@ -144,7 +144,11 @@ static ssize_t sock_sendv(struct tern_conn *c, const struct iovec *iov, int iovc
         int fd = c->fd;
         tern__stat_add(c->loop, TERN__STAT(writes), 1);
         for (;;) {
-                ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+                /* One buffer is the common case; send() skips sendmsg()'s
+                 * msghdr and iovec copy-in. MSG_NOSIGNAL: never SIGPIPE. */
+                ssize_t n = iovcnt == 1 ? send(fd, iov[0].iov_base, iov[0].iov_len,
+                                               MSG_NOSIGNAL | MSG_DONTWAIT)
+                                        : sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (n >= 0)
                         return n;
                 if (errno == EINTR)
