@@ -107,6 +107,18 @@ case " ${ACTIVE[*]} " in *" epoll "*) ;; *) die "the epoll baseline must be in -
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/echo-bench.XXXXXX")
 LOG=$WORK/run.log
+
+# Run private copies: others rebuild build/ while a run takes minutes, and a
+# server must not change between rounds. Their hashes go into the JSON.
+mkdir "$WORK/bin"
+for f in tern-bench bench-echo-epoll bench-echo-libevent bench-echo-libuv; do
+  if [ -x "$BIN/$f" ]; then cp -p "$BIN/$f" "$WORK/bin/$f"; fi
+done
+if [ -x "$TERN_ECHO" ]; then cp -p "$TERN_ECHO" "$WORK/bin/tern-echo"; fi
+BIN=$WORK/bin TB=$WORK/bin/tern-bench TERN_ECHO=$WORK/bin/tern-echo
+BINARIES=$(cd "$WORK/bin" && for f in *; do
+  printf '"%s": "sha256:%s %s", ' "$f" "$(sha256sum "$f" | cut -c1-16)" \
+    "$(date -u -r "$f" +%FT%TZ)"; done | sed 's/, $//')
 SERVER_PID=
 cleanup() {
   if [ -n "$SERVER_PID" ]; then
@@ -389,6 +401,7 @@ fi
   printf '  "machine": {"cpu": "%s", "cores": %s, "kernel": "%s", "loadavg_start": "%s", "loadavg_end": "%s"},\n' \
     "$CPU_MODEL" "$CORES" "$KERNEL" "$LOAD_START" "$LOAD_END"
   printf '  "versions": {"libevent": "%s", "libuv": "%s"},\n' "$VER_EVENT" "$VER_UV"
+  printf '  "binaries": {%s},\n' "$BINARIES"
   printf '  "params": {"rounds": %s, "duration_s": %s, "warmup_s": %s, "idle_conns": %s, "idle_hold_s": %s, "server_cpu": "%s", "client_cpu": "%s", "quick": %s},\n' \
     "$ROUNDS" "$DURATION" "$WARMUP" "$IDLE_CONNS" "$IDLE_HOLD" \
     "${PIN_S[*]:-unpinned}" "${PIN_C[*]:-unpinned}" "$([ "$QUICK" = 1 ] && echo true || echo false)"
