@@ -32,6 +32,23 @@
 #include "line.h"
 #include "tern.h"
 
+/*
+ * ThreadSanitizer cannot see the ordering liburcu's (uninstrumented) queues,
+ * hash table and grace periods provide; these tell it, and compile to
+ * nothing otherwise. chat_tsan_grace stands for "a grace period passed":
+ * every worker releases it when its outermost callback returns, and
+ * call_rcu callbacks acquire it before freeing.
+ */
+#ifdef TERN_TSAN
+#include <sanitizer/tsan_interface.h>
+#define CHAT_HB_RELEASE(addr) __tsan_release((void *)(addr))
+#define CHAT_HB_ACQUIRE(addr) __tsan_acquire((void *)(addr))
+#else
+#define CHAT_HB_RELEASE(addr) ((void)(addr))
+#define CHAT_HB_ACQUIRE(addr) ((void)(addr))
+#endif
+extern char chat_tsan_grace;
+
 #define CHAT_NAME_MAX       32 /* nick and room names: 1..32 of [A-Za-z0-9_-] */
 #define CHAT_DEFAULT_PORT   7000
 #define CHAT_DEFAULT_IDLE_S 300

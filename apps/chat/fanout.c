@@ -170,6 +170,7 @@ static void inbox_task(tern_loop *loop, void *arg)
 static void inbox_push(struct chat_worker *to, struct chat_msg *m)
 {
         cds_wfcq_node_init(&m->node[to->index]);
+        CHAT_HB_RELEASE(m);
         if (cds_wfcq_enqueue(&to->inbox_head, &to->inbox_tail, &m->node[to->index]))
                 return; /* not empty before: a ring is already on its way */
         int r = tern_loop_post(to->loop, inbox_task, to);
@@ -193,6 +194,7 @@ void chat_inbox_drain(struct chat_worker *w)
         struct cds_wfcq_node *n;
         while ((n = __cds_wfcq_dequeue_blocking(&head, &tail))) {
                 struct chat_msg *m = msg_of_node(n, w->index);
+                CHAT_HB_ACQUIRE(m);
                 deliver_local(w, m->room_id, m->data, m->len);
                 msg_put(m);
         }

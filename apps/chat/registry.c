@@ -150,6 +150,7 @@ void chat_registry_destroy(struct chat_server *cs)
 static int room_match(struct cds_lfht_node *node, const void *key)
 {
         const struct chat_room *r = caa_container_of(node, struct chat_room, node);
+        CHAT_HB_ACQUIRE(r); /* found in the table: published by another worker */
         return strcmp(r->key, key) == 0;
 }
 
@@ -163,6 +164,7 @@ static struct chat_room *room_new(struct chat_server *cs, const char *name, size
         memcpy(r->name, name, len);
         name_key(r->key, name, len);
         chat_live_add(CHAT_LIVE_ROOMS, 1);
+        CHAT_HB_RELEASE(r); /* published by add_unique / replace */
         return r;
 }
 
@@ -175,6 +177,7 @@ static void room_free_now(struct chat_room *r)
 
 static void room_free_rcu(struct rcu_head *head)
 {
+        CHAT_HB_ACQUIRE(&chat_tsan_grace);
         room_free_now(caa_container_of(head, struct chat_room, rcu));
 }
 
@@ -211,6 +214,7 @@ struct chat_room *chat_room_get(struct chat_server *cs, const char *name, size_t
                 struct cds_lfht_node *node = cds_lfht_iter_get_node(&iter);
                 if (node) {
                         room = caa_container_of(node, struct chat_room, node);
+                        CHAT_HB_ACQUIRE(room);
                         if (get_unless_zero(&room->members))
                                 break;
                         room = NULL;
@@ -294,6 +298,7 @@ char *chat_rooms_line(struct chat_server *cs, size_t *len)
         urcu_qsbr_read_lock();
         cds_lfht_for_each_entry(cs->rooms, &iter, r, node)
         {
+                CHAT_HB_ACQUIRE(r);
                 uint32_t m = __atomic_load_n(&r->members, __ATOMIC_RELAXED);
                 if (!m)
                         continue; /* dying */
@@ -329,6 +334,7 @@ out_unlock:
 static int nick_match(struct cds_lfht_node *node, const void *key)
 {
         const struct chat_nick *n = caa_container_of(node, struct chat_nick, node);
+        CHAT_HB_ACQUIRE(n);
         return strcmp(n->key, key) == 0;
 }
 
@@ -341,6 +347,7 @@ static struct chat_nick *nick_new(const char *name, size_t len, tern_handle owne
         memcpy(n->name, name, len);
         name_key(n->key, name, len);
         chat_live_add(CHAT_LIVE_NICKS, 1);
+        CHAT_HB_RELEASE(n); /* published by add_unique / add_replace */
         return n;
 }
 
@@ -352,6 +359,7 @@ static void nick_free_now(struct chat_nick *n)
 
 static void nick_free_rcu(struct rcu_head *head)
 {
+        CHAT_HB_ACQUIRE(&chat_tsan_grace);
         nick_free_now(caa_container_of(head, struct chat_nick, rcu));
 }
 
@@ -431,5 +439,8 @@ struct chat_nick *chat_nick_find(struct chat_server *cs, const char *name, size_
         cds_lfht_lookup(cs->nicks, (unsigned long)chat_hash(key, len), nick_match, key, &iter);
         struct cds_lfht_node *node = cds_lfht_iter_get_node(&iter);
         urcu_qsbr_read_unlock();
-        return node ? caa_container_of(node, struct chat_nick, node) : NULL;
+        if (!node)
+                return NULL;
+        CHAT_HB_ACQUIRE(node);
+        return caa_container_of(node, struct chat_nick, node);
 }

@@ -36,10 +36,13 @@ void chat_enter(struct chat_worker *w)
         w->depth++;
 }
 
+char chat_tsan_grace;
+
 void chat_exit(struct chat_worker *w)
 {
         if (--w->depth)
                 return;
+        CHAT_HB_RELEASE(&chat_tsan_grace);
         while (w->dead) {
                 struct chat_client *cl = w->dead;
                 w->dead = cl->next_dead;
