@@ -62,7 +62,8 @@ extern char chat_tsan_grace;
 /* ---- server (server.c) ---- */
 
 struct chat_opts {
-        const char *bind;          /* NULL: every IPv4 and IPv6 address */
+        const char *bind;          /* NULL: every IPv4 and IPv6 address; borrowed
+                                      until chat_server_new() returns */
         uint16_t port;             /* 0: ephemeral (tests) */
         int workers;               /* 0: CPUs available */
         uint32_t idle_timeout_ms;  /* 0: off */
@@ -73,18 +74,21 @@ struct chat_opts {
                                       linger of a dropped slow client */
 };
 
-/* Fills @o with the defaults of the issue (port 7000, 300 s, 4096, 1 MiB). */
+/* Fills @o with the documented defaults (port 7000, 300 s, 4096 B, 1 MiB). [any] */
 void chat_opts_init(struct chat_opts *o);
 
 struct chat_server;
 
 /*
- * chat_server_new - create the registries and a tern server bound to the
- * address of @o (copied). [any thread that is not a tern worker]
- * Returns NULL with errno set (EINVAL for bad options, EADDRINUSE, ENOMEM).
+ * chat_server_new - create the registries and a tern server listening on
+ * the address of @o (copied). [any thread that is not a tern worker]
+ * The caller owns the result and releases it with chat_server_free().
+ * Returns NULL with errno set: EINVAL for bad options or an address that
+ * does not resolve, EADDRINUSE, ENOMEM, ...
  */
 struct chat_server *chat_server_new(const struct chat_opts *o);
-/* Starts the workers. Returns 0 or -errno. */
+/* Starts the workers. [not a worker] Returns 0 or tern_server_start()'s
+ * -errno. */
 int chat_server_start(struct chat_server *cs);
 /* Graceful stop: every client gets "* server shutting down", then its
  * connection closes. Idempotent. Async-signal-safe. */
@@ -97,6 +101,7 @@ int chat_server_wait(struct chat_server *cs);
 void chat_server_free(struct chat_server *cs);
 uint16_t chat_server_port(const struct chat_server *cs); /* [any] */
 int chat_server_workers(const struct chat_server *cs);   /* [any] */
+/* The underlying tern server (borrowed, until chat_server_free()). [any] */
 tern_server *chat_server_tern(const struct chat_server *cs);
 /* The most output ever pending for one client, in bytes: the memory bound
  * of the slow-consumer rule, for operators and tests. [any] */
@@ -133,7 +138,8 @@ typedef const char *(*chat_getenv_cb)(const char *name);
 int chat_config_parse(struct chat_config *cfg, int argc, char **argv, chat_getenv_cb getenv_fn,
                       FILE *out, char *err, size_t errlen);
 
-/* Parses a size with an optional k/m/g (binary) suffix. */
+/* Parses a byte count with an optional k/m/g suffix (powers of 1024) into
+ * *@out; false (and *@out untouched) unless it lies in [@min, @max]. [any] */
 bool chat_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
 /* ---- health check (check.c) ---- */
