@@ -322,7 +322,9 @@ static void deliver(struct tern_conn *c, struct tern_buf *in)
                 return;
         }
         bool corked_here = false;
-        while (!(c->flags & (TERN__CONN_CLOSED | TERN__CONN_CLOSING))) {
+        /* Paused means no more frames, including ones already buffered:
+         * resume delivers them. */
+        while (!(c->flags & (TERN__CONN_CLOSED | TERN__CONN_CLOSING | TERN__CONN_PAUSED))) {
                 size_t len = tern_buf_len(in);
                 if (!len)
                         break;
@@ -462,6 +464,13 @@ void tern__conn_on_events(struct tern_conn *c, uint32_t events)
 
 void tern__conn_on_ready(struct tern_conn *c)
 {
+        /* Resumed: first what was already buffered while paused. */
+        if (!tern_buf_empty(&c->in) && !(c->flags & TERN__CONN_PAUSED)) {
+                deliver(c, &c->in);
+                if (c->flags & TERN__CONN_CLOSED)
+                        return;
+                tern_buf_release_if_empty(&c->in);
+        }
         do_read(c);
 }
 

@@ -134,8 +134,9 @@ void tern_conn_set_idle_timeout(tern_conn *c, uint32_t ms);
 void tern_conn_cork(tern_conn *c);
 void tern_conn_uncork(tern_conn *c);
 
-/* Stop / resume reading (backpressure). Resuming reads what arrived
- * meanwhile without waiting for a new edge. [loop] */
+/* Stop / resume reading (backpressure). Pausing also holds back frames
+ * (or on_message calls) for input already buffered; resuming delivers those,
+ * then reads what arrived meanwhile without waiting for a new edge. [loop] */
 void tern_conn_pause_read(tern_conn *c);
 void tern_conn_resume_read(tern_conn *c);
 
