@@ -16,6 +16,9 @@
  *             this cycle concurrently; reports connections/s and latencies
  *   idle      open N connections (each echoes one probe), hold them idle,
  *             then check each still echoes; with --pid, server RSS per conn
+ *   chat      tern-chat's line protocol: N clients join a room, K send at a
+ *             fixed rate; delivered msg/s, delivery latency, and exactly-once
+ *             in-order delivery checked per (receiver, sender) (bench_chat.c)
  *
  * Every wait is bounded: epoll_wait times out every 50 ms to look at the
  * phase, set-up has a deadline, and the final echo check has a deadline.
@@ -23,6 +26,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -40,6 +44,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bench_chat.h"
 #include "bench_hist.h"
 #include "bench_sys.h"
 #include "clock.h"
@@ -59,6 +64,7 @@ enum mode {
         MODE_RR,
         MODE_CHURN,
         MODE_IDLE,
+        MODE_CHAT,
 };
 
 struct mode_info {
@@ -75,6 +81,7 @@ static const struct mode_info modes[] = {
     {"rr", MODE_RR, 32, 100, 10, "closed-loop request/response: req/s and latency"},
     {"churn", MODE_CHURN, 32, 100, 10, "connect, request, response, close: conn/s"},
     {"idle", MODE_IDLE, 16, 1000, 5, "hold N idle connections: server RSS per conn"},
+    {"chat", MODE_CHAT, 0, 100, 10, "tern-chat room fan-out: delivered msg/s, verified"},
 };
 
 enum phase {
@@ -110,6 +117,10 @@ struct cfg {
         bool progress;
         bool busy_poll;
         pid_t pid;
+        unsigned senders; /* chat */
+        double rate;      /* chat: messages/s per sender */
+        const char *room; /* chat */
+        bool chat_idle;
         struct bench_target target;
         struct sockaddr_in *srcs; /* nsrc > 1: loopback source addresses */
 };
@@ -604,6 +615,8 @@ static void worker_dispatch(struct worker *w, struct conn *c, uint32_t events)
         case MODE_IDLE:
                 idle_event(w, c, events);
                 return;
+        case MODE_CHAT: /* bench_chat.c runs its own loop */
+                return;
         }
         if (rc < 0) {
                 cnt_add(&w->cnt.errors, 1);
@@ -697,6 +710,7 @@ static void worker_start_traffic(struct worker *w)
                         churn_restart(w, c);
                         break;
                 case MODE_IDLE:
+                case MODE_CHAT:
                         break;
                 }
                 if (rc < 0) {
@@ -841,6 +855,7 @@ static uint64_t worker_stalled(const struct worker *w, uint64_t now)
                              waited_long(c->t0, now);
                         break;
                 case MODE_IDLE:
+                case MODE_CHAT:
                         break;
                 }
         }
@@ -1150,6 +1165,7 @@ static int report_traffic(const struct snapshot *a, const struct snapshot *b, bo
                 report_latency(&j, "txn", "to echo us", &lat2);
                 break;
         case MODE_IDLE:
+        case MODE_CHAT:
                 break;
         }
         report_cpu(&j, a, b);
@@ -1256,6 +1272,13 @@ static void usage(FILE *f)
                    "      --busy-poll        client threads spin on epoll_wait(0) instead of "
                    "sleeping:\n"
                    "                         cheaper per message, but only on dedicated cores\n"
+                   "\nchat mode (tern-chat protocol):\n"
+                   "      --senders K        clients that send (default 10, at most -c)\n"
+                   "      --rate R           messages/s per sender (default 100)\n"
+                   "      --room NAME        room to join (default bench)\n"
+                   "      --idle             send nothing: hold the clients -d seconds, check "
+                   "each is\n"
+                   "                         still served; with --pid, server RSS per client\n"
                    "  -h, --help\n"
                    "\nexit status: 0 ok, 1 could not run, 2 usage, 3 ran but saw errors\n");
 }
@@ -1270,6 +1293,19 @@ static bool parse_uint(const char *s, unsigned long long max, unsigned long long
         if (errno || end == s || *end || v > max || s[0] == '-')
                 return false;
         *out = v;
+        return true;
+}
+
+/* A tern-chat room name: 1-32 of [A-Za-z0-9_-] (docs/chat.md). */
+static bool chat_room_ok(const char *s)
+{
+        size_t n = strlen(s);
+
+        if (n < 1 || n > 32)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-')
+                        return false;
         return true;
 }
 
@@ -1291,7 +1327,8 @@ static void on_sigint(int sig)
 
 static int parse_args(int argc, char **argv, struct cfg *cfg)
 {
-        enum { OPT_PID = 256, OPT_SRC, OPT_JSON, OPT_NOPROG, OPT_SETUP, OPT_BUSY };
+        enum { OPT_PID = 256, OPT_SRC, OPT_JSON, OPT_NOPROG, OPT_SETUP, OPT_BUSY, OPT_SENDERS,
+               OPT_RATE, OPT_ROOM, OPT_IDLE };
         static const struct option opts[] = {
             {"host", required_argument, NULL, 'H'},
             {"port", required_argument, NULL, 'p'},
@@ -1307,6 +1344,10 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
             {"json", no_argument, NULL, OPT_JSON},
             {"no-progress", no_argument, NULL, OPT_NOPROG},
             {"busy-poll", no_argument, NULL, OPT_BUSY},
+            {"senders", required_argument, NULL, OPT_SENDERS},
+            {"rate", required_argument, NULL, OPT_RATE},
+            {"room", required_argument, NULL, OPT_ROOM},
+            {"idle", no_argument, NULL, OPT_IDLE},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
@@ -1332,6 +1373,9 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
         cfg->pipeline = 1;
         cfg->warmup = 1;
         cfg->setup_timeout = 60;
+        cfg->senders = 10;
+        cfg->rate = 100;
+        cfg->room = "bench";
         optind = 2;
         while ((opt = getopt_long(argc, argv, "H:p:c:t:d:w:s:k:h", opts, &li)) != -1) {
                 bool ok = true;
@@ -1396,6 +1440,21 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
                 case OPT_BUSY:
                         cfg->busy_poll = true;
                         break;
+                case OPT_SENDERS:
+                        ok = parse_uint(optarg, 100000, &v) && v > 0;
+                        cfg->senders = (unsigned)v;
+                        break;
+                case OPT_RATE:
+                        ok = parse_secs(optarg, &cfg->rate) && cfg->rate > 0 &&
+                             cfg->rate <= 1000000;
+                        break;
+                case OPT_ROOM:
+                        ok = chat_room_ok(optarg);
+                        cfg->room = optarg;
+                        break;
+                case OPT_IDLE:
+                        cfg->chat_idle = true;
+                        break;
                 case 'h':
                         usage(stdout);
                         return -1;
@@ -1421,6 +1480,16 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
         if (cfg->mode->mode == MODE_IDLE && cfg->size > RBUF_SIZE) {
                 fprintf(stderr, "tern-bench: idle probes are at most %d bytes\n", RBUF_SIZE);
                 return 2;
+        }
+        if (cfg->mode->mode == MODE_CHAT) {
+                if (cfg->chat_idle)
+                        cfg->senders = 0;
+                else if (cfg->senders > cfg->conns) {
+                        fprintf(stderr, "tern-bench: --senders %u exceeds -c %u\n", cfg->senders,
+                                cfg->conns);
+                        return 2;
+                }
+                cfg->threads = 1; /* one epoll loop drives every chat client */
         }
         if (cfg->threads > cfg->conns)
                 cfg->threads = cfg->conns;
@@ -1489,6 +1558,33 @@ static void explain(int err)
                 fprintf(stderr, "tern-bench: %s\n", strerror(-err));
 }
 
+static int run_chat(void)
+{
+        struct bench_chat_cfg cc = {
+            .target = &g_cfg.target,
+            .srcs = g_cfg.srcs,
+            .nsrc = g_cfg.nsrc,
+            .host = g_cfg.host,
+            .port = g_cfg.port,
+            .conns = g_cfg.conns,
+            .senders = g_cfg.senders,
+            .rate = g_cfg.rate,
+            .room = g_cfg.room,
+            .duration = g_cfg.duration,
+            .warmup = g_cfg.warmup,
+            .setup_timeout = g_cfg.setup_timeout,
+            .idle = g_cfg.chat_idle,
+            .json = g_cfg.json,
+            .progress = g_cfg.progress,
+            .pid = g_cfg.pid,
+            .interrupted = &g_interrupted,
+        };
+        int rc = bench_chat_run(&cc);
+
+        free(g_cfg.srcs);
+        return rc;
+}
+
 int main(int argc, char **argv)
 {
         struct snapshot a, b;
@@ -1512,6 +1608,8 @@ int main(int argc, char **argv)
         signal(SIGPIPE, SIG_IGN);
         signal(SIGINT, on_sigint);
         signal(SIGTERM, on_sigint);
+        if (g_cfg.mode->mode == MODE_CHAT)
+                return run_chat();
         if (g_cfg.pid > 0 && g_cfg.mode->mode == MODE_IDLE) {
                 rc = bench_proc_rss(g_cfg.pid, &rss_before);
                 if (rc) {
