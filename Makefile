@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PORT ?= 7000
 RUN_ARGS ?=
 
-.PHONY: all deps test-deps configure build run test fuzz asan tsan format format-check clean
+.PHONY: all deps test-deps configure build run test check fuzz asan tsan format format-check clean
 
 # What the test suite uses beyond the build: clang + libFuzzer for the codec
 # fuzzers, redis-cli for the tern-kv compatibility test.
@@ -37,10 +37,13 @@ run: build
 	  exec $(BUILD_DIR)/bin/tern-echo --port $(PORT) $(RUN_ARGS); \
 	fi
 
-test: test-deps build
-	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 600
+test: test-deps check
 	@if command -v clang >/dev/null; then $(MAKE) --no-print-directory fuzz; \
 	 else echo "clang not found: fuzzers skipped"; fi
+
+# Build and run ctest in BUILD_DIR, nothing else.
+check: build
+	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 600
 
 # Each codec's libFuzzer harness for FUZZ_SECONDS over its seed corpus
 # (ASan + UBSan), built with clang in its own tree.
@@ -52,11 +55,11 @@ fuzz:
 
 # Sanitizer builds live in their own build trees so they never mix objects.
 asan:
-	$(MAKE) test BUILD_DIR=build-asan BUILD_TYPE=Debug \
+	$(MAKE) check BUILD_DIR=build-asan BUILD_TYPE=Debug \
 	  CMAKE_FLAGS="-DTERN_SANITIZE=address,undefined -DTERN_BUILD_TOOLS=OFF"
 
 tsan:
-	$(MAKE) test BUILD_DIR=build-tsan BUILD_TYPE=Debug \
+	$(MAKE) check BUILD_DIR=build-tsan BUILD_TYPE=Debug \
 	  CMAKE_FLAGS="-DTERN_SANITIZE=thread -DTERN_BUILD_TOOLS=OFF"
 
 format:
