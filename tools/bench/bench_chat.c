@@ -88,14 +88,14 @@ uint64_t bench_chat_verdict_errors(const struct bench_chat_verdict *v)
 
 /* ---- the load ------------------------------------------------------------ */
 
-#define RBUF_SIZE      65536
-#define PART_MAX       256 /* longest partial line carried between reads */
-#define MAX_EVENTS     256
-#define CONNECT_WINDOW 256
-#define DRAIN_NS       2000000000ull
-#define CHECK_NS       30000000000ull
-#define OUT_CAP        65536
-#define SEND_BURST     64 /* messages one sender may catch up in one go */
+#define RBUF_SIZE   65536
+#define PART_MAX    256 /* longest partial line carried between reads */
+#define MAX_EVENTS  256
+#define JOIN_WINDOW 128 /* clients started but not yet in their room */
+#define DRAIN_NS    2000000000ull
+#define CHECK_NS    30000000000ull
+#define OUT_CAP     65536
+#define SEND_BURST  64 /* messages one sender may catch up in one go */
 
 enum cstate { C_NONE, C_CONNECTING, C_OPEN, C_LOST };
 
@@ -126,7 +126,6 @@ struct chat {
         struct client *cl;
         struct sender *snd;
         char *rbuf;
-        size_t roomlen;
         unsigned next_src;
         uint64_t now;
         /* measured window: deliveries arriving in [m0, m1) count */
@@ -212,6 +211,18 @@ static void chat_on_message(struct chat *ch, struct client *c, const char *t, co
         }
 }
 
+/* The room client @idx joins: cfg->room, or ROOM-k with room_size clients each. */
+static size_t chat_room_of(const struct chat *ch, unsigned idx, char *out, size_t cap)
+{
+        int n;
+
+        if (!ch->cfg->room_size)
+                n = snprintf(out, cap, "%s", ch->cfg->room);
+        else
+                n = snprintf(out, cap, "%s-%u", ch->cfg->room, idx / ch->cfg->room_size);
+        return n < 0 ? 0 : (size_t)n;
+}
+
 static void chat_on_line(struct chat *ch, struct client *c, const char *l, size_t len)
 {
         const char *end = l + len;
@@ -229,10 +240,12 @@ static void chat_on_line(struct chat *ch, struct client *c, const char *l, size_
         }
         if (len && l[0] == '*') {
                 /* `* NICK joined #ROOM`: our own join into the bench room */
-                size_t nl = c->nicklen, rl = ch->roomlen;
+                char room[48];
+                size_t nl = c->nicklen;
+                size_t rl = chat_room_of(ch, (unsigned)(c - ch->cl), room, sizeof(room));
                 if (!c->joined && c->welcomed && len == 2 + nl + 9 + rl &&
                     !memcmp(l + 2, c->nick, nl) && !memcmp(l + 2 + nl, " joined #", 9) &&
-                    !strncasecmp(l + 2 + nl + 9, ch->cfg->room, rl)) {
+                    !strncasecmp(l + 2 + nl + 9, room, rl)) {
                         c->joined = true;
                         ch->joined++;
                 }
@@ -331,7 +344,7 @@ static int chat_flush(struct chat *ch, struct sender *s)
 static void chat_event(struct chat *ch, struct client *c, uint32_t events)
 {
         if (c->state == C_CONNECTING) {
-                char cmd[64];
+                char cmd[64], room[48];
                 int len;
 
                 if (events & (EPOLLERR | EPOLLHUP)) {
@@ -349,7 +362,8 @@ static void chat_event(struct chat *ch, struct client *c, uint32_t events)
                 ch->connecting--;
                 c->state = C_OPEN;
                 ch->open++;
-                len = snprintf(cmd, sizeof(cmd), "/join %s\n", ch->cfg->room);
+                chat_room_of(ch, (unsigned)(c - ch->cl), room, sizeof(room));
+                len = snprintf(cmd, sizeof(cmd), "/join %s\n", room);
                 if (chat_write_all(c->fd, cmd, (size_t)len)) {
                         chat_lose(ch, c);
                         return;
@@ -364,12 +378,17 @@ static void chat_event(struct chat *ch, struct client *c, uint32_t events)
                 chat_lose(ch, c);
 }
 
-/* Starts connects while fewer than CONNECT_WINDOW are in progress. */
+/* Starts connects while fewer than JOIN_WINDOW clients are on their way in. */
 static int chat_connect_more(struct chat *ch)
 {
         const struct bench_chat_cfg *cfg = ch->cfg;
 
-        while (ch->next_conn < cfg->conns && ch->connecting < CONNECT_WINDOW) {
+        /*
+         * A new client sits in #lobby until its /join is handled, and every
+         * arrival there is announced to everyone in it: bounding the clients
+         * not yet in their room keeps that chatter linear in N, not N^2.
+         */
+        while (ch->next_conn < cfg->conns && ch->next_conn - ch->joined < JOIN_WINDOW) {
                 struct client *c = &ch->cl[ch->next_conn];
                 const struct sockaddr_in *src = NULL;
                 struct epoll_event ev;
@@ -431,7 +450,7 @@ static void chat_progress_clear(const struct chat *ch)
                 fprintf(stderr, "\r\033[K");
 }
 
-/* Client 0 says `tern-bench-sync ID`; waits until every client has read it,
+/* Client 0 (of each room) says `tern-bench-sync ID`; waits until every client has read it,
  * which proves each is in the room and served. Returns 0, -ETIMEDOUT, -EINTR. */
 static int chat_sync(struct chat *ch, unsigned id, uint64_t limit_ns)
 {
@@ -439,10 +458,14 @@ static int chat_sync(struct chat *ch, unsigned id, uint64_t limit_ns)
         int len = snprintf(line, sizeof(line), "tern-bench-sync %u\n", id);
         uint64_t deadline = tern_now_ns() + limit_ns;
 
+        unsigned step = ch->cfg->room_size ? ch->cfg->room_size : ch->cfg->conns;
+
         ch->sync_target = id;
         ch->synced = 0;
-        if (ch->cl[0].state != C_OPEN || chat_write_all(ch->cl[0].fd, line, (size_t)len))
-                return -ECONNRESET;
+        /* the first client of each room speaks for it */
+        for (unsigned i = 0; i < ch->cfg->conns; i += step)
+                if (ch->cl[i].state != C_OPEN || chat_write_all(ch->cl[i].fd, line, (size_t)len))
+                        return -ECONNRESET;
         while (ch->synced + ch->lost < ch->cfg->conns) {
                 if (*ch->cfg->interrupted)
                         return -EINTR;
@@ -540,13 +563,15 @@ static void chat_header(const struct chat *ch)
         if (cfg->json) {
                 printf("{\"tool\":\"tern-bench\",\"mode\":\"chat\",\"host\":\"%s\",\"port\":%u,"
                        "\"connections\":%u,\"senders\":%u,\"rate_per_sender\":%.3f,"
-                       "\"room\":\"%s\",\"idle\":%s,\"src_addrs\":%u",
+                       "\"room\":\"%s\",\"room_size\":%u,\"idle\":%s,\"src_addrs\":%u",
                        cfg->host, cfg->port, cfg->conns, cfg->senders, cfg->rate, cfg->room,
-                       cfg->idle ? "true" : "false", cfg->nsrc);
+                       cfg->room_size, cfg->idle ? "true" : "false", cfg->nsrc);
                 return;
         }
         printf("tern-bench chat -> %s:%u: %u clients in #%s", cfg->host, cfg->port, cfg->conns,
                cfg->room);
+        if (cfg->room_size)
+                printf("-N (%u per room)", cfg->room_size);
         if (!cfg->idle)
                 printf(", %u sending %.1f msg/s each", cfg->senders, cfg->rate);
         if (cfg->nsrc > 1)
@@ -722,7 +747,6 @@ int bench_chat_run(const struct bench_chat_cfg *cfg)
         bool have_rss = false;
         int rc = 1, err;
 
-        ch.roomlen = strlen(cfg->room);
         ch.epfd = epoll_create1(EPOLL_CLOEXEC);
         ch.cl = calloc(cfg->conns, sizeof(*ch.cl));
         ch.rbuf = malloc(RBUF_SIZE);
@@ -765,13 +789,13 @@ int bench_chat_run(const struct bench_chat_cfg *cfg)
         if (err) {
                 const char *why = bench_explain_errno(err, cfg->host, cfg->port);
                 chat_progress_clear(&ch);
-                if (why)
-                        fprintf(stderr, "tern-bench: %s\n", why);
-                else if (err == -ETIMEDOUT)
+                if (err == -ETIMEDOUT && err != ch.fatal)
                         fprintf(stderr,
                                 "tern-bench: set-up did not finish within %.0f s (%u open, %u "
                                 "in the room, %u saw the sync line)\n",
                                 cfg->setup_timeout, ch.open, ch.joined, ch.synced);
+                else if (why)
+                        fprintf(stderr, "tern-bench: %s\n", why);
                 else if (err == -ECONNRESET)
                         fprintf(stderr,
                                 "tern-bench: the server closed %llu client(s) during "

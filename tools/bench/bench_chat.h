@@ -78,6 +78,7 @@ struct bench_chat_cfg {
         unsigned senders; /* K <= conns; 0 with idle */
         double rate;      /* messages/s per sender */
         const char *room;
+        unsigned room_size; /* idle only: clients per room ROOM-0, ROOM-1...; 0 = one room */
         double duration, warmup, setup_timeout;
         bool idle; /* hold the clients instead of sending; RSS per client with pid */
         bool json, progress;

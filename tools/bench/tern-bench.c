@@ -120,6 +120,7 @@ struct cfg {
         unsigned senders; /* chat */
         double rate;      /* chat: messages/s per sender */
         const char *room; /* chat */
+        unsigned room_size;
         bool chat_idle;
         struct bench_target target;
         struct sockaddr_in *srcs; /* nsrc > 1: loopback source addresses */
@@ -1279,6 +1280,8 @@ static void usage(FILE *f)
                    "      --idle             send nothing: hold the clients -d seconds, check "
                    "each is\n"
                    "                         still served; with --pid, server RSS per client\n"
+                   "      --room-size N      with --idle: N clients per room (ROOM-0, ROOM-1...),"
+                   "\n                         which keeps join notices from growing as N^2\n"
                    "  -h, --help\n"
                    "\nexit status: 0 ok, 1 could not run, 2 usage, 3 ran but saw errors\n");
 }
@@ -1327,8 +1330,19 @@ static void on_sigint(int sig)
 
 static int parse_args(int argc, char **argv, struct cfg *cfg)
 {
-        enum { OPT_PID = 256, OPT_SRC, OPT_JSON, OPT_NOPROG, OPT_SETUP, OPT_BUSY, OPT_SENDERS,
-               OPT_RATE, OPT_ROOM, OPT_IDLE };
+        enum {
+                OPT_PID = 256,
+                OPT_SRC,
+                OPT_JSON,
+                OPT_NOPROG,
+                OPT_SETUP,
+                OPT_BUSY,
+                OPT_SENDERS,
+                OPT_RATE,
+                OPT_ROOM,
+                OPT_IDLE,
+                OPT_ROOM_SIZE
+        };
         static const struct option opts[] = {
             {"host", required_argument, NULL, 'H'},
             {"port", required_argument, NULL, 'p'},
@@ -1348,6 +1362,7 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
             {"rate", required_argument, NULL, OPT_RATE},
             {"room", required_argument, NULL, OPT_ROOM},
             {"idle", no_argument, NULL, OPT_IDLE},
+            {"room-size", required_argument, NULL, OPT_ROOM_SIZE},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
@@ -1445,8 +1460,8 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
                         cfg->senders = (unsigned)v;
                         break;
                 case OPT_RATE:
-                        ok = parse_secs(optarg, &cfg->rate) && cfg->rate > 0 &&
-                             cfg->rate <= 1000000;
+                        ok =
+                            parse_secs(optarg, &cfg->rate) && cfg->rate > 0 && cfg->rate <= 1000000;
                         break;
                 case OPT_ROOM:
                         ok = chat_room_ok(optarg);
@@ -1454,6 +1469,10 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
                         break;
                 case OPT_IDLE:
                         cfg->chat_idle = true;
+                        break;
+                case OPT_ROOM_SIZE:
+                        ok = parse_uint(optarg, 10000000, &v) && v > 0;
+                        cfg->room_size = (unsigned)v;
                         break;
                 case 'h':
                         usage(stdout);
@@ -1482,6 +1501,15 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
                 return 2;
         }
         if (cfg->mode->mode == MODE_CHAT) {
+                if (cfg->room_size && !cfg->chat_idle) {
+                        fprintf(stderr, "tern-bench: --room-size needs --idle (senders reach "
+                                        "one room)\n");
+                        return 2;
+                }
+                if (strlen(cfg->room) > 20) {
+                        fprintf(stderr, "tern-bench: --room is at most 20 characters here\n");
+                        return 2;
+                }
                 if (cfg->chat_idle)
                         cfg->senders = 0;
                 else if (cfg->senders > cfg->conns) {
@@ -1570,6 +1598,7 @@ static int run_chat(void)
             .senders = g_cfg.senders,
             .rate = g_cfg.rate,
             .room = g_cfg.room,
+            .room_size = g_cfg.room_size,
             .duration = g_cfg.duration,
             .warmup = g_cfg.warmup,
             .setup_timeout = g_cfg.setup_timeout,
