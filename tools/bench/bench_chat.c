@@ -683,6 +683,9 @@ static int chat_run_load(struct chat *ch)
                 for (unsigned s = 0; s < cfg->senders; s++)
                         bench_chat_stream_finish(&ch->cl[r].streams[s], ch->snd[s].seq, &fin);
 
+        if (cfg->verdict)
+                *cfg->verdict = fin;
+
         double secs = measuring ? (double)(t_stop - ch->m0) / 1e9 : 0;
         uint64_t errors = bench_chat_verdict_errors(&fin) + ch->lost + ch->malformed +
                           ch->protocol_errors + ch->server_errors;
@@ -725,7 +728,7 @@ static int chat_run_load(struct chat *ch)
                 printf(" max %.0f us\n", (double)bench_hist_percentile(&ch->lat, 100) / 1e3);
                 chat_report_cpu(ch, ch->m0, t_stop, self0, self1, srv, srv0, srv1);
                 printf(
-                    "  %-14s %llu exactly once in order; dropped %llu, duplicate %llu, "
+                    "  %-14s %llu delivered in sequence; dropped %llu, duplicate %llu, "
                     "reordered %llu, missing at end %llu, lost clients %llu, bad lines %llu\n",
                     "verified", (unsigned long long)fin.in_order,
                     (unsigned long long)(fin.dropped + fin.untracked),

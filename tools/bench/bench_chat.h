@@ -83,7 +83,8 @@ struct bench_chat_cfg {
         bool idle; /* hold the clients instead of sending; RSS per client with pid */
         bool json, progress;
         pid_t pid;
-        volatile int *interrupted; /* set by a signal handler */
+        volatile int *interrupted;          /* set by a signal handler */
+        struct bench_chat_verdict *verdict; /* optional: receives the load run's verdict */
 };
 
 /*

@@ -113,3 +113,174 @@ Test(chat_verify, gaps_beyond_the_tracked_limit_still_count)
         cr_assert_eq(v.dropped + v.untracked, far);
         cr_assert_eq(v.untracked, 10);
 }
+
+/* ---- end to end: chat mode against a deliberately faulty chat server ------ */
+
+#include <arpa/inet.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define FAULTY_CLIENTS 4
+
+/*
+ * Speaks just enough of tern-chat's protocol (welcome, /join, room
+ * messages) for tern-bench, and mangles sender 0's stream: client 1 never
+ * gets message 3, client 2 gets 6 before 5, client 3 gets 7 twice.
+ */
+struct faulty {
+        int lfd;
+        unsigned port;
+        atomic_bool stop;
+        pthread_t tid;
+        int fd[FAULTY_CLIENTS];
+        char in[FAULTY_CLIENTS][512];
+        size_t inlen[FAULTY_CLIENTS];
+        char held[256]; /* client 2's message 5, until 6 has gone out */
+};
+
+static void faulty_send(int fd, const char *s)
+{
+        cr_assert_eq(chat_write_all(fd, s, strlen(s)), 0);
+}
+
+static void faulty_line(struct faulty *f, int from, const char *l)
+{
+        char out[256];
+        unsigned s;
+        unsigned long long q;
+
+        if (!strncmp(l, "/join ", 6)) {
+                snprintf(out, sizeof(out), "* guest%d joined #%s\r\n", from, l + 6);
+                for (int i = 0; i < FAULTY_CLIENTS; i++)
+                        if (f->fd[i] >= 0)
+                                faulty_send(f->fd[i], out);
+                return;
+        }
+        snprintf(out, sizeof(out), "[#bench] guest%d: %s\r\n", from, l);
+        bool m = sscanf(l, "m %u %llu", &s, &q) == 2 && s == 0;
+        for (int i = 0; i < FAULTY_CLIENTS; i++) {
+                if (f->fd[i] < 0)
+                        continue;
+                if (m && i == 1 && q == 3)
+                        continue;
+                if (m && i == 2 && q == 5) {
+                        snprintf(f->held, sizeof(f->held), "%s", out);
+                        continue;
+                }
+                faulty_send(f->fd[i], out);
+                if (m && i == 2 && q == 6)
+                        faulty_send(f->fd[i], f->held);
+                if (m && i == 3 && q == 7)
+                        faulty_send(f->fd[i], out);
+        }
+}
+
+static void *faulty_main(void *arg)
+{
+        struct faulty *f = arg;
+        int n = 0;
+
+        while (!atomic_load(&f->stop)) {
+                struct pollfd p[FAULTY_CLIENTS + 1];
+
+                p[0] = (struct pollfd){.fd = n < FAULTY_CLIENTS ? f->lfd : -1, .events = POLLIN};
+                for (int i = 0; i < FAULTY_CLIENTS; i++)
+                        p[i + 1] = (struct pollfd){.fd = f->fd[i], .events = POLLIN};
+                if (poll(p, FAULTY_CLIENTS + 1, 50) <= 0)
+                        continue;
+                if (p[0].revents & POLLIN) {
+                        char hello[96];
+                        int fd = accept(f->lfd, NULL, NULL);
+                        if (fd >= 0) {
+                                f->fd[n] = fd;
+                                snprintf(hello, sizeof(hello),
+                                         "* welcome guest%d\r\n* guest%d joined #lobby\r\n", n, n);
+                                faulty_send(fd, hello);
+                                n++;
+                        }
+                }
+                for (int i = 0; i < FAULTY_CLIENTS; i++) {
+                        if (f->fd[i] < 0 || !(p[i + 1].revents & (POLLIN | POLLHUP)))
+                                continue;
+                        ssize_t got =
+                            read(f->fd[i], f->in[i] + f->inlen[i], sizeof(f->in[i]) - f->inlen[i]);
+                        if (got <= 0) {
+                                close(f->fd[i]);
+                                f->fd[i] = -1;
+                                continue;
+                        }
+                        f->inlen[i] += (size_t)got;
+                        char *nl;
+                        while ((nl = memchr(f->in[i], '\n', f->inlen[i]))) {
+                                *nl = '\0';
+                                faulty_line(f, i, f->in[i]);
+                                f->inlen[i] -= (size_t)(nl + 1 - f->in[i]);
+                                memmove(f->in[i], nl + 1, f->inlen[i]);
+                        }
+                }
+        }
+        return NULL;
+}
+
+static void faulty_start(struct faulty *f)
+{
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(a);
+
+        memset(f, 0, sizeof(*f));
+        for (int i = 0; i < FAULTY_CLIENTS; i++)
+                f->fd[i] = -1;
+        f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+        cr_assert_geq(f->lfd, 0);
+        cr_assert_eq(bind(f->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+        cr_assert_eq(listen(f->lfd, 16), 0);
+        cr_assert_eq(getsockname(f->lfd, (struct sockaddr *)&a, &len), 0);
+        f->port = ntohs(a.sin_port);
+        cr_assert_eq(pthread_create(&f->tid, NULL, faulty_main, f), 0);
+}
+
+static void faulty_stop(struct faulty *f)
+{
+        atomic_store(&f->stop, true);
+        pthread_join(f->tid, NULL);
+        for (int i = 0; i < FAULTY_CLIENTS; i++)
+                if (f->fd[i] >= 0)
+                        close(f->fd[i]);
+        close(f->lfd);
+}
+
+Test(chat_verify, faulty_server_is_caught_end_to_end)
+{
+        static volatile int never;
+        struct faulty f;
+        struct bench_target t;
+        struct bench_chat_verdict v = {0};
+
+        faulty_start(&f);
+        cr_assert_eq(bench_resolve(&t, "127.0.0.1", f.port), 0);
+        struct bench_chat_cfg cfg = {
+            .target = &t,
+            .nsrc = 1,
+            .host = "127.0.0.1",
+            .port = f.port,
+            .conns = FAULTY_CLIENTS,
+            .senders = 1,
+            .rate = 200, /* message 7 goes out after ~35 ms, well inside the run */
+            .room = "bench",
+            .duration = 0.2,
+            .warmup = 0,
+            .setup_timeout = 10,
+            .json = true,
+            .interrupted = &never,
+            .verdict = &v,
+        };
+        int rc = bench_chat_run(&cfg);
+        faulty_stop(&f);
+
+        cr_assert_eq(rc, 3, "a faulty server must fail the run (got %d)", rc);
+        cr_assert_eq(v.dropped, 1, "client 1's message 3");
+        cr_assert_eq(v.reordered, 1, "client 2's message 5 after 6");
+        cr_assert_eq(v.duplicate, 1, "client 3's message 7 twice");
+        cr_assert_eq(v.missing, 0);
+}
