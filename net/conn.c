@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "conn_internal.h"
@@ -28,6 +29,23 @@
 #include "server_internal.h"
 
 static const struct tern_conn_ops no_ops;
+
+/*
+ * The hot-path syscalls go through syscall(2) rather than glibc's read() and
+ * send(): those are cancellation points, and in a multi-threaded process each
+ * call pays two atomic compare-exchanges for deferred cancellation (measured
+ * with callgrind: about 60 of tern-echo's 370 user-space instructions per
+ * request). tern's threads are never cancelled, so that work buys nothing.
+ */
+static inline ssize_t sys_read(int fd, void *buf, size_t len)
+{
+        return syscall(SYS_read, fd, buf, len);
+}
+
+static inline ssize_t sys_send(int fd, const void *buf, size_t len, int flags)
+{
+        return syscall(SYS_sendto, fd, buf, len, flags, NULL, 0);
+}
 
 const char *tern_close_reason_str(enum tern_close_reason r)
 {
@@ -146,8 +164,8 @@ static ssize_t sock_sendv(struct tern_conn *c, const struct iovec *iov, int iovc
         for (;;) {
                 /* One buffer is the common case; send() skips sendmsg()'s
                  * msghdr and iovec copy-in. MSG_NOSIGNAL: never SIGPIPE. */
-                ssize_t n = iovcnt == 1 ? send(fd, iov[0].iov_base, iov[0].iov_len,
-                                               MSG_NOSIGNAL | MSG_DONTWAIT)
+                ssize_t n = iovcnt == 1 ? sys_send(fd, iov[0].iov_base, iov[0].iov_len,
+                                                   MSG_NOSIGNAL | MSG_DONTWAIT)
                                         : sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (n >= 0)
                         return n;
@@ -393,7 +411,7 @@ static void do_read(struct tern_conn *c)
                         /* Nothing pending: read into the spill and lend it out. */
                         asked = TERN__SPILL_SIZE;
                         do
-                                n = read(c->fd, l->spill, asked);
+                                n = sys_read(c->fd, l->spill, asked);
                         while (n < 0 && errno == EINTR);
                         if (n < 0)
                                 n = -errno;

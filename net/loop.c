@@ -357,10 +357,12 @@ static void loop_run(struct tern_loop *l)
                 struct tern_conn *ready = l->ready;
                 l->ready = NULL;
 
-                /* 2. timeout */
-                l->now = tern_now_ms();
+                /* 2. timeout (no clock read, no wheel scan when nothing is armed) */
                 int timeout = 0;
-                if (!ready) {
+                if (!ready && !tern_timer_wheel_count(&l->wheel)) {
+                        timeout = -1;
+                } else if (!ready) {
+                        l->now = tern_now_ms();
                         int64_t t = tern_timer_wheel_timeout(&l->wheel, l->now);
                         timeout = t < 0 ? -1 : (t > INT_MAX ? INT_MAX : (int)t);
                 }
@@ -387,7 +389,8 @@ static void loop_run(struct tern_loop *l)
                 serve_ready(ready);
 
                 /* 5. timers */
-                tern_timer_wheel_expire(&l->wheel, l->now);
+                if (tern_timer_wheel_count(&l->wheel))
+                        tern_timer_wheel_expire(&l->wheel, l->now);
 
                 /* 6. mailbox */
                 drain_mailbox(l, false);
