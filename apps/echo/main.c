@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "tern.h"
 
 static tern_server *server;
@@ -46,17 +47,6 @@ static void usage(FILE *f, const char *argv0)
                 argv0, tern_default_workers());
 }
 
-static bool parse_long(const char *s, long min, long max, long *out)
-{
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (errno || end == s || *end || v < min || v > max)
-                return false;
-        *out = v;
-        return true;
-}
-
 int main(int argc, char **argv)
 {
         static const struct option longopts[] = {
@@ -67,39 +57,17 @@ int main(int argc, char **argv)
         struct tern_server_opts o;
         tern_server_opts_init(&o);
         o.ops = &echo_ops;
-        long v;
         bool have_port = false;
         int ch;
         while ((ch = getopt_long(argc, argv, "p:b:w:l:h", longopts, NULL)) != -1) {
                 switch (ch) {
                 case 'p':
-                        if (!parse_long(optarg, 0, 65535, &v)) {
-                                fprintf(stderr, "%s: invalid port '%s'\n", argv[0], optarg);
-                                return 2;
-                        }
-                        o.port = (uint16_t)v;
-                        have_port = true;
-                        break;
                 case 'b':
-                        o.bind = optarg;
-                        break;
                 case 'w':
-                        if (!parse_long(optarg, 1, 255, &v)) {
-                                fprintf(stderr, "%s: invalid worker count '%s' (1-255)\n", argv[0],
-                                        optarg);
+                case 'l':
+                        if (app_server_opt(ch, optarg, argv[0], &o, &have_port) < 0)
                                 return 2;
-                        }
-                        o.workers = (int)v;
                         break;
-                case 'l': {
-                        enum tern_log_level lvl;
-                        if (!tern_log_level_parse(optarg, &lvl)) {
-                                fprintf(stderr, "%s: invalid log level '%s'\n", argv[0], optarg);
-                                return 2;
-                        }
-                        tern_log_set_level(lvl);
-                        break;
-                }
                 case 'h':
                         usage(stdout, argv[0]);
                         return 0;

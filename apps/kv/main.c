@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kv.h"
+#include "cli.h"
 #include "tern.h"
 
 static tern_server *server;
@@ -49,17 +50,6 @@ static void usage(FILE *f, const char *argv0)
                 argv0, tern_default_workers(), TERN_RESP_DEFAULT_MAX_BULK,
                 TERN_RESP_DEFAULT_MAX_ARGS, TERN_RESP_DEFAULT_MAX_INLINE,
                 TERN_RESP_DEFAULT_MAX_FRAME);
-}
-
-static bool parse_long(const char *s, long min, long max, long *out)
-{
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (errno || end == s || *end || v < min || v > max)
-                return false;
-        *out = v;
-        return true;
 }
 
 /* A byte count with an optional k/m/g suffix, at most @max. */
@@ -128,33 +118,12 @@ int main(int argc, char **argv)
         while ((ch = getopt_long(argc, argv, "p:b:w:l:m:h", longopts, NULL)) != -1) {
                 switch (ch) {
                 case 'p':
-                        if (!parse_long(optarg, 0, 65535, &v)) {
-                                fprintf(stderr, "%s: invalid port '%s'\n", argv[0], optarg);
-                                return 2;
-                        }
-                        o.port = (uint16_t)v;
-                        have_port = true;
-                        break;
                 case 'b':
-                        o.bind = optarg;
-                        break;
                 case 'w':
-                        if (!parse_long(optarg, 1, 255, &v)) {
-                                fprintf(stderr, "%s: invalid worker count '%s' (1-255)\n", argv[0],
-                                        optarg);
+                case 'l':
+                        if (app_server_opt(ch, optarg, argv[0], &o, &have_port) < 0)
                                 return 2;
-                        }
-                        o.workers = (int)v;
                         break;
-                case 'l': {
-                        enum tern_log_level lvl;
-                        if (!tern_log_level_parse(optarg, &lvl)) {
-                                fprintf(stderr, "%s: invalid log level '%s'\n", argv[0], optarg);
-                                return 2;
-                        }
-                        tern_log_set_level(lvl);
-                        break;
-                }
                 case 'm':
                         if (!parse_size(optarg, SIZE_MAX, &max_memory)) {
                                 fprintf(stderr, "%s: invalid size '%s'\n", argv[0], optarg);
@@ -176,7 +145,7 @@ int main(int argc, char **argv)
                                 resp.max_frame = sz;
                         break;
                 case OPT_MAX_ARGS:
-                        if (!parse_long(optarg, 1, TERN_RESP_MAX_ARGS_LIMIT, &v)) {
+                        if (!app_parse_long(optarg, 1, TERN_RESP_MAX_ARGS_LIMIT, &v)) {
                                 fprintf(stderr, "%s: invalid argument count '%s'\n", argv[0],
                                         optarg);
                                 return 2;

@@ -1,0 +1,55 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "log.h"
+
+bool app_parse_long(const char *s, long min, long max, long *out)
+{
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno || end == s || *end || v < min || v > max)
+                return false;
+        *out = v;
+        return true;
+}
+
+int app_server_opt(int ch, const char *arg, const char *argv0, struct tern_server_opts *o,
+                   bool *have_port)
+{
+        long v;
+        switch (ch) {
+        case 'p':
+                if (!app_parse_long(arg, 0, 65535, &v)) {
+                        fprintf(stderr, "%s: invalid port '%s'\n", argv0, arg);
+                        return -1;
+                }
+                o->port = (uint16_t)v;
+                *have_port = true;
+                return 1;
+        case 'b':
+                o->bind = arg;
+                return 1;
+        case 'w':
+                if (!app_parse_long(arg, 1, 255, &v)) {
+                        fprintf(stderr, "%s: invalid worker count '%s' (1-255)\n", argv0, arg);
+                        return -1;
+                }
+                o->workers = (int)v;
+                return 1;
+        case 'l': {
+                enum tern_log_level lvl;
+                if (!tern_log_level_parse(arg, &lvl)) {
+                        fprintf(stderr, "%s: invalid log level '%s'\n", argv0, arg);
+                        return -1;
+                }
+                tern_log_set_level(lvl);
+                return 1;
+        }
+        default:
+                return 0;
+        }
+}

@@ -1,0 +1,25 @@
+/*
+ * Command-line helpers shared by the programs in apps/. Not part of libtern.
+ */
+#ifndef TERN_APP_CLI_H
+#define TERN_APP_CLI_H
+
+#include <stdbool.h>
+
+#include "server.h"
+
+/* Parses a whole decimal string into [min, max]; false on anything else. */
+bool app_parse_long(const char *s, long min, long max, long *out);
+
+/*
+ * Handles an option every tern server program takes: 'p' (--port, 0-65535,
+ * sets *have_port), 'b' (--bind), 'w' (--workers, 1-255) and 'l'
+ * (--log-level, applied at once). @arg is borrowed: o->bind keeps pointing
+ * at it. Returns 1 when @ch was one of these and valid, 0 when it is not one
+ * of them, -1 after printing "ARGV0: invalid ..." for a bad value (the
+ * caller exits 2).
+ */
+int app_server_opt(int ch, const char *arg, const char *argv0, struct tern_server_opts *o,
+                   bool *have_port);
+
+#endif
