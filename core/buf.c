@@ -30,6 +30,7 @@ void tern_buf_free(struct tern_buf *b)
         if (b->base) {
                 free(b->base);
                 tern__live_add(TERN__LIVE_BUFS, -1);
+                tern__live_bytes_add(-(long)b->cap);
         }
         tern_buf_init(b);
 }
@@ -93,6 +94,7 @@ static int buf_reshape(struct tern_buf *b, size_t gap, size_t n)
                 else
                         tern__live_add(TERN__LIVE_BUFS, +1);
         }
+        tern__live_bytes_add((long)(cap - b->cap));
         b->base = p;
         b->cap = cap;
         b->rd = off;

@@ -10,6 +10,11 @@ struct tern_live_counts {
         long conns;  /* connection objects not yet freed */
         long bufs;   /* buffer allocations (input and output) not yet freed */
         long timers; /* timers armed on any wheel */
+        /* Bytes of buffer capacity allocated now, and the most ever allocated
+         * at once since the process started: what a hostile peer can make
+         * the process hold, which the tests bound. */
+        long buf_bytes;
+        long buf_bytes_peak;
 };
 
 /* Snapshot of the counters. Any thread; lock-free; each field is exact, the

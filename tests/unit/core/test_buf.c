@@ -630,3 +630,29 @@ Test(buf, read_fd_socketpair_stream)
         tern_buf_free(&b);
         cr_assert_eq(live_bufs(), start);
 }
+
+Test(buf, live_bytes_follow_capacity_and_keep_the_peak)
+{
+        struct tern_live_counts lc0, lc;
+        tern_live_counts(&lc0);
+        struct tern_buf b = TERN_BUF_INIT;
+
+        cr_assert_eq(tern_buf_append(&b, "abc", 3), 0);
+        tern_live_counts(&lc);
+        cr_assert_eq(lc.buf_bytes - lc0.buf_bytes, (long)b.cap);
+        /* Growing by realloc and by a move both count the new capacity once. */
+        cr_assert_eq(tern_buf_reserve(&b, 100000), 0);
+        size_t big = b.cap;
+        tern_live_counts(&lc);
+        cr_assert_eq(lc.buf_bytes - lc0.buf_bytes, (long)big);
+        cr_assert_geq(lc.buf_bytes_peak, lc.buf_bytes);
+        tern_buf_consume(&b, 1);
+        cr_assert_eq(tern_buf_prepend(&b, "0123456789", 10), 0);
+        tern_live_counts(&lc);
+        cr_assert_eq(lc.buf_bytes - lc0.buf_bytes, (long)b.cap);
+
+        tern_buf_free(&b);
+        tern_live_counts(&lc);
+        cr_assert_eq(lc.buf_bytes, lc0.buf_bytes);
+        cr_assert_geq(lc.buf_bytes_peak - lc0.buf_bytes, (long)big, "the peak forgot");
+}
