@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "cpu.h"
 #include "error.h"
 #include "log.h"
 #include "server_internal.h"
@@ -28,14 +29,9 @@
 
 int tern_default_workers(void)
 {
-        cpu_set_t set;
-        if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-                int n = CPU_COUNT(&set);
-                if (n > 0)
-                        return n;
-        }
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        return n > 0 ? (int)n : 1;
+        struct tern_cpu_limit lim;
+        tern_cpu_limit(&lim);
+        return lim.count;
 }
 
 void tern_server_opts_init(struct tern_server_opts *o)
