@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "chat.h"
+#include "cli.h"
 
 static struct chat_server *server;
 
@@ -46,6 +47,7 @@ int main(int argc, char **argv)
         }
 
         signal(SIGPIPE, SIG_IGN);
+        app_log_default_workers("tern-chat", cfg.opts.workers);
         server = chat_server_new(&cfg.opts);
         if (!server) {
                 int e = errno;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cpu.h"
 #include "log.h"
 
 bool app_parse_long(const char *s, long min, long max, long *out)
@@ -52,4 +53,13 @@ int app_server_opt(int ch, const char *arg, const char *argv0, struct tern_serve
         default:
                 return 0;
         }
+}
+
+void app_log_default_workers(const char *prog, int workers)
+{
+        if (workers)
+                return;
+        struct tern_cpu_limit lim;
+        tern_cpu_limit(&lim);
+        tern_info("%s: %d worker(s) by default: %s", prog, lim.count, lim.why);
 }

@@ -22,4 +22,12 @@ bool app_parse_long(const char *s, long min, long max, long *out);
 int app_server_opt(int ch, const char *arg, const char *argv0, struct tern_server_opts *o,
                    bool *have_port);
 
+/*
+ * When @workers is 0 (neither --workers nor TERN_WORKERS given), logs at info
+ * level the count tern will pick and why (affinity mask, cgroup CPU quota),
+ * so an operator sees what a container's CPU limit did. @prog is borrowed.
+ * [any]
+ */
+void app_log_default_workers(const char *prog, int workers);
+
 #endif

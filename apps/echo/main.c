@@ -81,6 +81,7 @@ int main(int argc, char **argv)
                 return 2;
         }
 
+        app_log_default_workers("tern-echo", o.workers);
         server = tern_server_new(&o);
         if (!server) {
                 tern_error("tern-echo: cannot start: %s", strerror(errno));
