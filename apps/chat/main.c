@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "chat.h"
 #include "cli.h"
@@ -23,6 +24,22 @@ static const char *env(const char *name)
         return getenv(name);
 }
 
+/*
+ * "--check self": where the same settings (TERN_BIND, TERN_PORT) make the
+ * server listen, so an image's HEALTHCHECK follows `-e TERN_PORT=...` with no
+ * shell in the image to expand it. A wildcard bind is probed on loopback.
+ */
+static const char *self_target(const struct chat_opts *o, char *buf, size_t cap)
+{
+        const char *b = o->bind;
+        if (!b || strcmp(b, "0.0.0.0") == 0)
+                b = "127.0.0.1";
+        else if (strcmp(b, "::") == 0)
+                b = "::1";
+        snprintf(buf, cap, strchr(b, ':') ? "[%s]:%u" : "%s:%u", b, o->port);
+        return buf;
+}
+
 int main(int argc, char **argv)
 {
         struct chat_config cfg;
@@ -38,7 +55,11 @@ int main(int argc, char **argv)
         tern_log_set_format(cfg.log_format);
 
         if (cfg.check) {
-                r = chat_check(cfg.check, 2000, err, sizeof(err));
+                char self[300];
+                const char *target = cfg.check;
+                if (strcmp(target, "self") == 0)
+                        target = self_target(&cfg.opts, self, sizeof(self));
+                r = chat_check(target, 2000, err, sizeof(err));
                 if (r) {
                         fprintf(stderr, "tern-chat: check failed: %s\n", err);
                         return r == -EINVAL ? 2 : 1;
@@ -47,6 +68,11 @@ int main(int argc, char **argv)
         }
 
         signal(SIGPIPE, SIG_IGN);
+        /* As a container's PID 1 we inherit every orphan in it (a probe's
+         * stray child, say); ignoring SIGCHLD has the kernel reap them, so
+         * none lingers as a zombie. We start no children of our own. */
+        if (getpid() == 1)
+                signal(SIGCHLD, SIG_IGN);
         app_log_default_workers("tern-chat", cfg.opts.workers);
         server = chat_server_new(&cfg.opts);
         if (!server) {
