@@ -7,11 +7,14 @@ need=()
 have_pc() { pkg-config --exists "$1" 2>/dev/null; }
 command -v cmake >/dev/null || need+=(cmake)
 command -v cc >/dev/null || need+=(gcc)
+# gcc only recommends the C library headers; a minimal system lacks them.
+[ -e /usr/include/stdio.h ] || need+=(libc6-dev)
 command -v make >/dev/null || need+=(make)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 have_pc liburcu-qsbr || need+=(liburcu-dev)
 have_pc ck || need+=(libck-dev)
-have_pc criterion || need+=(libcriterion-dev)
+# TERN_DEPS_NO_TESTS=1: building only (the container image), no test suite.
+[ -n "${TERN_DEPS_NO_TESTS:-}" ] || have_pc criterion || need+=(libcriterion-dev)
 # Optional extras named by the caller, e.g. TERN_EXTRA_DEPS="libevent-dev libuv1-dev"
 for p in ${TERN_EXTRA_DEPS:-}; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
