@@ -397,7 +397,12 @@ static void mark_ready(struct tern_conn *c)
         c->loop->ready = c;
 }
 
-/* Reads until EAGAIN, EOF, or the per-iteration budget runs out. */
+/*
+ * Reads until EAGAIN, EOF, or the per-iteration budget runs out. Only input
+ * the application consumed (a whole frame, or what on_message took) counts
+ * as activity for the idle timeout: a slowloris peer trickling a frame that
+ * never completes is as idle as a silent one.
+ */
 static void do_read(struct tern_conn *c)
 {
         struct tern_loop *l = c->loop;
@@ -418,8 +423,9 @@ static void do_read(struct tern_conn *c)
                         if (n > 0) {
                                 struct tern_buf view = {l->spill, TERN__SPILL_SIZE, 0, (size_t)n};
                                 tern__stat_add(l, TERN__STAT(bytes_in), (uint64_t)n);
-                                c->last_active = (uint32_t)l->now;
                                 deliver(c, &view);
+                                if (tern_buf_len(&view) < (size_t)n)
+                                        note_progress(c);
                                 if (!tern_buf_empty(&view) && !(c->flags & TERN__CONN_CLOSED) &&
                                     tern_buf_append(&c->in, tern_buf_data(&view),
                                                     tern_buf_len(&view)) < 0) {
@@ -432,8 +438,10 @@ static void do_read(struct tern_conn *c)
                         n = tern_buf_read_fd(&c->in, c->fd, l->spill, TERN__SPILL_SIZE);
                         if (n > 0) {
                                 tern__stat_add(l, TERN__STAT(bytes_in), (uint64_t)n);
-                                c->last_active = (uint32_t)l->now;
+                                size_t had = tern_buf_len(&c->in);
                                 deliver(c, &c->in);
+                                if (tern_buf_len(&c->in) < had)
+                                        note_progress(c);
                                 if (!(c->flags & TERN__CONN_CLOSED))
                                         tern_buf_release_if_empty(&c->in);
                         }
@@ -539,7 +547,7 @@ static void idle_timer_cb(struct tern_timer *t, void *arg)
 {
         struct tern_conn *c = arg;
         struct tern_loop *l = c->loop;
-        /* Reads only stamp last_active; the timer catches up lazily here, so
+        /* Progress only stamps last_active; the timer catches up lazily here, so
          * the hot path never touches the wheel. */
         uint32_t idle_for = (uint32_t)l->now - c->last_active; /* wrap-safe */
         if (idle_for < c->idle_ms) {

@@ -121,8 +121,10 @@ bool tern_conn_closed(const tern_conn *c);
  */
 int tern_conn_set_codec(tern_conn *c, const struct tern_codec *codec, const void *config);
 
-/* Per-connection idle timeout in ms (0 = off); re-armed by every read and
- * every write progress. [loop] */
+/* Per-connection idle timeout in ms (0 = off); re-armed by input the
+ * application consumed (a complete frame; bytes on_message took) and by
+ * write progress. Bytes of a frame that never completes do not count, so a
+ * peer trickling one (slowloris) times out like a silent one. [loop] */
 void tern_conn_set_idle_timeout(tern_conn *c, uint32_t ms);
 
 /*

@@ -31,8 +31,8 @@ struct tern_conn {
         uint8_t close_reason; /* reported when a graceful close completes */
         uint32_t slot;        /* index in the loop's slot table */
         uint32_t idle_ms;
-        uint32_t last_active; /* low 32 bits of loop ms at the last read or write
-                                 progress; compared wrap-safe, like jiffies */
+        uint32_t last_active; /* low 32 bits of loop ms at the last consumed input
+                                 or write progress; compared wrap-safe, like jiffies */
         int close_err;
         struct tern_loop *loop;
         const struct tern_conn_ops *ops;

@@ -24,7 +24,7 @@ struct tern_server_opts {
         int workers;                     /* 0 = CPUs this process may run on */
         int backlog;                     /* listen(2) backlog; default 1024 */
         uint32_t max_conns;              /* 0 = unlimited; beyond it: accepted, closed */
-        uint32_t idle_timeout_ms;        /* 0 = off */
+        uint32_t idle_timeout_ms;        /* 0 = off; see tern_conn_set_idle_timeout */
         uint32_t drain_timeout_ms;       /* graceful stop / close deadline; default 5000 */
         size_t max_outbuf;               /* hard cap on queued output; default 64 MiB */
         size_t high_water;               /* 0 = no high/low water callbacks */
@@ -102,8 +102,7 @@ tern_loop *tern_server_loop(const tern_server *s, int i);
 void tern_server_stats(const tern_server *s, struct tern_stats *total,
                        struct tern_stats *per_worker);
 
-/* CPUs this process may use: its affinity mask capped by a cgroup CPU quota
- * (see cpu.h), at least 1. [any] */
+/* CPUs this process may run on (sched_getaffinity), at least 1. [any] */
 int tern_default_workers(void);
 
 #endif
