@@ -139,22 +139,29 @@ static bool read_line(const char *path, char *buf, size_t cap)
         return ok;
 }
 
+/* The first line of @dir/@name; false when it cannot be read. */
+static bool read_file(const char *dir, const char *name, char *buf, size_t cap)
+{
+        char path[PATH_MAX];
+        int n = snprintf(path, sizeof(path), "%s/%s", dir, name);
+        return n > 0 && (size_t)n < sizeof(path) && read_line(path, buf, cap);
+}
+
 /* One directory's quota; false when it sets none. */
 static bool dir_quota(const char *dir, bool v2, struct quota *q)
 {
-        char path[PATH_MAX + 32], buf[64];
+        char buf[64];
         long long quota, period;
         if (v2) {
-                snprintf(path, sizeof(path), "%s/cpu.max", dir);
-                if (!read_line(path, buf, sizeof(buf)) ||
+                if (!read_file(dir, "cpu.max", buf, sizeof(buf)) ||
                     sscanf(buf, "%lld %lld", &quota, &period) != 2)
                         return false; /* also "max 100000": no quota */
         } else {
-                snprintf(path, sizeof(path), "%s/cpu.cfs_quota_us", dir);
-                if (!read_line(path, buf, sizeof(buf)) || sscanf(buf, "%lld", &quota) != 1)
+                if (!read_file(dir, "cpu.cfs_quota_us", buf, sizeof(buf)) ||
+                    sscanf(buf, "%lld", &quota) != 1)
                         return false;
-                snprintf(path, sizeof(path), "%s/cpu.cfs_period_us", dir);
-                if (!read_line(path, buf, sizeof(buf)) || sscanf(buf, "%lld", &period) != 1)
+                if (!read_file(dir, "cpu.cfs_period_us", buf, sizeof(buf)) ||
+                    sscanf(buf, "%lld", &period) != 1)
                         return false;
         }
         if (quota <= 0 || period <= 0)
