@@ -102,7 +102,8 @@ tern_loop *tern_server_loop(const tern_server *s, int i);
 void tern_server_stats(const tern_server *s, struct tern_stats *total,
                        struct tern_stats *per_worker);
 
-/* CPUs this process may run on (sched_getaffinity), at least 1. [any] */
+/* CPUs this process may use: its affinity mask capped by a cgroup CPU quota
+ * (see cpu.h), at least 1. [any] */
 int tern_default_workers(void);
 
 #endif
