@@ -1,0 +1,331 @@
+/*
+ * Abuse over loopback (issue 6): clients that flood, never delimit, trickle,
+ * or outnumber the descriptors. Each test checks its pass criterion: the
+ * offender is disconnected by its limit or timeout, the server's buffer
+ * memory stays bounded (tern_live_counts().buf_bytes_peak), and a healthy
+ * client on the same worker keeps getting prompt answers.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "line.h"
+#include "srvutil.h"
+#include "testutil.h"
+
+static int64_t now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- a line echo server that records why each connection closed ---- */
+
+enum { MAX_LINE = 4096, MAX_OUTBUF = 1 << 20 };
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static int nclosed, reason_count[TERN_CLOSE_SHUTDOWN + 1];
+
+static void echo_frame(tern_conn *c, const struct tern_frame *f)
+{
+        if (f->kind == TERN_FRAME_DATA)
+                tern_conn_send_frame(c, f->data, f->len);
+}
+
+static void rec_close(tern_conn *c, enum tern_close_reason r, int err)
+{
+        pthread_mutex_lock(&mu);
+        nclosed++;
+        if ((unsigned)r <= TERN_CLOSE_SHUTDOWN)
+                reason_count[r]++;
+        pthread_mutex_unlock(&mu);
+}
+
+static int reasons(enum tern_close_reason r)
+{
+        pthread_mutex_lock(&mu);
+        int n = reason_count[r];
+        pthread_mutex_unlock(&mu);
+        return n;
+}
+
+static const struct tern_conn_ops line_ops = {.on_frame = echo_frame, .on_close = rec_close};
+static struct tern_line_config line_cfg;
+
+/* One worker: the offender and the healthy client share a loop, the worst
+ * case for "the others are not affected". */
+static tern_server *start_line_echo(uint32_t idle_ms)
+{
+        tern_line_config_init(&line_cfg);
+        line_cfg.max_len = MAX_LINE;
+        line_cfg.overlong = TERN_LINE_OVERLONG_CLOSE;
+        struct tern_server_opts o;
+        tern_server_opts_init(&o);
+        o.workers = 1;
+        o.ops = &line_ops;
+        o.codec = &tern_line_codec;
+        o.codec_config = &line_cfg;
+        o.max_outbuf = MAX_OUTBUF;
+        o.idle_timeout_ms = idle_ms;
+        return su_start(&o);
+}
+
+static long buf_peak(void)
+{
+        struct tern_live_counts lc;
+        tern_live_counts(&lc);
+        return lc.buf_bytes_peak;
+}
+
+/* ---- the healthy client: round trips every 2 ms, latencies recorded ---- */
+
+enum { PROBE_MAX = 20000 };
+
+struct probe {
+        uint16_t port;
+        bool stop;
+        int n, failures;
+        int lat_us[PROBE_MAX];
+        pthread_t th;
+};
+
+static void *probe_main(void *p)
+{
+        struct probe *pr = p;
+        int fd = tu_connect(pr->port, false);
+        if (fd < 0) {
+                pr->failures++;
+                return NULL;
+        }
+        while (!__atomic_load_n(&pr->stop, __ATOMIC_ACQUIRE) && pr->n < PROBE_MAX) {
+                struct timespec a, b;
+                char back[5];
+                clock_gettime(CLOCK_MONOTONIC, &a);
+                if (tu_write_all(fd, "ping\n", 5) || tu_read_exact(fd, back, 5, 5000) ||
+                    memcmp(back, "ping\n", 5)) {
+                        pr->failures++;
+                        break;
+                }
+                clock_gettime(CLOCK_MONOTONIC, &b);
+                pr->lat_us[pr->n++] =
+                    (int)((b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000);
+                usleep(2000);
+        }
+        close(fd);
+        return NULL;
+}
+
+static void probe_start(struct probe *pr, uint16_t port)
+{
+        memset(pr, 0, sizeof(*pr));
+        pr->port = port;
+        cr_assert_eq(pthread_create(&pr->th, NULL, probe_main, pr), 0);
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+        return *(const int *)a - *(const int *)b;
+}
+
+/* Stops the probe and asserts that it was served all along: no failure and
+ * a 99th percentile round trip under 100 ms (loopback, next to an abuser). */
+static void probe_check(struct probe *pr, const char *during)
+{
+        __atomic_store_n(&pr->stop, true, __ATOMIC_RELEASE);
+        pthread_join(pr->th, NULL);
+        cr_assert_eq(pr->failures, 0, "the healthy client failed during %s", during);
+        cr_assert_geq(pr->n, 50, "only %d round trips during %s", pr->n, during);
+        qsort(pr->lat_us, (size_t)pr->n, sizeof(int), cmp_int);
+        int p99 = pr->lat_us[pr->n * 99 / 100], max = pr->lat_us[pr->n - 1];
+        cr_log_info("%s: %d round trips, p50 %d us, p99 %d us, max %d us", during, pr->n,
+                    pr->lat_us[pr->n / 2], p99, max);
+        cr_assert_lt(p99, 100000, "p99 round trip %d us during %s", p99, during);
+}
+
+/* Sends @len bytes of @chunk (repeated) as fast as the socket takes them,
+ * never reading. Returns the bytes sent before the server cut us off, or
+ * -ETIMEDOUT if it had not after @timeout_ms. */
+static long flood(int fd, const uint8_t *chunk, size_t chunk_len, long len, int timeout_ms)
+{
+        int64_t deadline = now_ms() + timeout_ms;
+        long sent = 0;
+        while (sent < len) {
+                if (now_ms() > deadline)
+                        return -ETIMEDOUT;
+                struct pollfd p = {.fd = fd, .events = POLLOUT};
+                if (poll(&p, 1, 50) < 0 && errno != EINTR)
+                        return -errno;
+                size_t n = chunk_len;
+                if ((long)n > len - sent)
+                        n = (size_t)(len - sent);
+                ssize_t w = send(fd, chunk, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (w > 0)
+                        sent += w;
+                else if (w < 0 && errno != EAGAIN && errno != EINTR)
+                        return sent; /* EPIPE / ECONNRESET: cut off */
+        }
+        return sent;
+}
+
+static bool closed_at_least(void *p)
+{
+        pthread_mutex_lock(&mu);
+        bool r = nclosed >= *(int *)p;
+        pthread_mutex_unlock(&mu);
+        return r;
+}
+
+/* ---- flooders ---- */
+
+Test(abuse, a_sender_that_never_reads_is_cut_at_max_outbuf)
+{
+        tern_server *s = start_line_echo(0);
+        struct probe pr;
+        probe_start(&pr, tern_server_port(s));
+        /* Lines of 64 bytes, each echoed: the replies pile up because the
+         * flooder never reads. Flood again and again for 1.5 s. */
+        uint8_t chunk[64 * 1024];
+        for (size_t i = 0; i < sizeof(chunk); i++)
+                chunk[i] = (i % 64 == 63) ? '\n' : 'f';
+        int cycles = 0;
+        int64_t end = now_ms() + 1500;
+        while (now_ms() < end || cycles == 0) {
+                int fd = tu_connect(tern_server_port(s), false);
+                cr_assert_geq(fd, 0);
+                int small = 4096;
+                setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+                long sent = flood(fd, chunk, sizeof(chunk), 1L << 40, 10000);
+                cr_assert_neq(sent, -ETIMEDOUT, "flooder %d never cut off", cycles);
+                close(fd);
+                cycles++;
+        }
+        int need = cycles; /* the probe is still open */
+        cr_assert(tu_wait_until(closed_at_least, &need, 5000));
+        cr_assert_eq(reasons(TERN_CLOSE_OUTLIMIT), cycles, "%d of %d flooders cut at max_outbuf",
+                     reasons(TERN_CLOSE_OUTLIMIT), cycles);
+        probe_check(&pr, "non-reading floods");
+        /* Queued output may reach max_outbuf plus one reply, in a buffer
+         * that grows by doubling: 2 * max_outbuf. Input holds a partial line
+         * plus one read (64 KiB spill), also doubling: under 256 KiB. */
+        long peak = buf_peak();
+        cr_log_info("%d flood cycles, buffer peak %ld bytes", cycles, peak);
+        cr_assert_leq(peak, 2L * MAX_OUTBUF + (256 << 10) + 4 * MAX_LINE,
+                      "buffers peaked at %ld bytes", peak);
+        struct tern_stats st;
+        tern_server_stats(s, &st, NULL);
+        cr_assert_eq(st.outbuf_overflows, (uint64_t)cycles);
+        su_stop(s);
+}
+
+Test(abuse, a_100_mib_line_without_delimiter_is_cut_at_max_line)
+{
+        tern_server *s = start_line_echo(0);
+        struct probe pr;
+        probe_start(&pr, tern_server_port(s));
+        static uint8_t chunk[64 * 1024];
+        memset(chunk, 'a', sizeof(chunk));
+        const long total = 100L << 20;
+        /* Each attempt is cut within milliseconds: attempt again and again
+         * for a second, so the healthy client is measured next to them. */
+        int cycles = 0;
+        long most = 0;
+        int64_t end = now_ms() + 1000;
+        while (now_ms() < end || cycles == 0) {
+                int fd = tu_connect(tern_server_port(s), false);
+                cr_assert_geq(fd, 0);
+                long sent = flood(fd, chunk, sizeof(chunk), total, 20000);
+                cr_assert_neq(sent, -ETIMEDOUT);
+                cr_assert_lt(sent, total, "all 100 MiB were taken: the line was never cut");
+                most = sent > most ? sent : most;
+                close(fd);
+                cycles++;
+        }
+        cr_assert(tu_wait_until(closed_at_least, &cycles, 5000));
+        cr_assert_eq(reasons(TERN_CLOSE_PROTOCOL), cycles);
+        probe_check(&pr, "100 MiB lines");
+        struct tern_stats st;
+        tern_server_stats(s, &st, NULL);
+        cr_assert_eq(st.codec_errors, (uint64_t)cycles);
+        /* The cut comes within one read of the limit, and no more than a
+         * line plus the delimiter is ever buffered. */
+        long peak = buf_peak();
+        cr_log_info("%d attempts; at most %ld bytes sent before the cut; server read %lu "
+                    "in all; buffer peak %ld",
+                    cycles, most, (unsigned long)st.bytes_in, peak);
+        cr_assert_lt(st.bytes_in - pr.n * 5ull, (uint64_t)cycles * (256u << 10),
+                     "server read %lu bytes of %d lines", (unsigned long)st.bytes_in, cycles);
+        cr_assert_leq(peak, 4 * (MAX_LINE + 64), "buffers peaked at %ld bytes", peak);
+        su_stop(s);
+}
+
+/* Slowloris: many clients trickle one byte a second into a line that never
+ * ends. Bytes arrive more often than the idle timeout, but no line ever
+ * completes: the idle timeout must still close them. A client that sends
+ * a complete line every second is left alone. */
+Test(abuse, slowloris_tricklers_are_closed_by_the_idle_timeout)
+{
+        enum { TRICKLERS = 20, IDLE_MS = 1500 };
+        tern_server *s = start_line_echo(IDLE_MS);
+        struct probe pr;
+        probe_start(&pr, tern_server_port(s));
+        int t[TRICKLERS];
+        for (int i = 0; i < TRICKLERS; i++)
+                cr_assert_geq(t[i] = tu_connect(tern_server_port(s), false), 0);
+        int polite = tu_connect(tern_server_port(s), false);
+        int64_t t0 = now_ms();
+        int open = TRICKLERS;
+        int64_t cut_ms = 0;
+        for (int sec = 0; sec < 5 && open; sec++) {
+                for (int i = 0; i < TRICKLERS; i++)
+                        if (t[i] >= 0 && send(t[i], "x", 1, MSG_NOSIGNAL) != 1) {
+                                close(t[i]);
+                                t[i] = -1;
+                                open--;
+                        }
+                char back[3];
+                cr_assert_eq(tu_write_all(polite, "hi\n", 3), 0);
+                cr_assert_eq(tu_read_exact(polite, back, 3, 2000), 0, "polite client cut");
+                /* Wait a second, noticing closes as they come. */
+                int64_t until = now_ms() + 1000;
+                while (open && now_ms() < until) {
+                        for (int i = 0; i < TRICKLERS; i++) {
+                                char b;
+                                if (t[i] >= 0 && recv(t[i], &b, 1, MSG_DONTWAIT) != -1) {
+                                        close(t[i]);
+                                        t[i] = -1;
+                                        open--;
+                                } else if (t[i] >= 0 && errno != EAGAIN) {
+                                        close(t[i]);
+                                        t[i] = -1;
+                                        open--;
+                                }
+                        }
+                        if (!open && !cut_ms)
+                                cut_ms = now_ms() - t0;
+                        usleep(10000);
+                }
+        }
+        cr_assert_eq(open, 0, "%d of %d tricklers still open after 5 s", open, TRICKLERS);
+        cr_log_info("all %d tricklers closed after %lld ms (idle timeout %d ms)", TRICKLERS,
+                    (long long)cut_ms, IDLE_MS);
+        cr_assert_leq(cut_ms, 2 * IDLE_MS + 500);
+        int need = TRICKLERS;
+        cr_assert(tu_wait_until(closed_at_least, &need, 2000));
+        cr_assert_eq(reasons(TERN_CLOSE_IDLE), TRICKLERS);
+        probe_check(&pr, "slowloris");
+        cr_assert_leq(buf_peak(), (long)TRICKLERS * 4096 + 4 * (MAX_LINE + 64));
+        close(polite);
+        su_stop(s);
+}
