@@ -21,6 +21,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "client_internal.h"
 #include "conn_internal.h"
 #include "error.h"
 #include "live_internal.h"
@@ -62,25 +63,30 @@ static inline const struct tern_server_opts *opts_of(const struct tern_conn *c)
 static void idle_timer_cb(struct tern_timer *t, void *arg);
 static void close_after_flush(struct tern_conn *c, enum tern_close_reason reason, int err);
 
-struct tern_conn *tern__conn_new(struct tern_loop *l, int fd)
+struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, const struct tern__conn_params *p)
 {
-        const struct tern_server_opts *o = &l->server->opts;
         struct tern_conn *c = calloc(1, sizeof(*c));
         if (!c)
                 goto out_close_fd;
         c->fd = fd;
         c->loop = l;
-        c->ops = o->ops ? o->ops : &no_ops;
+        c->ops = p->ops ? p->ops : &no_ops;
+        c->connector = p->connector;
+        if (p->connector)
+                c->flags = TERN__CONN_CLIENT | TERN__CONN_CONNECTING;
+        c->idle_ms = p->idle_timeout_ms; /* armed when the connection opens */
         tern_timer_init(&c->idle_timer, idle_timer_cb, c);
         if (tern__slot_alloc(l, c, &c->slot) < 0)
                 goto out_free_conn;
-        if (o->codec && tern_conn_set_codec(c, o->codec, o->codec_config) < 0)
+        if (p->codec && tern_conn_set_codec(c, p->codec, p->codec_config) < 0)
                 goto out_free_slot;
 
-        if (!o->no_delay_off) {
+        if (!p->no_delay_off) {
                 int one = 1;
                 setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
+        /* Also for a connect in progress: its completion is the EPOLLOUT
+         * edge (or EPOLLERR), so this stays the only epoll_ctl. */
         struct epoll_event ev = {
             .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
             .data.ptr = c,
@@ -92,13 +98,10 @@ struct tern_conn *tern__conn_new(struct tern_loop *l, int fd)
 
         tern__live_add(TERN__LIVE_CONNS, 1);
         l->nconns++;
-        tern__stat_add(l, TERN__STAT(accepted), 1);
-        tern__stat_add(l, TERN__STAT(conns), 1);
-        c->last_active = (uint32_t)l->now;
-        if (o->idle_timeout_ms)
-                tern_conn_set_idle_timeout(c, o->idle_timeout_ms);
-        if (c->ops->on_open)
-                c->ops->on_open(c);
+        if (!p->connector) {
+                tern__stat_add(l, TERN__STAT(accepted), 1);
+                tern__conn_connected(c);
+        }
         /* Data may have arrived before registration; the ET edge for it was
          * reported at EPOLL_CTL_ADD, so nothing to do here. */
         return c;
@@ -112,8 +115,37 @@ out_free_conn:
         free(c);
 out_close_fd:
         close(fd);
-        __atomic_fetch_sub(&l->server->live_conns, 1, __ATOMIC_RELAXED);
         return NULL;
+}
+
+void tern__conn_connected(struct tern_conn *c)
+{
+        struct tern_loop *l = c->loop;
+        c->flags &= ~TERN__CONN_CONNECTING;
+        if (c->flags & TERN__CONN_CLIENT)
+                tern__stat_add(l, TERN__STAT(connects), 1);
+        tern__stat_add(l, TERN__STAT(conns), 1);
+        c->last_active = (uint32_t)l->now;
+        if (c->idle_ms)
+                tern_conn_set_idle_timeout(c, c->idle_ms);
+        if (c->ops->on_open)
+                c->ops->on_open(c);
+}
+
+struct tern_conn *tern__conn_new(struct tern_loop *l, int fd)
+{
+        const struct tern_server_opts *o = &l->server->opts;
+        struct tern__conn_params p = {
+            .ops = o->ops,
+            .codec = o->codec,
+            .codec_config = o->codec_config,
+            .idle_timeout_ms = o->idle_timeout_ms,
+            .no_delay_off = o->no_delay_off,
+        };
+        struct tern_conn *c = tern__conn_setup(l, fd, &p);
+        if (!c) /* the acceptor counted it against max_conns */
+                __atomic_fetch_sub(&l->server->live_conns, 1, __ATOMIC_RELAXED);
+        return c;
 }
 
 void tern__conn_free(struct tern_conn *c)
@@ -121,9 +153,11 @@ void tern__conn_free(struct tern_conn *c)
         struct tern_loop *l = c->loop;
         tern_buf_free(&c->in);
         tern_buf_free(&c->out);
+        bool accepted = !(c->flags & TERN__CONN_CLIENT);
         free(c);
         tern__live_add(TERN__LIVE_CONNS, -1);
-        __atomic_fetch_sub(&l->server->live_conns, 1, __ATOMIC_RELAXED);
+        if (accepted) /* only accepted connections count against max_conns */
+                __atomic_fetch_sub(&l->server->live_conns, 1, __ATOMIC_RELAXED);
 }
 
 void tern__conn_close(struct tern_conn *c, enum tern_close_reason reason, int err)
@@ -134,11 +168,17 @@ void tern__conn_close(struct tern_conn *c, enum tern_close_reason reason, int er
         c->flags |= TERN__CONN_CLOSED; /* first: on_close may call close again */
         tern_timer_cancel(&l->wheel, &c->idle_timer);
         l->nconns--;
-        tern__stat_sub(l, TERN__STAT(conns), 1);
-        tern__stat_add(l, TERN__STAT(closed), 1);
-        /* on_close still sees the connection's handle, to unregister it. */
-        if (c->ops->on_close)
-                c->ops->on_close(c, reason, err);
+        bool opened = !(c->flags & TERN__CONN_CONNECTING);
+        if (opened) {
+                tern__stat_sub(l, TERN__STAT(conns), 1);
+                tern__stat_add(l, TERN__STAT(closed), 1);
+                /* on_close still sees the connection's handle, to unregister it. */
+                if (c->ops->on_close)
+                        c->ops->on_close(c, reason, err);
+        }
+        /* Read only now: on_close may have freed the connector, unlinking it. */
+        if (c->connector)
+                tern__connector_conn_closed(c->connector, c, opened, err);
         /* The handle goes stale now; the memory stays until the iteration ends. */
         tern__slot_free(l, c->slot);
         c->flags |= TERN__CONN_STALE;
@@ -201,6 +241,8 @@ static void after_flush(struct tern_conn *c)
         }
         if ((c->flags & (TERN__CONN_CLOSING | TERN__CONN_CLOSED)) == TERN__CONN_CLOSING)
                 tern__conn_close(c, c->close_reason, c->close_err);
+        else if ((c->flags & (TERN__CONN_SHUTWR | TERN__CONN_CLOSED)) == TERN__CONN_SHUTWR)
+                shutdown(c->fd, SHUT_WR); /* the FIN follows the last byte */
 }
 
 static void flush_out(struct tern_conn *c)
@@ -246,7 +288,7 @@ static void note_queued(struct tern_conn *c)
 
 int tern_conn_sendv(tern_conn *c, const struct iovec *iov, int iovcnt)
 {
-        if (c->flags & (TERN__CONN_CLOSED | TERN__CONN_CLOSING))
+        if (c->flags & (TERN__CONN_CLOSED | TERN__CONN_CLOSING | TERN__CONN_SHUTWR))
                 return -EPIPE;
         size_t total = 0;
         for (int i = 0; i < iovcnt; i++)
@@ -297,7 +339,7 @@ int tern_conn_send_frame(tern_conn *c, const void *payload, size_t len)
 {
         if (!c->codec || !c->codec->encode)
                 return -EINVAL;
-        if (c->flags & (TERN__CONN_CLOSED | TERN__CONN_CLOSING))
+        if (c->flags & (TERN__CONN_CLOSED | TERN__CONN_CLOSING | TERN__CONN_SHUTWR))
                 return -EPIPE;
         int r;
         if (!tern_buf_empty(&c->out) || (c->flags & TERN__CONN_CORKED)) {
@@ -469,8 +511,30 @@ static void do_read(struct tern_conn *c)
         }
 }
 
+/* An outgoing connect() reported back. Returns false if @c is not open. */
+static bool finish_connect(struct tern_conn *c, uint32_t events)
+{
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+                err = errno;
+        if (!err && (events & (EPOLLERR | EPOLLHUP)))
+                err = ECONNREFUSED;
+        if (err) {
+                tern__conn_close(c, TERN_CLOSE_ERROR, -err); /* the connector learns */
+                return false;
+        }
+        if (!(events & EPOLLOUT))
+                return false; /* still in progress */
+        tern__connector_connected(c->connector, c);
+        tern__conn_connected(c);
+        return !(c->flags & TERN__CONN_CLOSED);
+}
+
 void tern__conn_on_events(struct tern_conn *c, uint32_t events)
 {
+        if ((c->flags & TERN__CONN_CONNECTING) && !finish_connect(c, events))
+                return;
         if ((events & EPOLLERR) && !(events & EPOLLIN)) {
                 int err = 0;
                 socklen_t len = sizeof(err);
@@ -526,6 +590,16 @@ void tern_conn_close(tern_conn *c)
         close_after_flush(c, TERN_CLOSE_LOCAL, 0);
 }
 
+void tern_conn_shutdown(tern_conn *c)
+{
+        if (c->flags & (TERN__CONN_CLOSED | TERN__CONN_CLOSING | TERN__CONN_SHUTWR))
+                return;
+        c->flags |= TERN__CONN_SHUTWR;
+        if (tern_buf_empty(&c->out))
+                shutdown(c->fd, SHUT_WR);
+        /* else after_flush() sends the FIN once the queue has drained */
+}
+
 void tern_conn_abort(tern_conn *c)
 {
         tern__conn_close(c, TERN_CLOSE_LOCAL, 0);
@@ -538,6 +612,10 @@ bool tern_conn_closed(const tern_conn *c)
 
 void tern__conn_drain(struct tern_conn *c)
 {
+        if (c->flags & TERN__CONN_CONNECTING) { /* never opened: nothing to say */
+                tern__conn_close(c, TERN_CLOSE_SHUTDOWN, -ESHUTDOWN);
+                return;
+        }
         if (c->ops->on_drain && !(c->flags & TERN__CONN_CLOSING))
                 c->ops->on_drain(c);
         close_after_flush(c, TERN_CLOSE_SHUTDOWN, 0);
@@ -649,6 +727,11 @@ tern_handle tern_conn_handle(const tern_conn *c)
 tern_loop *tern_conn_loop(const tern_conn *c)
 {
         return c->loop;
+}
+
+tern_connector *tern_conn_connector(const tern_conn *c)
+{
+        return c->connector;
 }
 
 tern_server *tern_conn_server(const tern_conn *c)

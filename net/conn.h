@@ -27,6 +27,7 @@
 
 typedef struct tern_conn tern_conn;
 typedef struct tern_server tern_server;
+typedef struct tern_connector tern_connector; /* client.h */
 
 /* worker+1 (8 bits) | slot (24 bits) | generation (32 bits); 0 is never valid. */
 typedef uint64_t tern_handle;
@@ -108,6 +109,14 @@ int tern_conn_send_frame(tern_conn *c, const void *payload, size_t len);
  * timeout), then close. Idempotent. [loop] */
 void tern_conn_close(tern_conn *c);
 
+/*
+ * tern_conn_shutdown - half-close: send nothing more, and end the stream
+ * (FIN, shutdown(SHUT_WR)) once queued output has flushed. Reading goes on,
+ * so the peer's answer still arrives (a proxy passes a half-close through
+ * this way). Later sends return -EPIPE. Idempotent. [loop]
+ */
+void tern_conn_shutdown(tern_conn *c);
+
 /* Immediate close; queued output is dropped. Idempotent. [loop] */
 void tern_conn_abort(tern_conn *c);
 
@@ -154,6 +163,9 @@ void tern_conn_set_data(tern_conn *c, void *data);
 tern_handle tern_conn_handle(const tern_conn *c);
 tern_loop *tern_conn_loop(const tern_conn *c);     /* [loop] */
 tern_server *tern_conn_server(const tern_conn *c); /* [loop] */
+/* The connector that made @c, or NULL for an accepted connection (or once
+ * the connector was freed). [loop] */
+tern_connector *tern_conn_connector(const tern_conn *c);
 int tern_conn_fd(const tern_conn *c);              /* [loop] */
 size_t tern_conn_queued(const tern_conn *c);       /* queued output bytes [loop] */
 

@@ -2,6 +2,7 @@
 #ifndef TERN_CONN_INTERNAL_H
 #define TERN_CONN_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "buf.h"
@@ -19,6 +20,9 @@ enum {
         TERN__CONN_RDHUP = 1u << 7,      /* EPOLLRDHUP seen: read to EOF */
         TERN__CONN_STALE = 1u << 8,      /* slot released: the handle is stale */
         TERN__CONN_CORKED = 1u << 9,     /* sends queue; flushed on uncork */
+        TERN__CONN_CONNECTING = 1u << 10, /* outgoing connect() not finished */
+        TERN__CONN_CLIENT = 1u << 11,     /* made by a connector, not accepted */
+        TERN__CONN_SHUTWR = 1u << 12,     /* FIN once output has flushed */
 };
 
 /*
@@ -42,6 +46,7 @@ struct tern_conn {
         const struct tern_codec *codec;
         void *codec_state;
         struct tern_conn *next_ready;
+        struct tern_connector *connector; /* NULL for accepted connections */
         union {
                 struct tern_timer idle_timer;
                 /* Once closed the idle timer is dead: its storage links the
@@ -52,6 +57,26 @@ struct tern_conn {
 
 /* Creates and registers a connection for accepted @fd; closes @fd on failure. */
 struct tern_conn *tern__conn_new(struct tern_loop *l, int fd);
+
+/* What differs between an accepted and an outgoing connection. */
+struct tern__conn_params {
+        const struct tern_conn_ops *ops;
+        const struct tern_codec *codec;
+        const void *codec_config;
+        uint32_t idle_timeout_ms;
+        bool no_delay_off;
+        struct tern_connector *connector; /* NULL: accepted */
+};
+
+/*
+ * Creates and registers a connection for @fd, accepted or outgoing: one
+ * registration (IN|OUT|RDHUP|ET) for both. An outgoing one (@p->connector
+ * set) starts out CONNECTING: no on_open, no idle timer and no counters
+ * until tern__conn_connected(). Closes @fd and returns NULL on failure.
+ */
+struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, const struct tern__conn_params *p);
+/* An outgoing connection's connect() succeeded: count it, on_open. */
+void tern__conn_connected(struct tern_conn *c);
 /* epoll readiness for @c. */
 void tern__conn_on_events(struct tern_conn *c, uint32_t events);
 /* Serves a connection taken off the ready list. */

@@ -23,6 +23,7 @@
 
 #include <urcu-qsbr.h>
 
+#include "client_internal.h"
 #include "clock.h"
 #include "conn_internal.h"
 #include "log.h"
@@ -199,8 +200,14 @@ out_close_epfd : {
 }
 }
 
+static void free_closed(struct tern_loop *l);
+
 void tern__loop_destroy(struct tern_loop *l)
 {
+        /* Connectors the application did not free; a connection one of them
+         * closed before the loop ever ran waits on the closed list. */
+        tern__connectors_free_all(l);
+        free_closed(l);
         size_t left = tern_timer_wheel_destroy(&l->wheel);
         if (left)
                 tern_warn("worker %d: %zu timer(s) still armed at teardown", l->index, left);
@@ -242,6 +249,7 @@ static void drain_timer_cb(struct tern_timer *t, void *arg)
 static void begin_drain(struct tern_loop *l)
 {
         l->draining = true;
+        tern__connectors_drain(l); /* no more attempts; connected ones drain below */
         for (uint32_t i = 0; i < l->nslots; i++) {
                 struct tern_conn *c = l->slots[i].conn;
                 if (c && !(c->flags & TERN__CONN_CLOSED))

@@ -104,6 +104,7 @@ struct tern_loop {
         uint32_t free_slot; /* head of the free list, UINT32_MAX if none */
         uint32_t nconns;
 
+        struct tern_connector *connectors; /* client.c; freed with the loop */
         struct tern_conn *ready;  /* must be served without waiting for an edge */
         struct tern_conn *closed; /* free at the end of the iteration */
 

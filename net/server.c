@@ -141,7 +141,7 @@ tern_server *tern_server_new(const struct tern_server_opts *o)
         s->acc_epfd = -1;
         s->acc_evfd = -1;
 
-        int r = open_listeners(s);
+        int r = o->no_listen ? 0 : open_listeners(s);
         if (r < 0)
                 goto out_free_server;
         s->acc_epfd = epoll_create1(EPOLL_CLOEXEC);

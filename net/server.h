@@ -33,6 +33,8 @@ struct tern_server_opts {
                                             default 256 KiB */
         bool no_delay_off;               /* true: leave Nagle on (TCP_NODELAY is the default) */
         bool reuseport;                  /* SO_REUSEPORT on the listeners */
+        bool no_listen;                  /* no listeners: the workers only run
+                                            connectors (a client-only process) */
         const struct tern_conn_ops *ops; /* borrowed; must outlive the server */
         const struct tern_codec *codec;  /* optional, for every connection */
         const void *codec_config;        /* borrowed until tern_server_free() */
@@ -58,6 +60,8 @@ struct tern_stats {
         uint64_t codec_errors;
         uint64_t outbuf_overflows;
         uint64_t idle_timeouts;
+        uint64_t connects;       /* outgoing connections established (client.h) */
+        uint64_t connect_errors; /* outgoing connect attempts that failed */
 };
 
 /* Fills @o with the defaults documented above. [any] */

@@ -6,6 +6,7 @@
 #define TERN_H
 
 #include "buf.h"
+#include "client.h"
 #include "clock.h"
 #include "codec.h"
 #include "conn.h"

@@ -108,6 +108,7 @@ struct cfg {
         unsigned conns;
         unsigned threads;
         unsigned pipeline;
+        unsigned active; /* rr: connections that send; 0 = all */
         unsigned nsrc;
         size_t size;
         double duration;
@@ -129,6 +130,7 @@ struct cfg {
 struct conn {
         int fd;
         uint8_t state;
+        bool passive;     /* rr with --active: open but never sends */
         uint32_t out_off; /* bytes of the current request already written */
         uint32_t got;     /* bytes of the current response received */
         uint32_t inflight;
@@ -154,6 +156,7 @@ struct worker {
         int epfd;
         const struct cfg *cfg;
         unsigned nconns;
+        unsigned nactive; /* rr: the first nactive of conns send */
         struct conn *conns;
         unsigned next_src;
         char *rbuf;             /* RBUF_SIZE */
@@ -605,6 +608,12 @@ static void worker_dispatch(struct worker *w, struct conn *c, uint32_t events)
                 rc = pp_event(w, c, events);
                 break;
         case MODE_RR:
+                if (c->passive) {
+                        /* Like an idle connection: anything but silence is a fault. */
+                        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+                                rc = -EPROTO;
+                        break;
+                }
                 if ((events & EPOLLOUT) && c->out_off)
                         rc = rr_send(w, c, tern_now_ns());
                 if (!rc)
@@ -705,7 +714,9 @@ static void worker_start_traffic(struct worker *w)
                         rc = pp_start(w, c);
                         break;
                 case MODE_RR:
-                        rc = rr_send(w, c, tern_now_ns());
+                        c->passive = i >= w->nactive;
+                        if (!c->passive)
+                                rc = rr_send(w, c, tern_now_ns());
                         break;
                 case MODE_CHURN:
                         churn_restart(w, c);
@@ -800,6 +811,8 @@ static int worker_init(struct worker *w, unsigned id, const struct cfg *cfg)
         w->id = id;
         w->cfg = cfg;
         w->nconns = cfg->conns / cfg->threads + (id < cfg->conns % cfg->threads);
+        w->nactive = cfg->active ? cfg->active / cfg->threads + (id < cfg->active % cfg->threads)
+                                 : w->nconns;
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (w->epfd < 0)
                 return -errno;
@@ -1084,8 +1097,10 @@ static void report_header(struct json *j)
         json_int(j, "connections", g_cfg.conns);
         json_int(j, "threads", g_cfg.threads);
         json_int(j, "size", (long long)g_cfg.size);
-        if (g_cfg.mode->mode == MODE_RR)
+        if (g_cfg.mode->mode == MODE_RR) {
                 json_int(j, "pipeline", g_cfg.pipeline);
+                json_int(j, "active", g_cfg.active ? g_cfg.active : g_cfg.conns);
+        }
         json_int(j, "src_addrs", g_cfg.nsrc);
         if (g_cfg.json)
                 return;
@@ -1094,6 +1109,8 @@ static void report_header(struct json *j)
                g_cfg.threads == 1 ? "" : "s", g_cfg.size);
         if (g_cfg.mode->mode == MODE_RR)
                 printf(", pipeline %u", g_cfg.pipeline);
+        if (g_cfg.active)
+                printf(", %u active", g_cfg.active);
         if (g_cfg.nsrc > 1)
                 printf(", %u source addresses", g_cfg.nsrc);
         printf("\n");
@@ -1262,6 +1279,8 @@ static void usage(FILE *f)
                    "  -w, --warmup S         unmeasured seconds of load first (default 1)\n"
                    "  -s, --size B           block / message size in bytes\n"
                    "  -k, --pipeline K       rr: requests in flight per connection (default 1)\n"
+                   "      --active K         rr: only K of the -c connections send; the others\n"
+                   "                         stay open and silent (many connections, few active)\n"
                    "      --pid PID          server process: report its CPU use, and in idle "
                    "mode its RSS\n"
                    "      --src-addrs N      spread connections over 127.0.0.1..N (loopback "
@@ -1341,7 +1360,8 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
                 OPT_RATE,
                 OPT_ROOM,
                 OPT_IDLE,
-                OPT_ROOM_SIZE
+                OPT_ROOM_SIZE,
+                OPT_ACTIVE
         };
         static const struct option opts[] = {
             {"host", required_argument, NULL, 'H'},
@@ -1363,6 +1383,7 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
             {"room", required_argument, NULL, OPT_ROOM},
             {"idle", no_argument, NULL, OPT_IDLE},
             {"room-size", required_argument, NULL, OPT_ROOM_SIZE},
+            {"active", required_argument, NULL, OPT_ACTIVE},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
@@ -1474,6 +1495,10 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
                         ok = parse_uint(optarg, 10000000, &v) && v > 0;
                         cfg->room_size = (unsigned)v;
                         break;
+                case OPT_ACTIVE:
+                        ok = parse_uint(optarg, 10000000, &v) && v > 0;
+                        cfg->active = (unsigned)v;
+                        break;
                 case 'h':
                         usage(stdout);
                         return -1;
@@ -1496,6 +1521,10 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
                 cfg->size = cfg->mode->def_size;
         if (!have_d)
                 cfg->duration = cfg->mode->def_duration;
+        if (cfg->active && (cfg->mode->mode != MODE_RR || cfg->active > cfg->conns)) {
+                fprintf(stderr, "tern-bench: --active is for rr, at most -c\n");
+                return 2;
+        }
         if (cfg->mode->mode == MODE_IDLE && cfg->size > RBUF_SIZE) {
                 fprintf(stderr, "tern-bench: idle probes are at most %d bytes\n", RBUF_SIZE);
                 return 2;
