@@ -163,14 +163,15 @@ void tern_conn_set_data(tern_conn *c, void *data);
 tern_handle tern_conn_handle(const tern_conn *c);
 tern_loop *tern_conn_loop(const tern_conn *c);     /* [loop] */
 tern_server *tern_conn_server(const tern_conn *c); /* [loop] */
-/* The connector that made @c, or NULL for an accepted connection (or once
- * the connector was freed). [loop] */
-tern_connector *tern_conn_connector(const tern_conn *c);
 int tern_conn_fd(const tern_conn *c);              /* [loop] */
 size_t tern_conn_queued(const tern_conn *c);       /* queued output bytes [loop] */
 
 /* Peer address into @addr (at most *@len bytes). Returns 0 or -errno. [loop] */
 int tern_conn_peer(const tern_conn *c, struct sockaddr *addr, socklen_t *len);
+
+/* The connector that made @c, or NULL for an accepted connection (or once
+ * the connector was freed). [loop] */
+tern_connector *tern_conn_connector(const tern_conn *c);
 
 /*
  * Cross-thread operations. [any]

@@ -10,16 +10,16 @@
 #include "timer.h"
 
 enum {
-        TERN__CONN_CLOSED = 1u << 0,     /* fd closed, waiting to be freed */
-        TERN__CONN_CLOSING = 1u << 1,    /* flushing output, then close */
-        TERN__CONN_PAUSED = 1u << 2,     /* reads paused by the application */
-        TERN__CONN_READY = 1u << 3,      /* on the loop's ready list */
-        TERN__CONN_EOF = 1u << 4,        /* peer half-closed */
-        TERN__CONN_HIGH = 1u << 5,       /* above high water, low-water cb owed */
-        TERN__CONN_WAS_QUEUED = 1u << 6, /* write-complete owed when drained */
-        TERN__CONN_RDHUP = 1u << 7,      /* EPOLLRDHUP seen: read to EOF */
-        TERN__CONN_STALE = 1u << 8,      /* slot released: the handle is stale */
-        TERN__CONN_CORKED = 1u << 9,     /* sends queue; flushed on uncork */
+        TERN__CONN_CLOSED = 1u << 0,      /* fd closed, waiting to be freed */
+        TERN__CONN_CLOSING = 1u << 1,     /* flushing output, then close */
+        TERN__CONN_PAUSED = 1u << 2,      /* reads paused by the application */
+        TERN__CONN_READY = 1u << 3,       /* on the loop's ready list */
+        TERN__CONN_EOF = 1u << 4,         /* peer half-closed */
+        TERN__CONN_HIGH = 1u << 5,        /* above high water, low-water cb owed */
+        TERN__CONN_WAS_QUEUED = 1u << 6,  /* write-complete owed when drained */
+        TERN__CONN_RDHUP = 1u << 7,       /* EPOLLRDHUP seen: read to EOF */
+        TERN__CONN_STALE = 1u << 8,       /* slot released: the handle is stale */
+        TERN__CONN_CORKED = 1u << 9,      /* sends queue; flushed on uncork */
         TERN__CONN_CONNECTING = 1u << 10, /* outgoing connect() not finished */
         TERN__CONN_CLIENT = 1u << 11,     /* made by a connector, not accepted */
         TERN__CONN_SHUTWR = 1u << 12,     /* FIN once output has flushed */

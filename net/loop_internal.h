@@ -105,8 +105,8 @@ struct tern_loop {
         uint32_t nconns;
 
         struct tern_connector *connectors; /* client.c; freed with the loop */
-        struct tern_conn *ready;  /* must be served without waiting for an edge */
-        struct tern_conn *closed; /* free at the end of the iteration */
+        struct tern_conn *ready;           /* must be served without waiting for an edge */
+        struct tern_conn *closed;          /* free at the end of the iteration */
 
         uint8_t *spill;
         struct tern_buf scratch; /* frame encoding, reused; see send_frame */
