@@ -25,7 +25,11 @@
 #include "log.h"
 #include "server_internal.h"
 
-#define ACCEPT_PAUSE_MS 100 /* back-off after EMFILE & co: no busy loop */
+/* Back-off after EMFILE & co: 1 ms after a burst that still accepted
+ * something (descriptors are being freed: drain the backlog fast), doubling
+ * while nothing gets through, up to 100 ms (no busy loop when saturated). */
+#define ACCEPT_PAUSE_MIN_MS 1
+#define ACCEPT_PAUSE_MS     100
 
 int tern_default_workers(void)
 {
@@ -268,6 +272,7 @@ static void *acceptor_thread(void *arg)
         uint8_t *woken = calloc((size_t)s->nworkers, 1);
         int next = 0;
         uint64_t paused_until = 0;
+        unsigned pause_ms = ACCEPT_PAUSE_MIN_MS;
         bool warned = false;
         struct epoll_event evs[TERN__MAX_LISTENERS + 1];
 
@@ -301,8 +306,10 @@ static void *acceptor_thread(void *arg)
                         }
                 }
                 /* One eventfd write per woken worker per burst. */
+                bool handed = false;
                 for (int w = 0; w < s->nworkers; w++) {
                         if (woken[w]) {
+                                handed = true;
                                 woken[w] = 0;
                                 tern__loop_wake(&s->loops[w]);
                         }
@@ -310,10 +317,13 @@ static void *acceptor_thread(void *arg)
                 if (!ok) {
                         /* Out of fds: connections wait in the backlog; try again
                          * shortly instead of spinning on an always-ready listener. */
-                        paused_until = tern_now_ms() + ACCEPT_PAUSE_MS;
+                        pause_ms = handed ? ACCEPT_PAUSE_MIN_MS
+                                          : (pause_ms * 2 < ACCEPT_PAUSE_MS ? pause_ms * 2
+                                                                            : ACCEPT_PAUSE_MS);
+                        paused_until = tern_now_ms() + pause_ms;
                         if (!warned)
-                                tern_warn("accept: %s; pausing accepts for %d ms at a time "
-                                          "until descriptors free up",
+                                tern_warn("accept: %s; pausing accepts (up to %d ms at a "
+                                          "time) until descriptors free up",
                                           strerror(errno), ACCEPT_PAUSE_MS);
                         warned = true;
                 } else if (all) {
