@@ -329,3 +329,121 @@ Test(abuse, slowloris_tricklers_are_closed_by_the_idle_timeout)
         close(polite);
         su_stop(s);
 }
+
+/* ---- out of descriptors ---- */
+
+static double cpu_seconds(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+        return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void echo_message(tern_conn *c, struct tern_buf *in)
+{
+        tern_conn_send(c, tern_buf_data(in), tern_buf_len(in));
+        tern_buf_consume(in, tern_buf_len(in));
+}
+
+static const struct tern_conn_ops echo_ops = {.on_message = echo_message, .on_close = rec_close};
+
+static bool no_conns(void *p)
+{
+        struct tern_stats st;
+        tern_server_stats(p, &st, NULL);
+        return st.conns == 0;
+}
+
+/*
+ * The server gets room for about 10 connections; a child process opens 200.
+ * While saturated the process must use next to no CPU (the acceptor pauses
+ * instead of spinning on an always-ready listener), and once the clients
+ * leave, the ones still in the backlog and a new one are served within a
+ * second.
+ */
+Test(abuse, fd_exhaustion_pauses_without_spinning_and_resumes_within_a_second)
+{
+        enum { CLIENTS = 200, KEEP = 5 };
+        struct tern_server_opts o;
+        tern_server_opts_init(&o);
+        o.workers = 1;
+        o.ops = &echo_ops;
+        tern_server *s = su_start(&o);
+        uint16_t port = tern_server_port(s);
+
+        int to_child[2], to_parent[2];
+        cr_assert_eq(pipe(to_child), 0);
+        cr_assert_eq(pipe(to_parent), 0);
+        /* Lower the limit before any client exists, so the acceptor can
+         * never take them all; the child restores its own. */
+        int base = tu_open_fds();
+        struct rlimit old, low;
+        getrlimit(RLIMIT_NOFILE, &old);
+        low.rlim_cur = (rlim_t)base + 10;
+        low.rlim_max = old.rlim_max;
+        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
+                setrlimit(RLIMIT_NOFILE, &old);
+                int fds[CLIENTS];
+                for (int i = 0; i < CLIENTS; i++)
+                        if ((fds[i] = tu_connect(port, false)) < 0)
+                                _exit(10);
+                char go;
+                if (write(to_parent[1], "c", 1) != 1 || read(to_child[0], &go, 1) != 1)
+                        _exit(11);
+                int64_t t0 = now_ms();
+                for (int i = 0; i < CLIENTS - KEEP; i++)
+                        close(fds[i]);
+                /* The last ones waited in the backlog all along. */
+                for (int i = CLIENTS - KEEP; i < CLIENTS; i++) {
+                        char b;
+                        if (tu_write_all(fds[i], "e", 1) || tu_read_exact(fds[i], &b, 1, 5000))
+                                _exit(12);
+                }
+                int fresh = tu_connect(port, false);
+                char b;
+                if (fresh < 0 || tu_write_all(fresh, "n", 1) || tu_read_exact(fresh, &b, 1, 5000))
+                        _exit(13);
+                int32_t took = (int32_t)(now_ms() - t0);
+                if (write(to_parent[1], &took, sizeof(took)) != sizeof(took))
+                        _exit(14);
+                _exit(0);
+        }
+        char c;
+        cr_assert_eq(read(to_parent[0], &c, 1), 1);
+
+        /* Saturated: one second of the process's CPU time. A spinning
+         * acceptor burns a whole core; a pausing one wakes ten times. */
+        usleep(200000);
+        struct tern_stats st0, st1;
+        tern_server_stats(s, &st0, NULL);
+        double c0 = cpu_seconds();
+        usleep(1000000);
+        double used = cpu_seconds() - c0;
+        tern_server_stats(s, &st1, NULL);
+        cr_log_info("saturated: %.1f ms CPU in 1 s, %lu EMFILE pauses, %lu connections open",
+                    used * 1e3, (unsigned long)(st1.accept_errors - st0.accept_errors),
+                    (unsigned long)st1.conns);
+        cr_assert_gt(st0.accept_errors, 0, "never ran out of descriptors");
+        cr_assert_lt(st1.conns, 15, "%lu connections with room for 10", (unsigned long)st1.conns);
+        cr_assert_lt(used, 0.05, "%.1f ms of CPU in 1 s while saturated", used * 1e3);
+        cr_assert_leq(st1.accept_errors - st0.accept_errors, 20,
+                      "acceptor retried %lu times in 1 s",
+                      (unsigned long)(st1.accept_errors - st0.accept_errors));
+
+        cr_assert_eq(write(to_child[1], "g", 1), 1);
+        int32_t took = -1;
+        cr_assert_eq(read(to_parent[0], &took, sizeof(took)), (ssize_t)sizeof(took),
+                     "the child failed before measuring");
+        int status;
+        waitpid(pid, &status, 0);
+        setrlimit(RLIMIT_NOFILE, &old);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d",
+                  WEXITSTATUS(status));
+        cr_log_info("service resumed %d ms after the clients left", took);
+        cr_assert_lt(took, 1000, "service resumed only after %d ms", took);
+        cr_assert(tu_wait_until(no_conns, s, 5000), "connections left open");
+        su_stop(s);
+}

@@ -6,11 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "srvutil.h"
@@ -411,81 +407,7 @@ Test(conn, repeating_user_timer_on_a_worker)
         su_stop(s); /* asserts the timer was disarmed: zero live timers */
 }
 
-/* ---- out of descriptors ---- */
-
-static double cpu_seconds(void)
-{
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-               ru.ru_stime.tv_usec / 1e6;
-}
-
-Test(conn, emfile_pauses_without_spinning_and_resumes)
-{
-        struct tern_server_opts o = echo_opts(1);
-        tern_server *s = su_start(&o);
-        uint16_t port = tern_server_port(s);
-
-        /* The clients live in a child so they don't share our fd budget.
-         * Lower the limit first, so the acceptor can never take them all
-         * before it bites; the child restores its own limit. */
-        int to_child[2], to_parent[2];
-        cr_assert_eq(pipe(to_child), 0);
-        cr_assert_eq(pipe(to_parent), 0);
-        int base = tu_open_fds();
-        struct rlimit old, low;
-        getrlimit(RLIMIT_NOFILE, &old);
-        low.rlim_cur = (rlim_t)base + 10; /* room for about 10 connections */
-        low.rlim_max = old.rlim_max;
-        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
-        enum { CLIENTS = 40 };
-        pid_t pid = fork();
-        if (pid == 0) {
-                /* Never outlive a failed test: Criterion waits for our fds. */
-                prctl(PR_SET_PDEATHSIG, SIGKILL);
-                setrlimit(RLIMIT_NOFILE, &old);
-                int fds[CLIENTS];
-                for (int i = 0; i < CLIENTS; i++)
-                        if ((fds[i] = tu_connect(port, false)) < 0)
-                                _exit(10);
-                char go;
-                if (write(to_parent[1], "c", 1) != 1 || read(to_child[0], &go, 1) != 1)
-                        _exit(11);
-                /* Leave, freeing the server's descriptors... */
-                for (int i = 0; i < CLIENTS - 5; i++)
-                        close(fds[i]);
-                /* ...so the ones still waiting in the backlog get served. */
-                for (int i = CLIENTS - 5; i < CLIENTS; i++) {
-                        char b;
-                        if (tu_write_all(fds[i], "e", 1) || tu_read_exact(fds[i], &b, 1, 5000))
-                                _exit(12);
-                }
-                _exit(0);
-        }
-        char c;
-        cr_assert_eq(read(to_parent[0], &c, 1), 1);
-
-        /* Saturated: count CPU over half a second. A spinning acceptor burns
-         * about 0.5 s of it; a pausing one next to nothing. */
-        usleep(200000);
-        double c0 = cpu_seconds();
-        usleep(500000);
-        double used = cpu_seconds() - c0;
-        struct tern_stats st;
-        tern_server_stats(s, &st, NULL);
-        cr_assert_gt(st.accept_errors, 0, "never hit EMFILE");
-        cr_assert_lt(used, 0.15, "acceptor spun: %.3f s CPU in 0.5 s", used);
-
-        cr_assert_eq(write(to_child[1], "g", 1), 1);
-        int status;
-        waitpid(pid, &status, 0);
-        setrlimit(RLIMIT_NOFILE, &old);
-        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                  "backlogged clients not served after fds freed (child status %d)",
-                  WEXITSTATUS(status));
-        su_stop(s);
-}
+/* Running out of descriptors: see abuse.fd_exhaustion_* in test_abuse.c. */
 
 /* ---- closing from inside on_close ---- */
 
