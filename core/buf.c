@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "fault_internal.h"
 #include "live_internal.h"
 
 void tern_buf_init(struct tern_buf *b)
@@ -79,12 +80,12 @@ static int buf_reshape(struct tern_buf *b, size_t gap, size_t n)
                 return -ENOMEM;
         if (b->base && b->rd == off) {
                 /* Already in place: realloc may extend without copying. */
-                p = realloc(b->base, cap);
+                p = TERN__REALLOC(b->base, cap);
                 if (!p)
                         return -ENOMEM;
         } else {
                 /* Copy only the readable bytes, not consumed or free space. */
-                p = malloc(cap);
+                p = TERN__MALLOC(cap);
                 if (!p)
                         return -ENOMEM;
                 if (len)
@@ -182,7 +183,7 @@ ssize_t tern_buf_read_fd(struct tern_buf *b, int fd, uint8_t *spill, size_t spil
                 return -ENOBUFS;
 
         do {
-                n = readv(fd, iov, cnt);
+                n = TERN__READV(fd, iov, cnt);
         } while (n < 0 && errno == EINTR);
         if (n <= 0)
                 return n < 0 ? -errno : 0;

@@ -24,6 +24,7 @@
 #include "client_internal.h"
 #include "conn_internal.h"
 #include "error.h"
+#include "fault_internal.h"
 #include "live_internal.h"
 #include "log.h"
 #include "loop_internal.h"
@@ -40,12 +41,32 @@ static const struct tern_conn_ops no_ops;
  */
 static inline ssize_t sys_read(int fd, void *buf, size_t len)
 {
-        return syscall(SYS_read, fd, buf, len);
+        return TERN__READ(fd, buf, len); /* syscall(SYS_read), or fault.c in tests */
 }
 
 static inline ssize_t sys_send(int fd, const void *buf, size_t len, int flags)
 {
-        return syscall(SYS_sendto, fd, buf, len, flags, NULL, 0);
+        return TERN__SEND(fd, buf, len, flags); /* syscall(SYS_sendto), or fault.c */
+}
+
+/*
+ * Test builds only (compiled out otherwise): an injected EAGAIN or short
+ * transfer left the socket ready, without the edge that follows a real one
+ * when data or space arrives. Re-arming the fd makes epoll report it again,
+ * as if that data or space had come just after. Keeps errno.
+ */
+static inline void fault_edge(struct tern_conn *c)
+{
+        if (TERN__FAULT_EDGE_OWED(c->fd)) {
+                int e = errno;
+                /* the mask the connection was registered with */
+                struct epoll_event ev = {
+                    .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                    .data.ptr = c,
+                };
+                epoll_ctl(c->loop->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+                errno = e;
+        }
 }
 
 const char *tern_close_reason_str(enum tern_close_reason r)
@@ -65,7 +86,7 @@ static void close_after_flush(struct tern_conn *c, enum tern_close_reason reason
 
 struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, const struct tern__conn_params *p)
 {
-        struct tern_conn *c = calloc(1, sizeof(*c));
+        struct tern_conn *c = TERN__CALLOC(1, sizeof(*c));
         if (!c)
                 goto out_close_fd;
         c->fd = fd;
@@ -206,7 +227,8 @@ static ssize_t sock_sendv(struct tern_conn *c, const struct iovec *iov, int iovc
                  * msghdr and iovec copy-in. MSG_NOSIGNAL: never SIGPIPE. */
                 ssize_t n = iovcnt == 1 ? sys_send(fd, iov[0].iov_base, iov[0].iov_len,
                                                    MSG_NOSIGNAL | MSG_DONTWAIT)
-                                        : sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+                                        : TERN__SENDMSG(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+                fault_edge(c);
                 if (n >= 0)
                         return n;
                 if (errno == EINTR)
@@ -462,6 +484,7 @@ static void do_read(struct tern_conn *c)
                         while (n < 0 && errno == EINTR);
                         if (n < 0)
                                 n = -errno;
+                        fault_edge(c);
                         if (n > 0) {
                                 struct tern_buf view = {l->spill, TERN__SPILL_SIZE, 0, (size_t)n};
                                 tern__stat_add(l, TERN__STAT(bytes_in), (uint64_t)n);
@@ -478,6 +501,7 @@ static void do_read(struct tern_conn *c)
                 } else {
                         asked = tern_buf_writable(&c->in) + TERN__SPILL_SIZE;
                         n = tern_buf_read_fd(&c->in, c->fd, l->spill, TERN__SPILL_SIZE);
+                        fault_edge(c);
                         if (n > 0) {
                                 tern__stat_add(l, TERN__STAT(bytes_in), (uint64_t)n);
                                 size_t had = tern_buf_len(&c->in);
@@ -782,7 +806,7 @@ static int post_handle_task(tern_server *s, tern_handle h, struct tern__task *t)
 
 int tern_handle_send(tern_server *s, tern_handle h, const void *data, size_t len)
 {
-        struct tern__task *t = malloc(sizeof(*t) + len);
+        struct tern__task *t = TERN__MALLOC(sizeof(*t) + len);
         if (!t)
                 return -ENOMEM;
         t->kind = TERN__TASK_CONN_SEND;
@@ -793,7 +817,7 @@ int tern_handle_send(tern_server *s, tern_handle h, const void *data, size_t len
 
 int tern_handle_close(tern_server *s, tern_handle h)
 {
-        struct tern__task *t = malloc(sizeof(*t));
+        struct tern__task *t = TERN__MALLOC(sizeof(*t));
         if (!t)
                 return -ENOMEM;
         t->kind = TERN__TASK_CONN_CLOSE;
@@ -802,7 +826,7 @@ int tern_handle_close(tern_server *s, tern_handle h)
 
 int tern_handle_post(tern_server *s, tern_handle h, tern_conn_task_cb cb, void *arg)
 {
-        struct tern__task *t = malloc(sizeof(*t));
+        struct tern__task *t = TERN__MALLOC(sizeof(*t));
         if (!t)
                 return -ENOMEM;
         t->kind = TERN__TASK_CONN;

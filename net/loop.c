@@ -26,6 +26,7 @@
 #include "client_internal.h"
 #include "clock.h"
 #include "conn_internal.h"
+#include "fault_internal.h"
 #include "log.h"
 #include "loop_internal.h"
 #include "server_internal.h"
@@ -88,7 +89,7 @@ int tern__loop_enqueue(struct tern_loop *l, struct tern__task *t)
 
 int tern_loop_post(tern_loop *l, tern_task_cb cb, void *arg)
 {
-        struct tern__task *t = malloc(sizeof(*t));
+        struct tern__task *t = TERN__MALLOC(sizeof(*t));
         if (!t)
                 return -ENOMEM;
         t->kind = TERN__TASK_LOOP;
@@ -113,7 +114,7 @@ int tern__slot_alloc(struct tern_loop *l, struct tern_conn *c, uint32_t *slot)
                 uint32_t n = l->nslots ? l->nslots * 2 : 64;
                 if (n > (1u << 24))
                         return -EMFILE;
-                struct tern__slot *s = realloc(l->slots, n * sizeof(*s));
+                struct tern__slot *s = TERN__REALLOC(l->slots, n * sizeof(*s));
                 if (!s)
                         return -ENOMEM;
                 for (uint32_t i = l->nslots; i < n; i++) {
@@ -173,13 +174,13 @@ int tern__loop_init(struct tern_loop *l, struct tern_server *s, int index)
         struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = NULL};
         if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev) < 0)
                 goto out_close_evfd;
-        l->ring_buf = calloc(TERN__RING_SIZE, sizeof(*l->ring_buf));
+        l->ring_buf = TERN__CALLOC(TERN__RING_SIZE, sizeof(*l->ring_buf));
         if (!l->ring_buf) {
                 errno = ENOMEM;
                 goto out_close_evfd;
         }
         ck_ring_init(&l->ring, TERN__RING_SIZE);
-        l->spill = malloc(TERN__SPILL_SIZE);
+        l->spill = TERN__MALLOC(TERN__SPILL_SIZE);
         if (!l->spill) {
                 errno = ENOMEM;
                 goto out_free_ring;

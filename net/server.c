@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "cpu.h"
 #include "error.h"
+#include "fault_internal.h"
 #include "log.h"
 #include "server_internal.h"
 
@@ -133,7 +134,7 @@ tern_server *tern_server_new(const struct tern_server_opts *o)
                 errno = EINVAL;
                 return NULL;
         }
-        struct tern_server *s = calloc(1, sizeof(*s));
+        struct tern_server *s = TERN__CALLOC(1, sizeof(*s));
         if (!s)
                 return NULL;
         s->opts = *o;
@@ -168,7 +169,7 @@ tern_server *tern_server_new(const struct tern_server_opts *o)
                 }
         }
 
-        s->loops = calloc((size_t)s->nworkers, sizeof(*s->loops));
+        s->loops = TERN__CALLOC((size_t)s->nworkers, sizeof(*s->loops));
         if (!s->loops) {
                 r = -ENOMEM;
                 goto out_close_fds;
@@ -205,7 +206,7 @@ static void hand_off(struct tern_server *s, struct tern_loop *l, int fd)
                 return;
         /* Ring full (a worker far behind): fall back to its mailbox, which
          * wakes it by itself. Never drop an accepted connection silently. */
-        struct tern__task *t = malloc(sizeof(*t));
+        struct tern__task *t = TERN__MALLOC(sizeof(*t));
         if (t) {
                 t->kind = TERN__TASK_NEW_FD;
                 t->fd = fd;
@@ -227,7 +228,7 @@ static bool accept_burst(struct tern_server *s, int lfd, uint8_t *woken, int *ne
 {
         const uint32_t max = s->opts.max_conns;
         for (;;) {
-                int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                int fd = TERN__ACCEPT4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd < 0) {
                         switch (errno) {
                         case EAGAIN:

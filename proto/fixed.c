@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "fault_internal.h"
 
 void tern_fixed_config_init(struct tern_fixed_config *cfg, size_t frame_len)
 {
@@ -66,7 +67,7 @@ static void *fixed_state_new(const void *config)
                 errno = EINVAL;
                 return NULL;
         }
-        struct tern_fixed_config *s = malloc(sizeof(*s));
+        struct tern_fixed_config *s = TERN__MALLOC(sizeof(*s));
         if (!s)
                 return NULL;
         *s = *cfg;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "fault_internal.h"
 
 /*
  * The state is a validated copy of the config: decoding keeps nothing
@@ -220,7 +221,7 @@ static void *length_state_new(const void *config)
                 errno = EINVAL;
                 return NULL;
         }
-        struct length_state *s = calloc(1, sizeof(*s));
+        struct length_state *s = TERN__CALLOC(1, sizeof(*s));
         if (!s)
                 return NULL;
         s->cfg = *cfg;

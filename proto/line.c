@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "fault_internal.h"
 
 struct line_state {
         struct tern_line_config cfg;
@@ -235,7 +236,7 @@ static void *line_state_new(const void *config)
                 errno = EINVAL;
                 return NULL;
         }
-        struct line_state *s = calloc(1, sizeof(*s));
+        struct line_state *s = TERN__CALLOC(1, sizeof(*s));
         if (!s)
                 return NULL;
         s->cfg = *cfg;

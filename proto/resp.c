@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "fault_internal.h"
 
 /* The shortest element: "$0\r\n\r\n". */
 #define RESP_MIN_ELEMENT 6
@@ -423,7 +424,7 @@ static int resp_codec_encode(void *state, struct tern_buf *out, const void *payl
 
 static void *resp_state_new(const void *config)
 {
-        struct tern_resp_state *s = malloc(sizeof(*s));
+        struct tern_resp_state *s = TERN__MALLOC(sizeof(*s));
 
         if (!s)
                 return NULL;
