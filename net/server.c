@@ -236,6 +236,16 @@ static bool accept_burst(struct tern_server *s, int lfd, uint8_t *woken, int *ne
                         case EINTR:
                         case ECONNABORTED:
                         case EPROTO:
+                        /* accept(2): Linux reports the new socket's pending
+                         * network errors here; they end that connection,
+                         * not the listener: retry at once, like EAGAIN. */
+                        case ENETDOWN:
+                        case ENOPROTOOPT:
+                        case EHOSTDOWN:
+                        case ENONET:
+                        case EHOSTUNREACH:
+                        case EOPNOTSUPP:
+                        case ENETUNREACH:
                                 continue;
                         case EMFILE:
                         case ENFILE:
@@ -270,14 +280,16 @@ static void *acceptor_thread(void *arg)
         tern_log_set_thread_name("acceptor");
         pthread_setname_np(pthread_self(), "tern-acceptor");
 
-        uint8_t *woken = calloc((size_t)s->nworkers, 1);
+        /* On the stack: an acceptor that could not allocate this would
+         * quit, closing the listeners, on a transient ENOMEM at start. */
+        uint8_t woken[256] = {0}; /* nworkers <= 255 */
         int next = 0;
         uint64_t paused_until = 0;
         unsigned pause_ms = ACCEPT_PAUSE_MIN_MS;
         bool warned = false;
         struct epoll_event evs[TERN__MAX_LISTENERS + 1];
 
-        while (woken && !__atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE)) {
+        while (!__atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE)) {
                 int timeout = -1;
                 if (paused_until) {
                         uint64_t now = tern_now_ms();
@@ -333,7 +345,6 @@ static void *acceptor_thread(void *arg)
                         warned = false;
                 }
         }
-        free(woken);
 
         /* Graceful stop: no new connections, then let every worker drain. */
         close_listeners(s);
