@@ -9,8 +9,10 @@ RUN_ARGS ?=
 .PHONY: all deps test-deps configure build run test check fuzz asan tsan format format-check clean
 
 # What the test suite uses beyond the build: clang + libFuzzer for the codec
-# fuzzers, redis-cli for the tern-kv compatibility test.
-TEST_EXTRA_DEPS ?= clang libclang-rt-14-dev redis-tools
+# fuzzers, redis-cli for the tern-kv compatibility test; libevent and libuv
+# (baseline echo servers), redis-benchmark and gnuplot for the benchmark
+# smoke test (bench.smoke).
+TEST_EXTRA_DEPS ?= clang libclang-rt-14-dev redis-tools libevent-dev libuv1-dev gnuplot-nox
 FUZZ_SECONDS ?= 20
 
 all: build

@@ -27,7 +27,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$ROOT/build/bin
-OUT=$ROOT/docs/bench
+OUT=
 ROUNDS=3
 DURATION=5
 CLIENTS=1000
@@ -38,7 +38,10 @@ IDLE=10000
 QUICK=0
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-die() { echo "run-chat-bench: $*" >&2; exit 1; }
+BENCH_NAME=run-chat-bench
+# shellcheck source=tools/bench/lib.sh
+. "$ROOT/tools/bench/lib.sh"
+die() { bench_die "$@"; }
 
 while [ $# -gt 0 ]; do
   case $1 in
@@ -52,13 +55,15 @@ while [ $# -gt 0 ]; do
     --bin) BIN=$2; shift ;;
     --out) OUT=$2; shift ;;
     # smoke test of the tool and script: one short round, small, one worker
-    --quick) QUICK=1; ROUNDS=1; DURATION=1; CLIENTS=100; WORKERS=1; IDLE=1000
-             OUT=$ROOT/build/bench-results ;;
+    --quick) QUICK=1; ROUNDS=1; DURATION=1; CLIENTS=100; WORKERS=1; IDLE=1000; RATES=10 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
   shift
 done
+# A smoke run must not overwrite the published results.
+[ "$QUICK" = 1 ] && : "${OUT:=$ROOT/build/bench-results}"
+: "${OUT:=$ROOT/docs/bench}"
 
 CHAT=$BIN/tern-chat
 BENCH=$BIN/tern-bench
@@ -69,62 +74,24 @@ command -v ss >/dev/null || die "ss (iproute2) is needed to find free ports"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/chat-bench.XXXXXX")
 LOG=$WORK/run.log
-SERVER_PID=
-stop_server() {
-  local _i
-  [ -n "$SERVER_PID" ] || return 0
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  for _i in $(seq 1 100); do # 5 s, then no more patience
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  kill -KILL "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=
-}
-trap stop_server EXIT
-trap 'echo "run-chat-bench: interrupted" >&2; exit 130' INT TERM
+bench_traps
 
-# A port nobody uses in any state, below the ephemeral range.
-free_port() {
-  local p _i
-  for _i in $(seq 1 100); do
-    p=$((20000 + RANDOM % 12000))
-    if [ -z "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ]; then
-      echo "$p"; return 0
-    fi
-  done
-  return 1
+bench_server_argv() { # workers port -> the command, one word per line
+  printf '%s\n' "$CHAT" --bind 127.0.0.1 --port "$2" --workers "$1" --max-outbuf 64m \
+    --idle-timeout 0 --log-level warn
 }
-
-# start_server WORKERS: sets SERVER_PID and PORT once the server answers.
-start_server() {
-  local _try _i
-  for _try in 1 2 3; do
-    PORT=$(free_port) || die "no free port found"
-    echo "== start: $CHAT --port $PORT --workers $1" >>"$LOG"
-    "$CHAT" --bind 127.0.0.1 --port "$PORT" --workers "$1" --max-outbuf 64m \
-      --idle-timeout 0 --log-level warn >>"$LOG" 2>&1 &
-    SERVER_PID=$!
-    for _i in $(seq 1 100); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      if "$CHAT" --check "127.0.0.1:$PORT" >/dev/null 2>&1; then return 0; fi
-      sleep 0.05
-    done
-    stop_server
-  done
-  return 1
-}
+# Listening is not enough: tern-chat must answer its own health check.
+bench_server_ready() { "$CHAT" --check "127.0.0.1:$1" >/dev/null 2>&1; }
 
 # field NAME FILE: one number from tern-bench's flat JSON object.
-field() { sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p" "$2"; }
+field() { bench_json_get "$2" "$1"; }
 
 mkdir -p "$OUT"
 DATE=$(date +%F)
 CSV=$OUT/chat-$DATE.csv
 RAW=$WORK/raw.csv
 echo "date,round,workers,test,clients,senders,rate_per_sender,delivered_per_s,lat_p50_us,lat_p90_us,lat_p99_us,lat_p999_us,lat_max_us,server_cpu_pct,client_cpu_pct,rss_per_client_bytes,errors" >"$RAW"
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_START=$(bench_loadavg)
 read -r -a WS <<<"$WORKERS"
 nw=${#WS[@]}
 failed=0
@@ -138,13 +105,13 @@ run_one() {
   shift 3
   out=$WORK/$r-$w-$test.json
   [ -t 2 ] && printf '\r\033[Kround %d workers %s %s' "$r" "$w" "$test" >&2
-  if ! start_server "$w"; then
+  if ! bench_start_server "$w"; then
     echo "run-chat-bench: tern-chat --workers $w did not start (see $LOG)" >&2
     failed=$((failed + 1)); return 0
   fi
   timeout --kill-after=5 300 "$BENCH" chat -p "$PORT" --pid "$SERVER_PID" --json \
     --no-progress "$@" >"$out" 2>>"$LOG" || rc=$?
-  stop_server
+  bench_stop_server
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 3 ] || [ ! -s "$out" ]; then
     echo "run-chat-bench: tern-bench chat $test against $w worker(s) failed (exit $rc; see $LOG)" >&2
     failed=$((failed + 1)); return 0
@@ -172,24 +139,16 @@ cp "$RAW" "$CSV"
 
 # median COLUMN WORKERS TEST: median over rounds of one CSV column.
 median() {
-  awk -F, -v c="$1" -v w="$2" -v t="$3" 'NR > 1 && $3 == w && $4 == t && $c != "" {
-      v[++n] = $c }
-    END {
-      if (!n) { print "-"; exit }
-      for (i = 2; i <= n; i++) { x = v[i]; j = i - 1
-        while (j > 0 && v[j] + 0 > x + 0) { v[j + 1] = v[j]; j-- } v[j + 1] = x }
-      m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-      printf "%.0f\n", m
-    }' "$CSV"
+  awk -F, -v c="$1" -v w="$2" -v t="$3" "$BENCH_AWK_MEDIAN"'
+    NR > 1 && $3 == w && $4 == t && $c != "" { v = v " " $c }
+    END { if (v == "") print "-"; else printf "%.0f\n", median(v) }' "$CSV"
 }
 
-CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //' || true)
 echo
 echo "tern-chat fan-out, median of $ROUNDS round(s) of ${DURATION}s; $CLIENTS clients in one room," \
      "$SENDERS senders"
-echo "machine: $CPU_MODEL, $(nproc --all) cores, Linux $(uname -r);" \
-     "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown);" \
-     "load $LOAD_START -> $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "machine: $(bench_machine); commit $(bench_commit "$ROOT");" \
+     "load $LOAD_START -> $(bench_loadavg)"
 echo "server not pinned (workers > 1 need both cores; the client shares them)"
 echo
 printf '| %-7s | %-9s | %12s | %12s | %8s | %8s | %8s | %9s | %7s | %7s |\n' workers test \

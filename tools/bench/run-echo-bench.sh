@@ -1,22 +1,40 @@
 #!/usr/bin/env bash
-# Echo-server comparison: tern-echo (1 worker) against libevent, libuv and a
-# hand-written epoll loop, under identical load from tern-bench, in one run.
+# Echo-server comparison: tern-echo against libevent, libuv and a hand-written
+# epoll loop, under identical load from tern-bench, in one run.
 #
 # Builds nothing: it expects the binaries in build/bin (or --bin DIR):
 #   tern-bench, bench-echo-epoll (required), bench-echo-libevent,
 #   bench-echo-libuv, tern-echo (each optional; skipped with a note if absent).
 #
-# Each measurement gets a fresh server pinned to one core (taskset -c 0) and
-# the client on another (taskset -c 1). Servers are interleaved within each
+# Servers (--servers):
+#   epoll libevent libuv tern   single-threaded (tern: --workers 1), pinned to
+#                               one core (taskset -c 0), the client on another
+#                               (taskset -c 1); they run every workload
+#   tern-w1 tern-w2 tern-w4     tern-echo with 1, 2, 4 workers, nothing pinned
+#                               (several workers need both cores, so client
+#                               and server share them); they run only the
+#                               scaling workloads (--scale-workloads)
+# Workloads (--workloads):
+#   pp-CxSk    pingpong, C connections x S KiB blocks: MiB/s
+#              (1, 10, 100, 1000 connections x 1 and 16 KiB)
+#   rr-C       rr, C connections x 32 B, one in flight: req/s, latency
+#              percentiles (100 and 1000 connections)
+#   churn      100 concurrent connect/32 B echo/close cycles: conn/s
+#   handoff    churn with one cycle at a time and a 1-byte echo: connect()
+#              start to first echoed byte, i.e. accept plus, in tern, the
+#              acceptor-to-worker hand-off
+#   idle       10,000 idle connections: server RSS per connection
+# Each measurement gets a fresh server. Servers are interleaved within each
 # round, their order rotating from round to round, and every point is
 # repeated R times; the table reports medians and each server's ratio to the
-# epoll baseline measured in the same run. Results go to
-# docs/bench/echo-<date>.csv (every run) and .json (medians, machine).
+# epoll baseline measured in the same round. Results go to
+# docs/bench/echo-<date>T<time>.csv (every run) and .json (medians, ratios,
+# machine, load average); tools/bench/plot.sh draws them.
 #
 # usage: tools/bench/run-echo-bench.sh [--quick] [--rounds R] [--duration S]
 #          [--warmup S] [--idle-conns N] [--idle-hold S] [--bin DIR]
 #          [--tern-echo PATH] [--out DIR] [--server-cpu N] [--client-cpu N]
-#          [--servers LIST] [--workloads LIST]
+#          [--servers LIST] [--workloads LIST] [--scale-workloads LIST]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -32,11 +50,19 @@ QUICK=0
 SERVER_CPU=0
 CLEAN_PCT=90
 CLIENT_CPU=1
-SERVERS="epoll libevent libuv tern"
-WORKLOADS="pingpong rr churn idle"
+SERVERS="epoll libevent libuv tern tern-w1 tern-w2 tern-w4"
+WORKLOADS="pp-1x1k pp-10x1k pp-100x1k pp-1000x1k pp-1x16k pp-10x16k pp-100x16k pp-1000x16k
+           rr-100 rr-1000 churn handoff idle"
+SCALE_WORKLOADS="pp-100x16k rr-100 rr-1000 handoff"
+WORKLOADS_SET=0
+SERVERS_SET=0
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-die() { echo "run-echo-bench: $*" >&2; exit 1; }
+BENCH_NAME=run-echo-bench
+BENCH_STOP_TICKS=40
+# shellcheck source=tools/bench/lib.sh
+. "$ROOT/tools/bench/lib.sh"
+die() { bench_die "$@"; }
 
 while [ $# -gt 0 ]; do
   case $1 in
@@ -51,8 +77,9 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --server-cpu) SERVER_CPU=$2; shift ;;
     --client-cpu) CLIENT_CPU=$2; shift ;;
-    --servers) SERVERS=$2; shift ;;
-    --workloads) WORKLOADS=$2; shift ;;
+    --servers) SERVERS=$2; SERVERS_SET=1; shift ;;
+    --workloads) WORKLOADS=$2; WORKLOADS_SET=1; shift ;;
+    --scale-workloads) SCALE_WORKLOADS=$2; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -60,8 +87,12 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$QUICK" = 1 ]; then
-  # CI smoke: one short round, so the tool and this script cannot rot.
-  ROUNDS=1 DURATION=1 WARMUP=0.3 IDLE_CONNS=1000 IDLE_HOLD=0.5
+  # CI smoke: one short round over one point of each kind, so the tool and
+  # this script cannot rot; never written into docs/.
+  ROUNDS=1 DURATION=0.4 WARMUP=0.1 IDLE_CONNS=1000 IDLE_HOLD=0.3
+  [ "$WORKLOADS_SET" = 1 ] || WORKLOADS="pp-10x1k pp-100x16k rr-100 handoff idle"
+  [ "$SERVERS_SET" = 1 ] || SERVERS="epoll libevent libuv tern tern-w2"
+  SCALE_WORKLOADS="pp-100x16k handoff"
   : "${OUT:=$BIN/../bench-results}"
 fi
 : "${OUT:=$ROOT/docs/bench}"
@@ -87,23 +118,45 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 64)) 
       "(as root: ulimit -Hn $((IDLE_CONNS * 2))) or pass --idle-conns"
 fi
 
-server_cmd() { # name -> command line (without --port/--bind), or nothing if absent
+# Several workers need both cores: those servers, and their client, float.
+unpinned() { case $1 in tern-w*) return 0 ;; *) return 1 ;; esac; }
+
+server_bin() { # name -> its program, or nothing if absent
   case $1 in
     epoll) echo "$BIN/bench-echo-epoll" ;;
     libevent) [ -x "$BIN/bench-echo-libevent" ] && echo "$BIN/bench-echo-libevent" ;;
     libuv) [ -x "$BIN/bench-echo-libuv" ] && echo "$BIN/bench-echo-libuv" ;;
-    tern) [ -x "$TERN_ECHO" ] && echo "$TERN_ECHO --workers 1" ;;
-    *) die "unknown server '$1' (epoll libevent libuv tern)" ;;
+    tern|tern-w[1-9]*) [ -x "$TERN_ECHO" ] && echo "$TERN_ECHO" ;;
+    *) die "unknown server '$1' (epoll libevent libuv tern tern-wN)" ;;
   esac
   return 0
 }
 
+bench_server_argv() { # name port -> the command, one word per line
+  unpinned "$1" || printf '%s\n' "${PIN_S[@]}"
+  server_bin "$1"
+  case $1 in
+    tern) printf '%s\n' --workers 1 ;;
+    tern-w*) printf '%s\n' --workers "${1#tern-w}" ;;
+  esac
+  printf '%s\n' --port "$2" --bind 127.0.0.1
+}
+
+# runs SERVER WORKLOAD: whether this pair is measured at all.
+runs() {
+  unpinned "$1" || return 0
+  case " $SCALE_WORKLOADS " in *" $2 "*) return 0 ;; esac
+  return 1
+}
+
 ACTIVE=()
 for s in $SERVERS; do
-  if [ -n "$(server_cmd "$s")" ]; then ACTIVE+=("$s"); else
+  if [ -n "$(server_bin "$s")" ]; then ACTIVE+=("$s"); else
     echo "run-echo-bench: skipping $s: binary not found" >&2; fi
 done
 case " ${ACTIVE[*]} " in *" epoll "*) ;; *) die "the epoll baseline must be in --servers" ;; esac
+UNPINNED=()
+for s in "${ACTIVE[@]}"; do if unpinned "$s"; then UNPINNED+=("$s"); fi; done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/echo-bench.XXXXXX")
 LOG=$WORK/run.log
@@ -119,100 +172,69 @@ BIN=$WORK/bin TB=$WORK/bin/tern-bench TERN_ECHO=$WORK/bin/tern-echo
 BINARIES=$(cd "$WORK/bin" && for f in *; do
   printf '"%s": "sha256:%s %s", ' "$f" "$(sha256sum "$f" | cut -c1-16)" \
     "$(date -u -r "$f" +%FT%TZ)"; done | sed 's/, $//')
-SERVER_PID=
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
-trap 'echo "run-echo-bench: interrupted" >&2; exit 130' INT TERM
+bench_traps
 
-# A port nobody uses in any state (TIME_WAIT included), below the ephemeral
-# range so that no client socket can be holding it either.
-free_port() {
-  local p _i
-  for _i in $(seq 1 100); do
-    p=$((20000 + RANDOM % 12000))
-    if [ -z "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ]; then
-      echo "$p"; return 0
-    fi
-  done
-  return 1
-}
-
-# start_server NAME: sets SERVER_PID and PORT once the server listens.
-start_server() {
-  local cmd _try _i
-  cmd=$(server_cmd "$1")
-  for _try in 1 2 3; do
-    PORT=$(free_port) || die "no free port found"
-    echo "== start $1 on $PORT: $cmd" >>"$LOG"
-    # shellcheck disable=SC2086 # cmd holds the program and its fixed flags
-    "${PIN_S[@]}" $cmd --port "$PORT" --bind 127.0.0.1 >>"$LOG" 2>&1 &
-    SERVER_PID=$!
-    for _i in $(seq 1 100); do # 5 s at most
-      if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
-      if [ -n "$(ss -Htln "( sport = :$PORT )" 2>/dev/null)" ]; then return 0; fi
-      sleep 0.05
-    done
-    stop_server
-  done
-  echo "run-echo-bench: $1 did not start listening (see $LOG)" >&2
-  return 1
-}
-
-stop_server() {
-  local _i
-  [ -n "$SERVER_PID" ] || return 0
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  for _i in $(seq 1 40); do
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  kill -KILL "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=
-}
-
-# json_get FILE KEY: a number from tern-bench's flat JSON object.
-json_get() {
-  grep -o "\"$2\": [-0-9.eE+]*" "$1" | head -n1 | sed 's/.*: //'
-}
+json_get() { bench_json_get "$@"; }
 
 workload_args() {
+  if [[ $1 =~ ^pp-([0-9]+)x([0-9]+)k$ ]]; then
+    echo "pingpong -c ${BASH_REMATCH[1]} -s $((BASH_REMATCH[2] * 1024)) -d $DURATION -w $WARMUP"
+    return
+  fi
+  if [[ $1 =~ ^rr-([0-9]+)$ ]]; then
+    echo "rr -c ${BASH_REMATCH[1]} -s 32 -d $DURATION -w $WARMUP"
+    return
+  fi
   case $1 in
-    pingpong) echo "pingpong -c 100 -s 16384 -d $DURATION -w $WARMUP" ;;
-    rr) echo "rr -c 100 -s 32 -d $DURATION -w $WARMUP" ;;
     churn) echo "churn -c 100 -s 32 -d $DURATION -w $WARMUP" ;;
+    handoff) echo "churn -c 1 -s 1 -d $DURATION -w $WARMUP" ;;
     idle) echo "idle -c $IDLE_CONNS -s 16 -d $IDLE_HOLD" ;;
-    *) die "unknown workload '$1' (pingpong rr churn idle)" ;;
+    *) die "unknown workload '$1' (pp-CxSk rr-C churn handoff idle)" ;;
   esac
 }
 
+# The first metric is the workload's rate (or, for handoff, its latency).
 workload_metrics() {
   case $1 in
-    pingpong) echo "mib_per_s client_cpu_pct server_cpu_pct" ;;
-    rr) echo "req_per_s lat_p50_us lat_p99_us lat_p999_us client_cpu_pct server_cpu_pct" ;;
+    pp-*) echo "mib_per_s client_cpu_pct server_cpu_pct" ;;
+    rr-*) echo "req_per_s lat_p50_us lat_p90_us lat_p99_us lat_p999_us lat_max_us client_cpu_pct server_cpu_pct" ;;
     churn) echo "conns_per_s connect_p99_us txn_p50_us txn_p99_us client_cpu_pct server_cpu_pct" ;;
+    handoff) echo "txn_p50_us txn_p90_us txn_p99_us connect_p50_us connect_p99_us conns_per_s client_cpu_pct server_cpu_pct" ;;
     idle) echo "rss_per_conn_bytes rss_before_bytes rss_held_bytes echo_failed" ;;
   esac
 }
 
+# The rate that must not be zero in a run that worked.
+workload_rate() {
+  case $1 in
+    pp-*) echo mib_per_s ;;
+    rr-*) echo req_per_s ;;
+    churn|handoff) echo conns_per_s ;;
+  esac
+}
+
+# Whether "one side had its core" can tell a clean run: only for the
+# throughput workloads with enough connections to keep both sides busy. One
+# or ten connections, handoff and idle are latency- or set-up-bound, so every
+# run of them counts.
+judged() { [[ $1 =~ ^(pp-[0-9]{3,}x|rr-[0-9]{3,}$|churn$) ]]; }
+
 mkdir -p "$OUT"
 DATE=$(date +%F)
-CSV=$OUT/echo-$DATE.csv
-JSON=$OUT/echo-$DATE.json
+STAMP=$(date -u +%Y-%m-%dT%H%MZ)
+CSV=$OUT/echo-$STAMP.csv
+JSON=$OUT/echo-$STAMP.json
 RAW=$WORK/raw.csv
 echo "date,round,server,workload,metric,value" >"$RAW"
 STARTED=$(date -u +%FT%TZ)
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_START=$(bench_loadavg)
 
 # Every client run is bounded: its own durations plus set-up and check slack.
 LIMIT=$(awk -v d="$DURATION" -v w="$WARMUP" -v h="$IDLE_HOLD" 'BEGIN { printf "%d", d + w + h + 120 }')
 nserv=${#ACTIVE[@]}
-total=$((ROUNDS * $(wc -w <<<"$WORKLOADS") * nserv))
+total=0
+for wl in $WORKLOADS; do for s in "${ACTIVE[@]}"; do runs "$s" "$wl" && total=$((total + 1)); done; done
+total=$((total * ROUNDS))
 n=0
 echo "run-echo-bench: ${ACTIVE[*]}; $WORKLOADS; $ROUNDS round(s) of ${DURATION}s" \
      "(+${WARMUP}s warm-up); log in $LOG" >&2
@@ -221,17 +243,21 @@ for ((r = 1; r <= ROUNDS; r++)); do
     args=$(workload_args "$wl")
     for ((k = 0; k < nserv; k++)); do
       s=${ACTIVE[$(((k + r - 1) % nserv))]}
+      runs "$s" "$wl" || continue
       n=$((n + 1))
       [ -t 2 ] && printf '\r\033[K[%d/%d] round %d %s %s' "$n" "$total" "$r" "$wl" "$s" >&2
-      if ! start_server "$s"; then
+      if ! bench_start_server "$s"; then
+        echo "run-echo-bench: $s did not start listening (see $LOG)" >&2
         echo "$DATE,$r,$s,$wl,error,start" >>"$RAW"; continue
       fi
+      pin=("${PIN_C[@]}")
+      unpinned "$s" && pin=()
       out=$WORK/$r-$wl-$s.json
       rc=0
       # shellcheck disable=SC2086 # args is a fixed word list
-      timeout --kill-after=5 "$LIMIT" "${PIN_C[@]}" "$TB" $args -p "$PORT" --pid "$SERVER_PID" --json --no-progress \
+      timeout --kill-after=5 "$LIMIT" "${pin[@]}" "$TB" $args -p "$PORT" --pid "$SERVER_PID" --json --no-progress \
         >"$out" 2>>"$LOG" || rc=$?
-      stop_server
+      bench_stop_server
       if [ "$rc" -ne 0 ] && [ "$rc" -ne 3 ]; then
         echo "$DATE,$r,$s,$wl,error,exit-$rc" >>"$RAW"
         echo >&2; echo "run-echo-bench: $wl against $s failed (exit $rc; see $LOG)" >&2
@@ -241,19 +267,29 @@ for ((r = 1; r <= ROUNDS; r++)); do
         v=$(json_get "$out" "$m")
         [ -n "$v" ] && echo "$DATE,$r,$s,$wl,$m,$v" >>"$RAW"
       done
+      # A run that moved nothing is a broken tool or server, not a figure.
+      rm=$(workload_rate "$wl")
+      rate=
+      if [ -n "$rm" ]; then
+        rate=$(json_get "$out" "$rm")
+        if ! awk -v v="${rate:-0}" 'BEGIN { exit !(v > 0) }'; then
+          echo "$DATE,$r,$s,$wl,error,zero-$rm" >>"$RAW"
+          echo >&2; echo "run-echo-bench: $wl against $s measured no $rm (see $LOG)" >&2
+        fi
+      fi
       # Work per server CPU-second: on a shared machine the CPU share each
       # process gets moves the raw rates; this ratio moves much less.
-      rate=$(json_get "$out" "$(workload_metrics "$wl" | cut -d' ' -f1)")
       cpu=$(json_get "$out" server_cpu_pct)
-      if [ "$wl" != idle ] && [ -n "$rate" ] && [ -n "$cpu" ]; then
+      if [ "$wl" != handoff ] && [ -n "$rate" ] && [ -n "$cpu" ]; then
         awk -v r="$rate" -v c="$cpu" -v pre="$DATE,$r,$s,$wl" \
           'BEGIN { if (c > 0) printf "%s,per_server_cpu_s,%.1f\n", pre, r * 100 / c }' >>"$RAW"
       fi
       # A run is clean when the side that limited it had its core: server or
       # client near 100% busy. Below that, other processes took the CPU.
-      awk -v sc="${cpu:-0}" -v cc="$(json_get "$out" client_cpu_pct)" -v wl="$wl" \
+      awk -v sc="${cpu:-0}" -v cc="$(json_get "$out" client_cpu_pct)" \
+          -v judged="$(judged "$wl" && echo 1 || echo 0)" \
           -v lim="$CLEAN_PCT" -v pre="$DATE,$r,$s,$wl" 'BEGIN {
-        printf "%s,clean,%d\n", pre, (wl == "idle" || sc + 0 >= lim || cc + 0 >= lim) ? 1 : 0
+        printf "%s,clean,%d\n", pre, (!judged || sc + 0 >= lim || cc + 0 >= lim) ? 1 : 0
       }' >>"$RAW"
     done
   done
@@ -312,31 +348,47 @@ pratio() {
     }' "$CSV"
 }
 
-CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //' || true)
+CPU_MODEL=$(bench_cpu_model)
 CORES=$(nproc --all)
 KERNEL=$(uname -r)
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+COMMIT=$(bench_commit "$ROOT")
+LOAD_END=$(bench_loadavg)
 VER_EVENT=$(pkg-config --modversion libevent 2>/dev/null || echo "?")
 VER_UV=$(pkg-config --modversion libuv 2>/dev/null || echo "?")
 
 # Table rows: label, workload, metric, direction (higher/lower is better), format.
-ROWS="pingpong 100x16KiB MiB/s|pingpong|mib_per_s|higher|%.1f
-rr 100x32B req/s|rr|req_per_s|higher|%.0f
-rr 100x32B p50 us|rr|lat_p50_us|lower|%.1f
-rr 100x32B p99 us|rr|lat_p99_us|lower|%.1f
-churn conn/s|churn|conns_per_s|higher|%.0f
-churn connect p99 us|churn|connect_p99_us|lower|%.1f
-idle ${IDLE_CONNS} B/conn|idle|rss_per_conn_bytes|lower|%.1f
-pingpong MiB/server-cpu-s|pingpong|per_server_cpu_s|higher|%.1f
-rr req/server-cpu-s|rr|per_server_cpu_s|higher|%.0f
-churn conn/server-cpu-s|churn|per_server_cpu_s|higher|%.0f"
+ROWS=$(
+  for wl in $WORKLOADS; do
+    case $wl in
+      pp-*) echo "$wl MiB/s|$wl|mib_per_s|higher|%.1f" ;;
+      rr-*)
+        echo "$wl req/s|$wl|req_per_s|higher|%.0f"
+        for p in p50 p90 p99 p999; do echo "$wl $p us|$wl|lat_${p}_us|lower|%.1f"; done ;;
+      churn)
+        echo "churn conn/s|churn|conns_per_s|higher|%.0f"
+        echo "churn connect p99 us|churn|connect_p99_us|lower|%.1f" ;;
+      handoff)
+        echo "handoff 1st byte p50 us|handoff|txn_p50_us|lower|%.1f"
+        echo "handoff 1st byte p99 us|handoff|txn_p99_us|lower|%.1f"
+        echo "handoff connect p50 us|handoff|connect_p50_us|lower|%.1f" ;;
+      idle) echo "idle ${IDLE_CONNS} B/conn|idle|rss_per_conn_bytes|lower|%.1f" ;;
+    esac
+  done
+  for wl in $WORKLOADS; do
+    case $wl in
+      pp-100x16k) echo "$wl MiB/srv-cpu-s|$wl|per_server_cpu_s|higher|%.1f" ;;
+      rr-100) echo "$wl req/srv-cpu-s|$wl|per_server_cpu_s|higher|%.0f" ;;
+      churn) echo "churn conn/srv-cpu-s|churn|per_server_cpu_s|higher|%.0f" ;;
+    esac
+  done
+)
 
 {
   echo
   echo "echo servers: median of the clean runs among $ROUNDS (clean: server or client" \
        "had >= ${CLEAN_PCT}% of its core; * = no clean run, median of all);"
-  echo "ratio = median over rounds of server / epoll measured in the same round"
+  echo "ratio = median over rounds of server / epoll measured in the same round;" \
+       "unpinned: ${UNPINNED[*]:-none}"
   echo "machine: $CPU_MODEL, $CORES cores, Linux $KERNEL; load $LOAD_START -> $LOAD_END"
   printf '%-24s' "metric"
   for s in "${ACTIVE[@]}"; do printf ' %12s %6s' "$s" "ratio"; done
@@ -356,15 +408,17 @@ churn conn/server-cpu-s|churn|per_server_cpu_s|higher|%.0f"
   done <<<"$ROWS"
   printf '%-24s' "clean runs"
   for s in "${ACTIVE[@]}"; do
-    printf ' %19s' "$(awk -F, -v s="$s" '$3 == s && $4 != "idle" && $5 == "clean" { n++; c += $6 }
+    printf ' %19s' "$(awk -F, -v s="$s" -v judged=" $(for wl in $WORKLOADS; do
+        judged "$wl" && printf '%s ' "$wl"; done)" '
+      $3 == s && index(judged, " " $4 " ") && $5 == "clean" { n++; c += $6 }
       END { printf "%d/%d", c, n }' "$CSV")"
   done
-  echo " (pingpong, rr, churn together)"
+  echo " (the throughput workloads with >= 100 connections)"
 } | tee "$WORK/table.txt"
 
 # Requirement check from the core issue, when tern-echo took part.
 VERDICT=
-if [ -n "$(med tern pingpong mib_per_s)$(med tern rr req_per_s)$(med tern churn conns_per_s)$(med tern idle rss_per_conn_bytes)" ]; then
+if [ -n "$(med tern pp-100x16k mib_per_s)$(med tern rr-100 req_per_s)$(med tern churn conns_per_s)$(med tern idle rss_per_conn_bytes)" ]; then
   VERDICT=$(
     check() { # workload metric direction: paired ratios of tern to each rival
       local r q limit
@@ -381,9 +435,9 @@ if [ -n "$(med tern pingpong mib_per_s)$(med tern rr req_per_s)$(med tern churn 
                  q, star, d == "higher" ? ">=" : "<=", lim, t, o }'
       done
     }
-    check pingpong mib_per_s higher
-    check rr req_per_s higher
-    check rr lat_p99_us lower
+    check pp-100x16k mib_per_s higher
+    check rr-100 req_per_s higher
+    check rr-100 lat_p99_us lower
     check churn conns_per_s higher
     t=$(med tern idle rss_per_conn_bytes)
     [ -z "$t" ] || awk -v t="$t" 'BEGIN {
@@ -407,7 +461,11 @@ fi
     "${PIN_S[*]:-unpinned}" "${PIN_C[*]:-unpinned}" "$([ "$QUICK" = 1 ] && echo true || echo false)"
   printf '  "servers": ['
   sep=; for s in "${ACTIVE[@]}"; do printf '%s"%s"' "$sep" "$s"; sep=", "; done
-  printf '],\n  "results": [\n'
+  printf '],\n  "unpinned": ['
+  sep=; for s in "${UNPINNED[@]}"; do printf '%s"%s"' "$sep" "$s"; sep=", "; done
+  printf '],\n  "workloads": {'
+  sep=; for wl in $WORKLOADS; do printf '%s"%s": "%s"' "$sep" "$wl" "$(workload_args "$wl")"; sep=", "; done
+  printf '},\n  "results": [\n'
   sep=
   while IFS=$'\t' read -r s wl m median nused clean runs; do
     q=$(pratio "$s" epoll "$wl" "$m")

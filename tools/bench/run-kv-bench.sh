@@ -24,7 +24,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TERN_KV=$ROOT/build/bin/tern-kv
-OUT=$ROOT/docs/bench
+OUT=
+QUICK=0
 ROUNDS=3
 REQUESTS=200000
 CLIENTS=50
@@ -34,7 +35,10 @@ SERVER_CPU=0
 CLIENT_CPU=1
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-die() { echo "run-kv-bench: $*" >&2; exit 1; }
+BENCH_NAME=run-kv-bench
+# shellcheck source=tools/bench/lib.sh
+. "$ROOT/tools/bench/lib.sh"
+die() { bench_die "$@"; }
 
 while [ $# -gt 0 ]; do
   case $1 in
@@ -47,12 +51,15 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --server-cpu) SERVER_CPU=$2; shift ;;
     --client-cpu) CLIENT_CPU=$2; shift ;;
-    --quick) ROUNDS=1; REQUESTS=20000 ;; # smoke test of the script itself
+    --quick) QUICK=1; ROUNDS=1; REQUESTS=20000 ;; # smoke test of the script itself
     -h|--help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
   shift
 done
+# A smoke run must not overwrite the published results.
+[ "$QUICK" = 1 ] && : "${OUT:=$ROOT/build/bench-results}"
+: "${OUT:=$ROOT/docs/bench}"
 
 [ -x "$TERN_KV" ] || die "$TERN_KV not found: build it first (cmake --build build --target tern-kv)"
 command -v redis-benchmark >/dev/null || die "redis-benchmark not found (apt-get install redis-tools)"
@@ -77,7 +84,8 @@ placement() {
   esac
 }
 
-server_argv() { # config port -> the command, one word per line
+bench_server_argv() { # config port -> the command, one word per line
+  [ "$(placement "$1")" = pinned ] && printf '%s\n' taskset -c "$SERVER_CPU"
   case $1 in
     tern1) printf '%s\n' "$TERN_KV" --port "$2" --bind 127.0.0.1 --workers 1 --log-level warn ;;
     tern2) printf '%s\n' "$TERN_KV" --port "$2" --bind 127.0.0.1 --workers 2 --log-level warn ;;
@@ -89,53 +97,7 @@ server_argv() { # config port -> the command, one word per line
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/kv-bench.XXXXXX")
 LOG=$WORK/run.log
-SERVER_PID=
-stop_server() {
-  local _i
-  [ -n "$SERVER_PID" ] || return 0
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  for _i in $(seq 1 100); do # 5 s, then no more patience
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  kill -KILL "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=
-}
-trap stop_server EXIT
-trap 'echo "run-kv-bench: interrupted" >&2; exit 130' INT TERM
-
-# A port nobody uses in any state, below the ephemeral range.
-free_port() {
-  local p _i
-  for _i in $(seq 1 100); do
-    p=$((20000 + RANDOM % 12000))
-    if [ -z "$(ss -Htan "( sport = :$p or dport = :$p )" 2>/dev/null)" ]; then
-      echo "$p"; return 0
-    fi
-  done
-  return 1
-}
-
-# start_server CONFIG: sets SERVER_PID and PORT once the server answers.
-start_server() {
-  local _try _i argv=() pin=()
-  [ "$(placement "$1")" = pinned ] && pin=(taskset -c "$SERVER_CPU")
-  for _try in 1 2 3; do
-    PORT=$(free_port) || die "no free port found"
-    mapfile -t argv < <(server_argv "$1" "$PORT")
-    echo "== start $1: ${pin[*]} ${argv[*]}" >>"$LOG"
-    "${pin[@]}" "${argv[@]}" >>"$LOG" 2>&1 &
-    SERVER_PID=$!
-    for _i in $(seq 1 100); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      if [ -n "$(ss -Htln "( sport = :$PORT )" 2>/dev/null)" ]; then return 0; fi
-      sleep 0.05
-    done
-    stop_server
-  done
-  return 1
-}
+bench_traps
 
 mkdir -p "$OUT"
 DATE=$(date +%F)
@@ -143,7 +105,7 @@ CSV=$OUT/kv-$DATE.csv
 MEDIAN=$OUT/kv-$DATE-median.csv
 RAW=$WORK/raw.csv
 echo "date,round,config,placement,pipeline,test,rps,p50_ms,p99_ms" >"$RAW"
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD_START=$(bench_loadavg)
 read -r -a CFGS <<<"$CONFIGS"
 ncfg=${#CFGS[@]}
 failed=0
@@ -155,7 +117,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
       cfg=${CFGS[$(((k + r - 1) % ncfg))]}
       place=$(placement "$cfg")
       [ -t 2 ] && printf '\r\033[Kround %d -P %s %s' "$r" "$p" "$cfg" >&2
-      if ! start_server "$cfg"; then
+      if ! bench_start_server "$cfg"; then
         echo "run-kv-bench: $cfg did not start (see $LOG)" >&2
         failed=$((failed + 1)); continue
       fi
@@ -165,7 +127,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
       rc=0
       timeout --kill-after=5 600 "${pin[@]}" redis-benchmark -h 127.0.0.1 -p "$PORT" \
         -t ping,set,get -n "$REQUESTS" -c "$CLIENTS" -P "$p" --csv >"$out" 2>>"$LOG" || rc=$?
-      stop_server
+      bench_stop_server
       # --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",
       #        "p95_latency_ms","p99_latency_ms","max_latency_ms"
       if [ "$rc" -ne 0 ] || [ "$(grep -c '^"[A-Z]' "$out" || true)" -lt 4 ]; then
@@ -181,30 +143,23 @@ done
 cp "$RAW" "$CSV"
 
 # Median per (config, pipeline, test) of rps, p50 and p99.
-awk -F, 'NR > 1 { key = $3 "," $4 "," $5 "," $6; n[key]++
+awk -F, "$BENCH_AWK_MEDIAN"'
+  NR > 1 { key = $3 "," $4 "," $5 "," $6; n[key]++
     rps[key] = rps[key] " " $7; p50[key] = p50[key] " " $8; p99[key] = p99[key] " " $9 }
-  function med(s,   a, m, i, j, x) {
-    m = split(substr(s, 2), a, " ")
-    for (i = 2; i <= m; i++) { x = a[i]; j = i - 1
-      while (j > 0 && a[j] + 0 > x + 0) { a[j + 1] = a[j]; j-- } a[j + 1] = x }
-    return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
-  }
   END {
     print "config,placement,pipeline,test,runs,rps_median,p50_ms_median,p99_ms_median,rps_runs"
     for (key in n) {
       runs = substr(rps[key], 2); gsub(" ", ";", runs)
-      printf "%s,%d,%.0f,%.3f,%.3f,%s\n", key, n[key], med(rps[key]), med(p50[key]),
-        med(p99[key]), runs
+      printf "%s,%d,%.0f,%.3f,%.3f,%s\n", key, n[key], median(rps[key]), median(p50[key]),
+        median(p99[key]), runs
     }
   }' "$CSV" | { read -r h; echo "$h"; sort; } >"$MEDIAN"
 
-CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //' || true)
 REDIS_VER=$(redis-server --version 2>/dev/null | sed 's/.*v=\([^ ]*\).*/\1/' || echo "?")
 echo
 echo "requests/s, median of $ROUNDS; redis-benchmark -t ping,set,get -n $REQUESTS -c $CLIENTS"
-echo "machine: $CPU_MODEL, $(nproc --all) cores, Linux $(uname -r); redis $REDIS_VER;" \
-     "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown);" \
-     "load $LOAD_START -> $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "machine: $(bench_machine); redis $REDIS_VER; commit $(bench_commit "$ROOT");" \
+     "load $LOAD_START -> $(bench_loadavg)"
 echo "pinned: server on CPU $SERVER_CPU, redis-benchmark on CPU $CLIENT_CPU"
 echo
 printf '| %-8s | %-6s | %-8s |' config placed pipeline
