@@ -63,11 +63,13 @@ static int buf_reshape(struct tern_buf *b, size_t gap, size_t n)
         size_t off, need, cap;
         uint8_t *p;
 
+        /* The invariant the copies below rely on: no memory, no bytes. */
+        assert(b->base || (b->cap == 0 && len == 0));
         if (__builtin_add_overflow(TERN_BUF_PREPEND, gap, &off) ||
             __builtin_add_overflow(off, len, &need) || __builtin_add_overflow(need, n, &need))
                 return -EOVERFLOW;
 
-        if (need <= b->cap) {
+        if (b->base && need <= b->cap) {
                 memmove(b->base + off, b->base + b->rd, len);
                 b->rd = off;
                 b->wr = off + len;

@@ -36,6 +36,7 @@
  */
 #include "timer.h"
 
+#include <assert.h>
 #include <string.h>
 
 #include "live_internal.h"
@@ -66,6 +67,7 @@ static void list_unlink(struct tern_timer_wheel *w, struct tern_timer *t)
         struct tern_timer **pprev = t->pprev;
         uintptr_t off = (uintptr_t)pprev - (uintptr_t)&w->slots[0][0];
 
+        assert(pprev); /* only armed timers are unlinked */
         *pprev = t->next;
         if (t->next)
                 t->next->pprev = pprev;

@@ -119,7 +119,7 @@ int chat_check(const char *target, int timeout_ms, char *err, size_t errlen)
         }
 
         static const char want[] = "* welcome ";
-        char line[512];
+        char line[512] = ""; /* memchr(line, c, 0) reads none, but cppcheck cannot tell */
         size_t len = 0;
         int r = 0;
         while (!memchr(line, '\n', len)) {

@@ -18,7 +18,7 @@ void chat_sanitize(char *dst, const uint8_t *src, size_t len)
          * bare CR on another's screen; TAB is harmless and common. */
         for (size_t i = 0; i < len; i++) {
                 uint8_t b = src[i];
-                dst[i] = ((b < 0x20 && b != '\t') || b == 0x7f) ? '?' : (char)b;
+                dst[i] = (char)(((b < 0x20 && b != '\t') || b == 0x7f) ? '?' : b);
         }
 }
 

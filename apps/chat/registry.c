@@ -114,7 +114,7 @@ bool chat_name_valid(const char *s, size_t len)
 static void name_key(char *key, const char *s, size_t len)
 {
         for (size_t i = 0; i < len; i++)
-                key[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
+                key[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] - 'A' + 'a' : s[i]);
         key[len] = '\0';
 }
 

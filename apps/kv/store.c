@@ -69,6 +69,8 @@ static inline uint64_t rotl64(uint64_t x, int b)
         return (x << b) | (x >> (64 - b));
 }
 
+/* The arguments are variables assigned to, so they cannot be parenthesised. */
+/* NOLINTBEGIN(bugprone-macro-parentheses) */
 #define SIP_ROUND(v0, v1, v2, v3)                                                                  \
         do {                                                                                       \
                 v0 += v1;                                                                          \
@@ -86,6 +88,7 @@ static inline uint64_t rotl64(uint64_t x, int b)
                 v1 ^= v2;                                                                          \
                 v2 = rotl64(v2, 32);                                                               \
         } while (0)
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 /*
  * SipHash-c-d (Aumasson and Bernstein) of @len bytes at @p under the 128-bit

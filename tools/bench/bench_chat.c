@@ -608,7 +608,7 @@ static int chat_run_idle(struct chat *ch, uint64_t rss_before, bool have_rss)
                                "\"rss_per_conn_bytes\":%.1f",
                                (unsigned long long)rss_before, (unsigned long long)rss,
                                ((double)rss - (double)rss_before) / cfg->conns);
-                printf(",\"errors\":%llu}\n", (unsigned long long)(ch->lost + (rc != 0)));
+                printf(",\"errors\":%llu}\n", (unsigned long long)ch->lost + (rc != 0));
         } else {
                 printf("  held %u clients %.1f s; %u still served at the end, %llu lost\n",
                        cfg->conns, (double)(end - start) / 1e9, ch->synced,
@@ -705,16 +705,15 @@ static int chat_run_load(struct chat *ch)
                                (double)bench_hist_percentile(&ch->lat, pcts[i]) / 1e3);
                 printf(",\"lat_max_us\":%.1f", (double)bench_hist_percentile(&ch->lat, 100) / 1e3);
                 chat_report_cpu(ch, ch->m0, t_stop, self0, self1, srv, srv0, srv1);
-                printf(
-                    ",\"in_order\":%llu,\"dropped\":%llu,\"duplicate\":%llu,"
-                    "\"reordered\":%llu,\"missing\":%llu,\"lost\":%llu,\"malformed\":%llu,"
-                    "\"errors\":%llu,\"interrupted\":%s}\n",
-                    (unsigned long long)fin.in_order,
-                    (unsigned long long)(fin.dropped + fin.untracked),
-                    (unsigned long long)fin.duplicate, (unsigned long long)fin.reordered,
-                    (unsigned long long)fin.missing, (unsigned long long)ch->lost,
-                    (unsigned long long)(ch->malformed + ch->protocol_errors + ch->server_errors),
-                    (unsigned long long)errors, interrupted ? "true" : "false");
+                printf(",\"in_order\":%llu,\"dropped\":%llu,\"duplicate\":%llu,"
+                       "\"reordered\":%llu,\"missing\":%llu,\"lost\":%llu,\"malformed\":%llu,"
+                       "\"errors\":%llu,\"interrupted\":%s}\n",
+                       (unsigned long long)fin.in_order,
+                       (unsigned long long)fin.dropped + fin.untracked,
+                       (unsigned long long)fin.duplicate, (unsigned long long)fin.reordered,
+                       (unsigned long long)fin.missing, (unsigned long long)ch->lost,
+                       (unsigned long long)ch->malformed + ch->protocol_errors + ch->server_errors,
+                       (unsigned long long)errors, interrupted ? "true" : "false");
         } else {
                 printf("  %-14s %.0f msg/s offered, %llu sent\n", "sent", cfg->rate * cfg->senders,
                        (unsigned long long)sent);
@@ -727,14 +726,13 @@ static int chat_run_load(struct chat *ch)
                                (double)bench_hist_percentile(&ch->lat, pcts[i]) / 1e3);
                 printf(" max %.0f us\n", (double)bench_hist_percentile(&ch->lat, 100) / 1e3);
                 chat_report_cpu(ch, ch->m0, t_stop, self0, self1, srv, srv0, srv1);
-                printf(
-                    "  %-14s %llu delivered in sequence; dropped %llu, duplicate %llu, "
-                    "reordered %llu, missing at end %llu, lost clients %llu, bad lines %llu\n",
-                    "verified", (unsigned long long)fin.in_order,
-                    (unsigned long long)(fin.dropped + fin.untracked),
-                    (unsigned long long)fin.duplicate, (unsigned long long)fin.reordered,
-                    (unsigned long long)fin.missing, (unsigned long long)ch->lost,
-                    (unsigned long long)(ch->malformed + ch->protocol_errors + ch->server_errors));
+                printf("  %-14s %llu delivered in sequence; dropped %llu, duplicate %llu, "
+                       "reordered %llu, missing at end %llu, lost clients %llu, bad lines %llu\n",
+                       "verified", (unsigned long long)fin.in_order,
+                       (unsigned long long)fin.dropped + fin.untracked,
+                       (unsigned long long)fin.duplicate, (unsigned long long)fin.reordered,
+                       (unsigned long long)fin.missing, (unsigned long long)ch->lost,
+                       (unsigned long long)ch->malformed + ch->protocol_errors + ch->server_errors);
                 if (interrupted)
                         printf("  (interrupted)\n");
         }

@@ -32,6 +32,8 @@ static uint64_t hist_high(const struct bench_hist *h, unsigned idx)
         if (idx < (1u << h->precision))
                 return idx;
         shift = (idx >> h->precision) - 1;
+        if (shift >= 64)
+                return UINT64_MAX; /* past every bucket init allows */
         m = idx - ((uint64_t)shift << h->precision);
         return (m << shift) + ((1ull << shift) - 1);
 }

@@ -64,7 +64,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                         uv_close((uv_handle_t *)s, on_close);
                 return; /* 0: EAGAIN, nothing to do */
         }
-        w = uv_try_write(s, &(uv_buf_t){.base = buf->base, .len = (size_t)n}, 1);
+        uv_buf_t whole = {.base = buf->base, .len = (size_t)n};
+        w = uv_try_write(s, &whole, 1);
         if (w == UV_EAGAIN)
                 w = 0;
         if (w < 0) {
@@ -123,8 +124,14 @@ int main(int argc, char **argv)
                         return 2;
                 }
         }
-        if (uv_ip4_addr(addr, atoi(port), (struct sockaddr_in *)&ss) &&
-            uv_ip6_addr(addr, atoi(port), (struct sockaddr_in6 *)&ss)) {
+        char *end;
+        long portn = strtol(port, &end, 10);
+        if (end == port || *end || portn < 0 || portn > 65535) {
+                fprintf(stderr, "bench-echo-libuv: bad port %s\n", port);
+                return 2;
+        }
+        if (uv_ip4_addr(addr, (int)portn, (struct sockaddr_in *)&ss) &&
+            uv_ip6_addr(addr, (int)portn, (struct sockaddr_in6 *)&ss)) {
                 fprintf(stderr, "bench-echo-libuv: bad address %s\n", addr);
                 return 1;
         }

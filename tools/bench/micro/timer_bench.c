@@ -268,6 +268,7 @@ int main(int argc, char **argv)
 {
         struct bench b = {.n = 1000000};
         const int reps = 3;
+        int rc = 0;
 
         for (int i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "--quick") == 0) {
@@ -284,7 +285,8 @@ int main(int argc, char **argv)
         b.heap.v = calloc(b.n, sizeof(*b.heap.v));
         if (!b.t || !b.when || !b.when2 || !b.order || !b.heap.v) {
                 fprintf(stderr, "timer_bench: %s\n", strerror(ENOMEM));
-                return 1;
+                rc = 1;
+                goto out_free;
         }
 
         printf("timer_bench: %zu timers per op, best of %d runs\n", b.n, reps);
@@ -301,13 +303,14 @@ int main(int argc, char **argv)
                         if (hns < hbest)
                                 hbest = hns;
                 }
-                printf("%-12s %14.1f %14.1f %11.2fx\n", op_names[op], (double)wbest / b.n,
-                       (double)hbest / b.n, wbest ? (double)hbest / (double)wbest : 0.0);
+                printf("%-12s %14.1f %14.1f %11.2fx\n", op_names[op], (double)wbest / (double)b.n,
+                       (double)hbest / (double)b.n, wbest ? (double)hbest / (double)wbest : 0.0);
         }
+out_free:
         free(b.t);
         free(b.when);
         free(b.when2);
         free(b.order);
         free(b.heap.v);
-        return 0;
+        return rc;
 }
