@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cpu.h"
 #include "log.h"
@@ -16,6 +17,37 @@ bool app_parse_long(const char *s, long min, long max, long *out)
                 return false;
         *out = v;
         return true;
+}
+
+int app_split_hostport(const char *s, const char *default_host, char *host, size_t hcap,
+                       uint16_t *port)
+{
+        const char *h = s, *p;
+        size_t hlen;
+        if (s[0] == '[') { /* [v6]:port */
+                const char *close = strchr(s, ']');
+                if (!close || close[1] != ':')
+                        return -EINVAL;
+                h = s + 1;
+                hlen = (size_t)(close - h);
+                p = close + 2;
+        } else if ((p = strrchr(s, ':'))) {
+                hlen = (size_t)(p - s);
+                if (memchr(s, ':', hlen))
+                        return -EINVAL; /* a bare IPv6 address needs brackets */
+                p++;
+        } else {
+                h = default_host ? default_host : "";
+                hlen = strlen(h);
+                p = s;
+        }
+        long v;
+        if (hlen >= hcap || !app_parse_long(p, 0, 65535, &v) || *p == '-' || *p == '+')
+                return -EINVAL;
+        memcpy(host, h, hlen);
+        host[hlen] = '\0';
+        *port = (uint16_t)v;
+        return 0;
 }
 
 int app_server_opt(int ch, const char *arg, const char *argv0, struct tern_server_opts *o,

@@ -5,6 +5,8 @@
 #define TERN_APP_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "server.h"
 
@@ -21,6 +23,14 @@ bool app_parse_long(const char *s, long min, long max, long *out);
  */
 int app_server_opt(int ch, const char *arg, const char *argv0, struct tern_server_opts *o,
                    bool *have_port);
+
+/*
+ * Splits "[HOST:]PORT" (HOST may be a bracketed IPv6 address, "[::1]:80")
+ * into @host (@hcap bytes, NUL-terminated; @default_host or "" when there is
+ * no HOST part) and *@port (0-65535). Returns 0 or -EINVAL. [any]
+ */
+int app_split_hostport(const char *s, const char *default_host, char *host, size_t hcap,
+                       uint16_t *port);
 
 /*
  * When @workers is 0 (neither --workers nor TERN_WORKERS given), logs at info

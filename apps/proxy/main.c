@@ -1,0 +1,145 @@
+/*
+ * tern-proxy: forwards every connection on --listen to --to, both ways,
+ * with backpressure. The work is in proxy.c; this is option parsing.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "proxy.h"
+
+static tern_server *server;
+
+static void on_signal(int sig)
+{
+        (void)sig;
+        tern_server_stop(server); /* async-signal-safe */
+}
+
+static void usage(FILE *f, const char *argv0)
+{
+        fprintf(f,
+                "usage: %s --listen [HOST:]PORT --to HOST:PORT [--workers N]\n"
+                "          [--connect-timeout MS] [--high-water BYTES] [--log-level L]\n"
+                "\n"
+                "Forwards every connection accepted on --listen to --to, both ways.\n"
+                "A destination that reads slowly pauses reading from its source.\n"
+                "\n"
+                "  -L, --listen [HOST:]PORT  where to accept (HOST default: all addresses)\n"
+                "  -t, --to HOST:PORT        destination (a name is resolved once, at start)\n"
+                "  -w, --workers N           worker threads (default: CPUs available, %d here)\n"
+                "  -T, --connect-timeout MS  per destination connect (default 10000)\n"
+                "  -H, --high-water BYTES    queued bytes per connection before the other\n"
+                "                            side pauses (default %u; resumes at half)\n"
+                "  -l, --log-level L         debug, info, warn, error or off (default info)\n"
+                "  -h, --help                this text\n"
+                "\n"
+                "SIGINT or SIGTERM stops it gracefully.\n",
+                argv0, tern_default_workers(), PROXY_DEFAULT_HIGH_WATER);
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option longopts[] = {
+            {"listen", required_argument, NULL, 'L'},
+            {"to", required_argument, NULL, 't'},
+            {"workers", required_argument, NULL, 'w'},
+            {"connect-timeout", required_argument, NULL, 'T'},
+            {"high-water", required_argument, NULL, 'H'},
+            {"log-level", required_argument, NULL, 'l'},
+            {"help", no_argument, NULL, 'h'},
+            {NULL, 0, NULL, 0},
+        };
+        struct tern_server_opts o;
+        tern_server_opts_init(&o);
+        char listen_host[256], to_host[256];
+        uint16_t to_port = 0;
+        bool have_listen = false, have_to = false, have_port = false;
+        long timeout_ms = 10000, high = 0;
+        int ch;
+        while ((ch = getopt_long(argc, argv, "L:t:w:T:H:l:h", longopts, NULL)) != -1) {
+                switch (ch) {
+                case 'L':
+                        if (app_split_hostport(optarg, NULL, listen_host, sizeof(listen_host),
+                                               &o.port) < 0) {
+                                fprintf(stderr, "%s: invalid --listen '%s'\n", argv[0], optarg);
+                                return 2;
+                        }
+                        o.bind = listen_host[0] ? listen_host : NULL;
+                        have_listen = true;
+                        break;
+                case 't':
+                        if (app_split_hostport(optarg, NULL, to_host, sizeof(to_host), &to_port) <
+                                0 ||
+                            !to_host[0] || !to_port) {
+                                fprintf(stderr, "%s: invalid --to '%s': expected HOST:PORT\n",
+                                        argv[0], optarg);
+                                return 2;
+                        }
+                        have_to = true;
+                        break;
+                case 'T':
+                        if (!app_parse_long(optarg, 0, 3600000, &timeout_ms)) {
+                                fprintf(stderr, "%s: invalid --connect-timeout '%s'\n", argv[0],
+                                        optarg);
+                                return 2;
+                        }
+                        break;
+                case 'H':
+                        if (!app_parse_long(optarg, 1024, 1L << 30, &high)) {
+                                fprintf(stderr, "%s: invalid --high-water '%s'\n", argv[0], optarg);
+                                return 2;
+                        }
+                        break;
+                case 'w':
+                case 'l':
+                        if (app_server_opt(ch, optarg, argv[0], &o, &have_port) < 0)
+                                return 2;
+                        break;
+                case 'h':
+                        usage(stdout, argv[0]);
+                        return 0;
+                default:
+                        usage(stderr, argv[0]);
+                        return 2;
+                }
+        }
+        if (!have_listen || !have_to || optind != argc) {
+                usage(stderr, argv[0]);
+                return 2;
+        }
+
+        static struct proxy px;
+        if (proxy_init(&px, to_host, to_port, (uint32_t)timeout_ms) < 0)
+                return 1;
+        if (high) {
+                o.high_water = (size_t)high;
+                o.low_water = (size_t)high / 2;
+        }
+        proxy_apply(&o, &px);
+        app_log_default_workers("tern-proxy", o.workers);
+        server = tern_server_new(&o);
+        if (!server) {
+                tern_error("tern-proxy: cannot start: %s", strerror(errno));
+                return 1;
+        }
+        struct sigaction sa = {.sa_handler = on_signal};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        tern_info("tern-proxy listening on %s port %u, forwarding to %s port %u, %d worker(s)",
+                  o.bind ? o.bind : "*", tern_server_port(server), px.to_host, px.to_port,
+                  tern_server_workers(server));
+        int r = tern_server_run(server);
+        if (r)
+                tern_error("tern-proxy: %s", tern_strerror(r));
+        tern_server_free(server);
+        tern_info("tern-proxy stopped");
+        return r ? 1 : 0;
+}
