@@ -171,48 +171,8 @@ Test(conn, loop_post_runs_on_the_loop_thread)
         (void)l0;
 }
 
-/* ---- peers misbehaving ---- */
-
-Test(conn, peer_rst_with_output_pending)
-{
-        struct tern_server_opts o = echo_opts(1);
-        tern_server *s = su_start(&o);
-        int fd = tu_connect(tern_server_port(s), false);
-        int small = 4096;
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-        /* Write a lot without reading: the echo piles up in the server's
-         * output buffer. Non-blocking so we stop when everything is full. */
-        uint8_t chunk[65536];
-        memset(chunk, 'r', sizeof(chunk));
-        size_t sent = 0;
-        for (int i = 0; i < 200; i++) {
-                ssize_t n = send(fd, chunk, sizeof(chunk), MSG_DONTWAIT | MSG_NOSIGNAL);
-                if (n > 0)
-                        sent += (size_t)n;
-                else
-                        usleep(2000);
-        }
-        cr_assert_gt(sent, 1 << 20);
-        tu_set_rst_on_close(fd);
-        close(fd);
-        int one = 1;
-        cr_assert(tu_wait_until(closed_at_least_1, &one, 5000));
-        cr_assert_eq(reasons[0], TERN_CLOSE_ERROR);
-        su_stop(s);
-}
-
-Test(conn, fin_then_rst_on_idle_connection)
-{
-        struct tern_server_opts o = echo_opts(1);
-        tern_server *s = su_start(&o);
-        int fd = tu_connect(tern_server_port(s), false);
-        shutdown(fd, SHUT_WR);
-        tu_set_rst_on_close(fd);
-        close(fd);
-        int one = 1;
-        cr_assert(tu_wait_until(closed_at_least_1, &one, 5000));
-        su_stop(s);
-}
+/* Peers misbehaving (resets, FIN then RST, half-close, mass kill): see
+ * test_peer.c, which also checks descriptors and CLOSE-WAIT afterwards. */
 
 /* ---- limits ---- */
 
