@@ -11,8 +11,10 @@ RUN_ARGS ?=
 # What the test suite uses beyond the build: clang + libFuzzer for the codec
 # fuzzers, redis-cli for the tern-kv compatibility test; libevent and libuv
 # (baseline echo servers), redis-benchmark and gnuplot for the benchmark
-# smoke test (bench.smoke).
-TEST_EXTRA_DEPS ?= clang libclang-rt-14-dev redis-tools libevent-dev libuv1-dev gnuplot-nox
+# smoke test (bench.smoke); podman, runc and debootstrap for the container
+# image test (container.chat).
+TEST_EXTRA_DEPS ?= clang libclang-rt-14-dev redis-tools libevent-dev libuv1-dev gnuplot-nox \
+	podman runc debootstrap
 FUZZ_SECONDS ?= 20
 
 all: build
