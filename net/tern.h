@@ -10,11 +10,17 @@
 #include "clock.h"
 #include "codec.h"
 #include "conn.h"
+#include "cpu.h"
 #include "error.h"
+#include "fixed.h"
+#include "length.h"
+#include "line.h"
 #include "live.h"
 #include "log.h"
 #include "loop.h"
+#include "resp.h"
 #include "server.h"
 #include "timer.h"
+#include "version.h"
 
 #endif
