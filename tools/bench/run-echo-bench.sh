@@ -29,7 +29,8 @@
 # repeated R times; the table reports medians and each server's ratio to the
 # epoll baseline measured in the same round. Results go to
 # docs/bench/echo-<date>T<time>.csv (every run) and .json (medians, ratios,
-# machine, load average); tools/bench/plot.sh draws them.
+# machine, load average); tools/bench/plot.sh draws them into the same
+# directory (SVG, when gnuplot is installed).
 #
 # usage: tools/bench/run-echo-bench.sh [--quick] [--rounds R] [--duration S]
 #          [--warmup S] [--idle-conns N] [--idle-hold S] [--bin DIR]
@@ -487,6 +488,15 @@ fi
 errors=$(awk -F, '$5 == "error" || ($5 == "errors" && $6 + 0 > 0) || ($5 == "echo_failed" && $6 + 0 > 0)' "$CSV" | wc -l)
 echo
 echo "wrote $CSV and $JSON"
+# The plots of a full run go next to its results (smoke.sh plots --quick runs).
+if [ "$QUICK" = 0 ]; then
+  if command -v gnuplot >/dev/null; then
+    "$ROOT/tools/bench/plot.sh" --out "$OUT" "$JSON" || echo "run-echo-bench: plot.sh failed" >&2
+  else
+    echo "run-echo-bench: no plots: gnuplot not found (apt-get install gnuplot-nox, or" \
+         "TERN_EXTRA_DEPS=gnuplot-nox tools/install-deps.sh)" >&2
+  fi
+fi
 if [ "$errors" -gt 0 ]; then
   echo "run-echo-bench: $errors measurement(s) failed or saw errors; see $CSV and $LOG" >&2
   exit 1
