@@ -18,7 +18,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-CACHE=${TERN_CONTAINER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tern-container}
+CACHE=${TERN_CONTAINER_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/tern-container}
 SUITE=bookworm
 # What the Dockerfile's build stage compiles with (tools/install-deps.sh
 # finds them all present and installs nothing, so the build needs no network).
