@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PORT ?= 7000
 RUN_ARGS ?=
 
-.PHONY: all deps test-deps configure build run test check fuzz asan tsan format format-check clean
+.PHONY: all deps test-deps configure build run test check fuzz asan tsan lint format format-check clean
 
 # What the test suite uses beyond the build: clang + libFuzzer for the codec
 # fuzzers, redis-cli for the tern-kv compatibility test; libevent and libuv
@@ -16,6 +16,9 @@ RUN_ARGS ?=
 TEST_EXTRA_DEPS ?= clang libclang-rt-14-dev redis-tools libevent-dev libuv1-dev gnuplot-nox \
 	podman runc debootstrap
 FUZZ_SECONDS ?= 20
+# Static analysers for `make lint` (tools/lint.sh; configs .clang-tidy,
+# .cppcheck-suppressions, tools/lint/cppcheck.cfg).
+LINT_DEPS ?= clang-tidy cppcheck
 
 all: build
 
@@ -66,6 +69,12 @@ tsan:
 	$(MAKE) check BUILD_DIR=build-tsan BUILD_TYPE=Debug \
 	  CMAKE_FLAGS="-DTERN_SANITIZE=thread -DTERN_BUILD_TOOLS=OFF"
 
+# clang-tidy + cppcheck over core/ net/ proto/ apps/ tools/ examples/; any
+# finding fails. Configures build-lint/ for its compile database only.
+lint:
+	@TERN_EXTRA_DEPS="$(LINT_DEPS)" bash tools/install-deps.sh
+	JOBS=$(JOBS) bash tools/lint.sh
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
@@ -73,4 +82,4 @@ format-check:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-lint

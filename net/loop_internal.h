@@ -131,8 +131,7 @@ static inline bool tern__ring_push(struct tern_loop *l, int fd)
 {
         TERN__HB_RELEASE(&l->ring);
         TERN__TSAN_IGNORE_BEGIN(); /* the ring's slots are ordered by its fences */
-        /* The ring holds void *: the fd travels as one, no allocation per accept.
-         * NOLINTNEXTLINE(performance-no-int-to-ptr) */
+        /* The ring holds void *: the fd travels as one, no allocation per accept. */
         bool ok = ck_ring_enqueue_spsc(&l->ring, l->ring_buf, (void *)(intptr_t)fd);
         TERN__TSAN_IGNORE_END();
         return ok;
