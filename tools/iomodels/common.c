@@ -141,6 +141,21 @@ void iom_stop_signals(sigset_t *wait_mask)
         sigdelset(wait_mask, SIGINT);
 }
 
+int iom_start(int argc, char **argv, const char *name, const char *extra, bool nonblock,
+              struct iom_opts *o, sigset_t *wait_mask, int *status)
+{
+        int rc = iom_parse(argc, argv, name, extra, o), lfd;
+
+        if (rc) {
+                *status = rc < 0 ? 0 : rc;
+                return -1;
+        }
+        iom_stop_signals(wait_mask);
+        lfd = iom_listen(o, nonblock);
+        *status = 1;
+        return lfd;
+}
+
 void iom_nodelay(int fd)
 {
         int one = 1;

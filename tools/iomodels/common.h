@@ -56,6 +56,14 @@ int iom_listen(const struct iom_opts *o, bool nonblock);
  */
 void iom_stop_signals(sigset_t *wait_mask);
 
+/*
+ * The start the servers share: iom_parse, iom_stop_signals, iom_listen.
+ * Returns the listening fd, or -1 with *status set to the exit status
+ * (0 after --help).
+ */
+int iom_start(int argc, char **argv, const char *name, const char *extra, bool nonblock,
+              struct iom_opts *o, sigset_t *wait_mask, int *status);
+
 /* Sets TCP_NODELAY: echoed replies must not wait for Nagle. */
 void iom_nodelay(int fd);
 

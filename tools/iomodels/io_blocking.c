@@ -95,14 +95,10 @@ int main(int argc, char **argv)
         pthread_t t;
         int lfd, rc, sig;
 
-        rc = iom_parse(argc, argv, "iomodel-blocking", "", &o);
-        if (rc)
-                return rc < 0 ? 0 : rc;
-        /* Block the stop signals in every thread (they inherit the mask)... */
-        iom_stop_signals(&wait_mask);
-        lfd = iom_listen(&o, false);
+        /* Blocks the stop signals in every thread to come (they inherit the mask)... */
+        lfd = iom_start(argc, argv, "iomodel-blocking", "", false, &o, &wait_mask, &rc);
         if (lfd < 0)
-                return 1;
+                return rc;
         if (pthread_create(&t, NULL, acceptor, (void *)(intptr_t)lfd)) {
                 fprintf(stderr, "iomodel-blocking: cannot start the acceptor\n");
                 return 1;

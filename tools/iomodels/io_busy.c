@@ -32,15 +32,11 @@ int main(int argc, char **argv)
         sigset_t wait_mask;
         int lfd, rc;
 
-        rc = iom_parse(argc, argv, "iomodel-busy", "", &o);
-        if (rc)
-                return rc < 0 ? 0 : rc;
-        iom_stop_signals(&wait_mask);
+        lfd = iom_start(argc, argv, "iomodel-busy", "", true, &o, &wait_mask, &rc);
+        if (lfd < 0)
+                return rc;
         /* Nothing here waits, so a stop signal may simply arrive at any time. */
         sigprocmask(SIG_SETMASK, &wait_mask, NULL);
-        lfd = iom_listen(&o, true);
-        if (lfd < 0)
-                return 1;
         while (!iom_stop) {
                 /* Ask the listener: anyone new? (EAGAIN: no.) */
                 for (;;) {

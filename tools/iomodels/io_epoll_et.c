@@ -58,15 +58,11 @@ int main(int argc, char **argv)
         unsigned reads_per_edge;
         int lfd, epfd, rc;
 
-        rc = iom_parse(argc, argv, "iomodel-epoll-et", "naive", &o);
-        if (rc)
-                return rc < 0 ? 0 : rc;
+        lfd = iom_start(argc, argv, "iomodel-epoll-et", "naive", true, &o, &wait_mask, &rc);
+        if (lfd < 0)
+                return rc;
         /* 0: until EAGAIN, the rule. 1: the classic bug, for the demonstration. */
         reads_per_edge = o.naive ? 1 : 0;
-        iom_stop_signals(&wait_mask);
-        lfd = iom_listen(&o, true);
-        if (lfd < 0)
-                return 1;
         epfd = epoll_create1(EPOLL_CLOEXEC);
         /* The listener stays level-triggered: accept_all drains it anyway. */
         if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &lev)) {

@@ -54,13 +54,9 @@ int main(int argc, char **argv)
         sigset_t wait_mask;
         int lfd, epfd, rc;
 
-        rc = iom_parse(argc, argv, "iomodel-epoll-lt", "", &o);
-        if (rc)
-                return rc < 0 ? 0 : rc;
-        iom_stop_signals(&wait_mask);
-        lfd = iom_listen(&o, true);
+        lfd = iom_start(argc, argv, "iomodel-epoll-lt", "", true, &o, &wait_mask, &rc);
         if (lfd < 0)
-                return 1;
+                return rc;
         epfd = epoll_create1(EPOLL_CLOEXEC);
         if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &lev)) {
                 perror("iomodel-epoll-lt: epoll");

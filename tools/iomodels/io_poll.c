@@ -68,13 +68,9 @@ int main(int argc, char **argv)
         sigset_t wait_mask;
         int lfd, rc;
 
-        rc = iom_parse(argc, argv, "iomodel-poll", "", &o);
-        if (rc)
-                return rc < 0 ? 0 : rc;
-        iom_stop_signals(&wait_mask);
-        lfd = iom_listen(&o, true);
+        lfd = iom_start(argc, argv, "iomodel-poll", "", true, &o, &wait_mask, &rc);
         if (lfd < 0)
-                return 1;
+                return rc;
         cap = 64;
         pfds = malloc(cap * sizeof(*pfds));
         conns = malloc(cap * sizeof(*conns));

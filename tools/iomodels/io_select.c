@@ -65,13 +65,9 @@ int main(int argc, char **argv)
         sigset_t wait_mask;
         int lfd, rc, maxfd;
 
-        rc = iom_parse(argc, argv, "iomodel-select", "", &o);
-        if (rc)
-                return rc < 0 ? 0 : rc;
-        iom_stop_signals(&wait_mask);
-        lfd = iom_listen(&o, true);
+        lfd = iom_start(argc, argv, "iomodel-select", "", true, &o, &wait_mask, &rc);
         if (lfd < 0)
-                return 1;
+                return rc;
         while (!iom_stop) {
                 fd_set rd, wr;
 

@@ -98,11 +98,10 @@ int main(int argc, char **argv)
         struct rlimit rl;
         int lfd, rc;
 
-        rc = iom_parse(argc, argv, "iomodel-sigio", "sigpending", &o);
-        if (rc)
-                return rc < 0 ? 0 : rc;
+        lfd = iom_start(argc, argv, "iomodel-sigio", "sigpending", true, &o, &wait_mask, &rc);
+        if (lfd < 0)
+                return rc;
         sig_io = SIGRTMIN + 1;
-        iom_stop_signals(&wait_mask);
         /* Everything this loop waits for is blocked and fetched by sigwaitinfo. */
         sigemptyset(&waitset);
         sigaddset(&waitset, sig_io);
@@ -114,9 +113,6 @@ int main(int argc, char **argv)
                 rl.rlim_cur = rl.rlim_max = (rlim_t)o.sigpending;
                 setrlimit(RLIMIT_SIGPENDING, &rl);
         }
-        lfd = iom_listen(&o, true);
-        if (lfd < 0)
-                return 1;
         getrlimit(RLIMIT_NOFILE, &rl);
         nfds = rl.rlim_cur;
         by_fd = calloc(nfds, sizeof(*by_fd));
