@@ -127,23 +127,6 @@ static const struct tern_conn_ops client_ops = {
 
 /* ---- servers ---- */
 
-static void echo_message(tern_conn *c, struct tern_buf *in)
-{
-        tern_conn_send(c, tern_buf_data(in), tern_buf_len(in));
-        tern_buf_consume(in, tern_buf_len(in));
-}
-
-static const struct tern_conn_ops echo_ops = {.on_message = echo_message};
-
-static tern_server *start_echo(void)
-{
-        struct tern_server_opts o;
-        tern_server_opts_init(&o);
-        o.workers = 1;
-        o.ops = &echo_ops;
-        return su_start(&o);
-}
-
 /* A server with no listeners: its one worker hosts the connectors. */
 static tern_server *new_client_side(void)
 {
@@ -222,29 +205,10 @@ static void run_on(tern_server *s, tern_task_cb fn, struct call *c)
         cr_assert(tu_wait_until(done_pred, c, 5000));
 }
 
-/* A port with nothing listening on 127.0.0.1 (bound once, then released). */
-static uint16_t free_port(void)
-{
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-        socklen_t len = sizeof(a);
-        getsockname(fd, (struct sockaddr *)&a, &len);
-        close(fd);
-        return ntohs(a.sin_port);
-}
-
 static int listen_on(uint16_t port, int backlog)
 {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        struct sockaddr_in a = {.sin_family = AF_INET,
-                                .sin_port = htons(port),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0, "bind %u: %s", port,
-                     strerror(errno));
-        cr_assert_eq(listen(fd, backlog), 0);
+        int fd = tu_listen(port, backlog);
+        cr_assert_geq(fd, 0, "listen on %u: %s", port, strerror(-fd));
         return fd;
 }
 
@@ -261,7 +225,7 @@ static int accept_within(int lfd, int timeout_ms)
 Test(client, connects_and_round_trips_through_a_tern_server)
 {
         rec_reset();
-        tern_server *echo = start_echo();
+        tern_server *echo = su_start_echo(1);
         tern_server *cs = new_client_side();
         cr_assert_eq(tern_server_start(cs), 0);
 
@@ -304,7 +268,7 @@ Test(client, refused_retries_with_growing_delays_then_gives_up_once)
         tern_server *cs = new_client_side();
         cr_assert_eq(tern_server_start(cs), 0);
         struct call c;
-        default_opts(&c.opts, free_port());
+        default_opts(&c.opts, tu_unused_port());
         c.opts.max_attempts = 4;
         c.opts.backoff_min_ms = 20;
         c.opts.backoff_max_ms = 1000;
@@ -354,7 +318,7 @@ static bool got_at_least(void *p)
 Test(client, reconnects_when_the_peer_comes_back)
 {
         rec_reset();
-        uint16_t port = free_port();
+        uint16_t port = tu_unused_port();
         int lfd = listen_on(port, 16);
         tern_server *cs = new_client_side();
         cr_assert_eq(tern_server_start(cs), 0);
@@ -438,7 +402,7 @@ static int fill_backlog(int lfd, uint16_t port, int *fds, int max)
 Test(client, connect_times_out_on_a_black_hole)
 {
         rec_reset();
-        uint16_t port = free_port();
+        uint16_t port = tu_unused_port();
         int lfd = listen_on(port, 0);
         int fds[32];
         int nfds = fill_backlog(lfd, port, fds, 32);
@@ -479,7 +443,7 @@ Test(client, connector_set_up_before_the_loop_runs)
 {
         /* Before tern_server_start the caller's thread owns the loop. */
         rec_reset();
-        tern_server *echo = start_echo();
+        tern_server *echo = su_start_echo(1);
         tern_server *cs = new_client_side();
         struct tern_connector_opts o;
         default_opts(&o, tern_server_port(echo));
@@ -539,7 +503,7 @@ static const struct tern_conn_ops frame_ops = {.on_open = frame_open, .on_frame 
 Test(client, frames_with_a_codec)
 {
         rec_reset();
-        tern_server *echo = start_echo();
+        tern_server *echo = su_start_echo(1);
         tern_server *cs = new_client_side();
         cr_assert_eq(tern_server_start(cs), 0);
         static struct tern_line_config lc;

@@ -19,23 +19,6 @@
 #include "srvutil.h"
 #include "testutil.h"
 
-static void echo_message(tern_conn *c, struct tern_buf *in)
-{
-        tern_conn_send(c, tern_buf_data(in), tern_buf_len(in));
-        tern_buf_consume(in, tern_buf_len(in));
-}
-
-static const struct tern_conn_ops echo_ops = {.on_message = echo_message};
-
-static tern_server *start_echo(void)
-{
-        struct tern_server_opts o;
-        tern_server_opts_init(&o);
-        o.workers = 2;
-        o.ops = &echo_ops;
-        return su_start(&o);
-}
-
 static tern_server *start_proxy(struct proxy *px, uint16_t to_port, size_t high_water)
 {
         cr_assert_eq(proxy_init(px, "127.0.0.1", to_port, 2000), 0);
@@ -96,7 +79,7 @@ out:
 
 Test(proxy, echo_through_the_proxy_from_many_clients)
 {
-        tern_server *echo = start_echo();
+        tern_server *echo = su_start_echo(2);
         struct proxy px;
         tern_server *ps = start_proxy(&px, tern_server_port(echo), 64 * 1024);
         pthread_t th[CLIENTS];
@@ -127,7 +110,7 @@ Test(proxy, echo_through_the_proxy_from_many_clients)
 
 Test(proxy, half_close_passes_through)
 {
-        tern_server *echo = start_echo();
+        tern_server *echo = su_start_echo(2);
         struct proxy px;
         tern_server *ps = start_proxy(&px, tern_server_port(echo), 0);
         int fd = tu_connect(tern_server_port(ps), false);
@@ -149,15 +132,8 @@ Test(proxy, half_close_passes_through)
 
 Test(proxy, destination_down_closes_the_source)
 {
-        /* A port with nothing listening. */
-        int tmp = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        bind(tmp, (struct sockaddr *)&a, sizeof(a));
-        socklen_t len = sizeof(a);
-        getsockname(tmp, (struct sockaddr *)&a, &len);
-        close(tmp);
         struct proxy px;
-        tern_server *ps = start_proxy(&px, ntohs(a.sin_port), 0);
+        tern_server *ps = start_proxy(&px, tu_unused_port(), 0);
         int fd = tu_connect(tern_server_port(ps), false);
         cr_assert_geq(fd, 0);
         cr_assert_eq(tu_write_all(fd, "lost", 4), 0);
@@ -201,15 +177,10 @@ static void *writer_thread(void *p)
 Test(proxy, slow_destination_pauses_the_source)
 {
         /* The destination: a plain socket that accepts and, for now, never reads. */
-        int lfd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-        socklen_t alen = sizeof(a);
-        getsockname(lfd, (struct sockaddr *)&a, &alen);
-        cr_assert_eq(listen(lfd, 4), 0);
-
+        int lfd = tu_listen(0, 4);
+        cr_assert_geq(lfd, 0);
         struct proxy px;
-        tern_server *ps = start_proxy(&px, ntohs(a.sin_port), HIGH_WATER);
+        tern_server *ps = start_proxy(&px, tu_local_port(lfd), HIGH_WATER);
         struct writer w = {.fd = tu_connect(tern_server_port(ps), false)};
         cr_assert_geq(w.fd, 0);
         struct pollfd pfd = {lfd, POLLIN, 0};

@@ -12,13 +12,11 @@
  * on the wrong thread, or anything left alive.
  */
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "tern.h"
@@ -215,13 +213,7 @@ int main(void)
         if (!echo || tern_server_start(echo))
                 FAIL("echo server");
         echo_port = tern_server_port(echo);
-        int tmp = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        bind(tmp, (struct sockaddr *)&a, sizeof(a));
-        socklen_t alen = sizeof(a);
-        getsockname(tmp, (struct sockaddr *)&a, &alen);
-        close(tmp);
-        dead_port = ntohs(a.sin_port);
+        dead_port = tu_unused_port();
 
         pthread_t pk;
         pthread_create(&pk, NULL, poker, NULL);

@@ -21,6 +21,23 @@ static inline tern_server *su_start(struct tern_server_opts *o)
         return s;
 }
 
+static inline void su_echo_message(tern_conn *c, struct tern_buf *in)
+{
+        tern_conn_send(c, tern_buf_data(in), tern_buf_len(in));
+        tern_buf_consume(in, tern_buf_len(in));
+}
+
+/* An echo server on 127.0.0.1 with @workers workers: a peer for clients. */
+static inline tern_server *su_start_echo(int workers)
+{
+        static const struct tern_conn_ops echo_ops = {.on_message = su_echo_message};
+        struct tern_server_opts o;
+        tern_server_opts_init(&o);
+        o.workers = workers;
+        o.ops = &echo_ops;
+        return su_start(&o);
+}
+
 static inline void su_assert_nothing_live(void)
 {
         struct tern_live_counts lc;

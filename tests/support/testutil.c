@@ -150,3 +150,42 @@ int tu_open_fds(void)
         closedir(d);
         return n - 1; /* the DIR's own fd */
 }
+
+int tu_listen(uint16_t port, int backlog)
+{
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons(port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, backlog) < 0) {
+                int e = -errno;
+                close(fd);
+                return e;
+        }
+        return fd;
+}
+
+uint16_t tu_local_port(int fd)
+{
+        struct sockaddr_in a;
+        socklen_t len = sizeof(a);
+        if (getsockname(fd, (struct sockaddr *)&a, &len) < 0 || a.sin_family != AF_INET)
+                return 0;
+        return ntohs(a.sin_port);
+}
+
+uint16_t tu_unused_port(void)
+{
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        uint16_t port = 0;
+        if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+                port = tu_local_port(fd);
+        if (fd >= 0)
+                close(fd);
+        return port;
+}

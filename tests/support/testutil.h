@@ -28,5 +28,14 @@ void tu_set_rst_on_close(int fd);
 void tu_pattern(uint8_t *buf, size_t len, uint32_t seed, size_t offset);
 /* Number of open file descriptors of this process. */
 int tu_open_fds(void);
+/* A listening socket on 127.0.0.1:@port (0 = ephemeral), SO_REUSEADDR set,
+ * so a test can stop and restart a peer on the same port. Returns the fd or
+ * -errno. */
+int tu_listen(uint16_t port, int backlog);
+/* The local port @fd is bound to, or 0. */
+uint16_t tu_local_port(int fd);
+/* A port on 127.0.0.1 where nothing listens (bound once, then released):
+ * connecting there is refused. */
+uint16_t tu_unused_port(void);
 
 #endif
