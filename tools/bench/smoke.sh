@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark suite's smoke test (ctest bench.smoke, label bench-smoke):
-# every script in --quick mode on the binaries of one build, then the plots,
-# so that tern-bench, the scripts and plot.sh cannot rot. Takes about 40 s.
+# every script in --quick mode on the binaries of one build, then the report
+# and the plots, so that tern-bench, the scripts, report.sh and plot.sh
+# cannot rot. Takes about 30 s.
 # It fails when a script fails or saw errors, when a result or a plot is
 # missing, when a rate is zero, or when anything under docs/bench changed.
 # The figures themselves are not judged: a CI machine's numbers mean nothing.
@@ -73,6 +74,10 @@ step "bench-timer_bench --quick"
 if [ -x "$BIN/bench-timer_bench" ]; then
   "$BIN/bench-timer_bench" --quick >"$OUT/timer.txt" || fail "bench-timer_bench"
 fi
+
+step "report.sh"
+"$BENCH/report.sh" "$JSON" >"$OUT/report.md" || fail "report.sh"
+grep -q '^| pingpong 100 x 16 KiB, MiB/s | [0-9]' "$OUT/report.md" || fail "report.sh printed no throughput table"
 
 step "plot.sh"
 if command -v gnuplot >/dev/null; then
