@@ -5,16 +5,20 @@ CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PORT ?= 7000
 RUN_ARGS ?=
+# make install PREFIX=/opt/tern (DESTDIR is honoured too, for staging).
+PREFIX ?= /usr/local
 
-.PHONY: all deps test-deps configure build run test check fuzz asan tsan lint format format-check clean
+.PHONY: all deps test-deps configure build run test check fuzz asan tsan lint format format-check clean \
+	install docs
 
 # What the test suite uses beyond the build: clang + libFuzzer for the codec
 # fuzzers, redis-cli for the tern-kv compatibility test; libevent and libuv
 # (baseline echo servers), redis-benchmark and gnuplot for the benchmark
 # smoke test (bench.smoke); podman, runc and debootstrap for the container
-# image test (container.chat).
+# image test (container.chat); doxygen for `make docs`, which `make test`
+# runs (seconds, and doxygen's big dependencies come with clang anyway).
 TEST_EXTRA_DEPS ?= clang libclang-rt-14-dev redis-tools libevent-dev libuv1-dev gnuplot-nox \
-	podman runc debootstrap
+	podman runc debootstrap doxygen
 FUZZ_SECONDS ?= 20
 # Static analysers for `make lint` (tools/lint.sh; configs .clang-tidy,
 # .cppcheck-suppressions, tools/lint/cppcheck.cfg).
@@ -45,6 +49,7 @@ run: build
 	fi
 
 test: test-deps check
+	$(MAKE) --no-print-directory docs
 	@if command -v clang >/dev/null; then $(MAKE) --no-print-directory fuzz; \
 	 else echo "clang not found: fuzzers skipped"; fi
 
@@ -80,6 +85,21 @@ format:
 
 format-check:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+# Libraries, headers, tern.pc and the CMake package under PREFIX.
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD_DIR) --prefix "$(PREFIX)"
+
+# API reference from the public headers into $(BUILD_DIR)/docs/api; any
+# doxygen warning (an undocumented public symbol, a bad command) fails.
+docs:
+	@TERN_EXTRA_DEPS=doxygen bash tools/install-deps.sh
+	rm -rf $(BUILD_DIR)/docs && mkdir -p $(BUILD_DIR)/docs
+	@TERN_DOCS_OUT="$(abspath $(BUILD_DIR))/docs" \
+	  TERN_VERSION="$$(sed -n 's/^#define TERN_VERSION_STRING *"\([^"]*\)".*/\1/p' core/version.h)" \
+	  doxygen docs/Doxyfile || { cat $(BUILD_DIR)/docs/warnings.log; \
+	  echo "make docs: doxygen warnings (above)"; exit 1; }
+	@echo "API reference: $(BUILD_DIR)/docs/api/index.html"
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz build-lint

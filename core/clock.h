@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * Monotonic clock helpers. Any thread.
  */
 #ifndef TERN_CLOCK_H
@@ -7,7 +8,7 @@
 #include <stdint.h>
 #include <time.h>
 
-/* Nanoseconds on CLOCK_MONOTONIC. Any thread. */
+/** Nanoseconds on CLOCK_MONOTONIC. Any thread. */
 static inline uint64_t tern_now_ns(void)
 {
         struct timespec ts;
@@ -15,7 +16,7 @@ static inline uint64_t tern_now_ns(void)
         return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Milliseconds on CLOCK_MONOTONIC. Any thread. */
+/** Milliseconds on CLOCK_MONOTONIC. Any thread. */
 static inline uint64_t tern_now_ms(void)
 {
         return tern_now_ns() / 1000000u;

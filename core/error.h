@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * tern error conventions.
  *
  * Actions return 0 on success or a negative errno value (-EAGAIN, -ENOMEM,
@@ -9,15 +10,15 @@
 #ifndef TERN_ERROR_H
 #define TERN_ERROR_H
 
-#define TERN_EBASE     (-10000)
-#define TERN_ESTALE    (TERN_EBASE - 1) /* handle refers to a closed connection */
-#define TERN_EOUTLIMIT (TERN_EBASE - 2) /* output buffer passed its hard cap */
-#define TERN_EFRAME    (TERN_EBASE - 3) /* codec rejected the byte stream */
-#define TERN_ETOOBIG   (TERN_EBASE - 4) /* a frame passed the codec's limit */
+#define TERN_EBASE     (-10000)         /**< every TERN_E* code lies below this */
+#define TERN_ESTALE    (TERN_EBASE - 1) /**< handle refers to a closed connection */
+#define TERN_EOUTLIMIT (TERN_EBASE - 2) /**< output buffer passed its hard cap */
+#define TERN_EFRAME    (TERN_EBASE - 3) /**< codec rejected the byte stream */
+#define TERN_ETOOBIG   (TERN_EBASE - 4) /**< a frame passed the codec's limit */
 
-/*
+/**
  * tern_strerror - describe a tern return code.
- * @err: 0, a negative errno, or a TERN_E* code.
+ * @p err: 0, a negative errno, or a TERN_E* code.
  * Returns a static string; never NULL. Thread-safe (any thread, any context
  * except signal handlers).
  */

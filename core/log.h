@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * Logging: one event per line on stderr (or a sink the application installs).
  *
  * Lines look like
@@ -13,54 +14,62 @@
 
 #include <stdbool.h>
 
+/** Severity of a log line, lowest first. */
 enum tern_log_level {
-        TERN_LOG_DEBUG,
-        TERN_LOG_INFO,
-        TERN_LOG_WARN,
-        TERN_LOG_ERROR,
-        TERN_LOG_OFF,
+        TERN_LOG_DEBUG, /**< detail for debugging; off by default */
+        TERN_LOG_INFO,  /**< start-up, shutdown, notable events */
+        TERN_LOG_WARN,  /**< something went wrong with one peer or request */
+        TERN_LOG_ERROR, /**< something went wrong with the process */
+        TERN_LOG_OFF,   /**< as a minimum level: log nothing */
 };
 
+/** Line format on stderr. */
 enum tern_log_format {
-        TERN_LOG_TEXT,
-        TERN_LOG_JSON,
+        TERN_LOG_TEXT, /**< timestamp, level, [thread], message */
+        TERN_LOG_JSON, /**< one JSON object per line */
 };
 
-/*
+/**
  * A log sink receives the formatted message (no timestamp, no newline).
  * Called on the logging thread; must be thread-safe.
  */
 typedef void (*tern_log_sink_cb)(enum tern_log_level level, const char *thread, const char *msg,
                                  void *arg);
 
-/* Sets the minimum level written. Any thread; takes effect at once. */
+/** Sets the minimum level written. Any thread; takes effect at once. */
 void tern_log_set_level(enum tern_log_level level);
 enum tern_log_level tern_log_level(void);
-/* Sets the stderr line format. Any thread. */
+/** Sets the stderr line format. Any thread. */
 void tern_log_set_format(enum tern_log_format fmt);
-/*
- * Replaces stderr with @sink (NULL restores stderr). @arg is borrowed and
+/**
+ * Replaces stderr with @p sink (NULL restores stderr). @p arg is borrowed and
  * must stay valid until the sink is replaced. Call before starting threads
  * that log.
  */
 void tern_log_set_sink(tern_log_sink_cb sink, void *arg);
-/* Names the calling thread in log lines (copied; at most 15 bytes kept). */
+/** Names the calling thread in log lines (copied; at most 15 bytes kept). */
 void tern_log_set_thread_name(const char *name);
 
-/* Parses "debug|info|warn|error|off"; returns false on anything else. */
+/** Parses "debug|info|warn|error|off"; returns false on anything else. */
 bool tern_log_level_parse(const char *s, enum tern_log_level *out);
 
+/** Logs one printf-style line at @p level if @p level is enabled. Any thread. */
 void tern_log(enum tern_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/** Whether a line at @p lvl would be written; cheap, for guarding costly arguments. */
 #define TERN_LOG_ENABLED(lvl) ((lvl) >= tern_log_level())
+/** Logs at DEBUG; the arguments are not even evaluated when DEBUG is off. */
 #define tern_debug(...)                                                                            \
         do {                                                                                       \
                 if (TERN_LOG_ENABLED(TERN_LOG_DEBUG))                                              \
                         tern_log(TERN_LOG_DEBUG, __VA_ARGS__);                                     \
         } while (0)
+/** @{ */
+/** tern_log() at INFO, WARN, ERROR. */
 #define tern_info(...)  tern_log(TERN_LOG_INFO, __VA_ARGS__)
 #define tern_warn(...)  tern_log(TERN_LOG_WARN, __VA_ARGS__)
 #define tern_error(...) tern_log(TERN_LOG_ERROR, __VA_ARGS__)
+/** @} */
 
 #endif

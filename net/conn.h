@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * Connections.
  *
  * THE RULE: a connection is owned by exactly one worker loop for its whole
@@ -25,66 +26,71 @@
 #include "codec.h"
 #include "loop.h"
 
+/** A connection (opaque); only its owning loop's thread may use the pointer. */
 typedef struct tern_conn tern_conn;
+/** A server (opaque); see server.h. */
 typedef struct tern_server tern_server;
-typedef struct tern_connector tern_connector; /* client.h */
+typedef struct tern_connector tern_connector; /**< client.h */
 
-/* worker+1 (8 bits) | slot (24 bits) | generation (32 bits); 0 is never valid. */
+/** worker+1 (8 bits) | slot (24 bits) | generation (32 bits); 0 is never valid. */
 typedef uint64_t tern_handle;
-#define TERN_HANDLE_NONE ((tern_handle)0)
+#define TERN_HANDLE_NONE ((tern_handle)0) /**< no connection */
 
+/** Why a connection closed, as on_close reports it. */
 enum tern_close_reason {
-        TERN_CLOSE_LOCAL,    /* the application closed it */
-        TERN_CLOSE_PEER,     /* orderly end of stream from the peer */
-        TERN_CLOSE_ERROR,    /* socket error (err says which) */
-        TERN_CLOSE_IDLE,     /* idle timeout */
-        TERN_CLOSE_OUTLIMIT, /* output buffer passed max_outbuf */
-        TERN_CLOSE_PROTOCOL, /* the codec rejected the input */
-        TERN_CLOSE_SHUTDOWN, /* server stop: drain deadline passed */
+        TERN_CLOSE_LOCAL,    /**< the application closed it */
+        TERN_CLOSE_PEER,     /**< orderly end of stream from the peer */
+        TERN_CLOSE_ERROR,    /**< socket error (err says which) */
+        TERN_CLOSE_IDLE,     /**< idle timeout */
+        TERN_CLOSE_OUTLIMIT, /**< output buffer passed max_outbuf */
+        TERN_CLOSE_PROTOCOL, /**< the codec rejected the input */
+        TERN_CLOSE_SHUTDOWN, /**< server stop: drain deadline passed */
 };
 
-/* Short name of a close reason ("idle", "peer", ...). [any] */
+/** Short name of a close reason ("idle", "peer", ...). [any] */
 const char *tern_close_reason_str(enum tern_close_reason r);
 
-/*
+/**
  * Connection callbacks. All run on the owning loop's thread; every one is
  * optional. The table is borrowed and must outlive every connection using it.
  */
 struct tern_conn_ops {
-        /* A new connection is registered and ready. */
+        /** A new connection is registered and ready. */
         void (*on_open)(tern_conn *c);
-        /*
-         * Bytes arrived and no codec is set. @in holds every unconsumed byte;
+        /**
+         * Bytes arrived and no codec is set. @p in holds every unconsumed byte;
          * consume what you used with tern_buf_consume() and leave the rest
-         * for next time. Only read and consume @in: never append to it.
+         * for next time. Only read and consume @p in: never append to it.
          */
         void (*on_message)(tern_conn *c, struct tern_buf *in);
-        /* A codec produced a frame (kind DATA or OVERSIZED). f->data is
+        /** A codec produced a frame (kind DATA or OVERSIZED). f->data is
          * borrowed and valid only during the call. */
         void (*on_frame)(tern_conn *c, const struct tern_frame *f);
-        /* The codec rejected the input with @err. The connection is closed
+        /** The codec rejected the input with @p err. The connection is closed
          * after this returns; anything sent here is flushed first. */
         void (*on_codec_error)(tern_conn *c, int err);
-        /* The peer finished sending (half-close). When NULL the connection
+        /** The peer finished sending (half-close). When NULL the connection
          * closes as soon as its output has been flushed. */
         void (*on_eof)(tern_conn *c);
-        /* The output buffer emptied after having held data. */
+        /** The output buffer emptied after having held data. */
         void (*on_write_complete)(tern_conn *c);
-        /* Queued output rose to high_water or above / fell to low_water or
+        /** Queued output rose to high_water or above / fell to low_water or
          * below after that: pause and resume producers here. */
+        /** @{ */
         void (*on_high_water)(tern_conn *c, size_t queued);
         void (*on_low_water)(tern_conn *c, size_t queued);
-        /* The server is stopping gracefully: last chance to send a goodbye.
+        /** @} */
+        /** The server is stopping gracefully: last chance to send a goodbye.
          * The connection is closed (after flushing) when this returns. */
         void (*on_drain)(tern_conn *c);
-        /* The connection closed; @err is 0 or a negative errno / TERN_E*.
+        /** The connection closed; @p err is 0 or a negative errno / TERN_E*.
          * Release what you attached to it. May run inside a tern_conn_send()
          * that failed; the pointer stays valid until the iteration ends. */
         void (*on_close)(tern_conn *c, enum tern_close_reason reason, int err);
 };
 
-/*
- * tern_conn_send - queue @len bytes of @data (borrowed, copied if needed).
+/**
+ * tern_conn_send - queue @p len bytes of @p data (borrowed, copied if needed).
  * [loop] Writes directly to the socket when nothing is queued and only
  * buffers what the kernel did not take; EPOLLOUT finishes the rest.
  * Returns 0; -EPIPE if the connection is closed or closing; -ENOMEM;
@@ -94,22 +100,22 @@ struct tern_conn_ops {
  */
 int tern_conn_send(tern_conn *c, const void *data, size_t len);
 
-/* tern_conn_sendv - like tern_conn_send for a gather list (one syscall). [loop] */
+/** tern_conn_sendv - like tern_conn_send for a gather list (one syscall). [loop] */
 int tern_conn_sendv(tern_conn *c, const struct iovec *iov, int iovcnt);
 
-/*
- * tern_conn_send_frame - encode @len bytes of @payload with the connection's
+/**
+ * tern_conn_send_frame - encode @p len bytes of @p payload with the connection's
  * codec and queue the result. [loop]
  * Returns the errors of tern_conn_send(), -EINVAL if the codec has no
  * encoder or no codec is set, or the encoder's error.
  */
 int tern_conn_send_frame(tern_conn *c, const void *payload, size_t len);
 
-/* Graceful close: stop reading, flush queued output (bounded by the drain
+/** Graceful close: stop reading, flush queued output (bounded by the drain
  * timeout), then close. Idempotent. [loop] */
 void tern_conn_close(tern_conn *c);
 
-/*
+/**
  * tern_conn_shutdown - half-close: send nothing more, and end the stream
  * (FIN, shutdown(SHUT_WR)) once queued output has flushed. Reading goes on,
  * so the peer's answer still arrives (a proxy passes a half-close through
@@ -117,26 +123,27 @@ void tern_conn_close(tern_conn *c);
  */
 void tern_conn_shutdown(tern_conn *c);
 
-/* Immediate close; queued output is dropped. Idempotent. [loop] */
+/** Immediate close; queued output is dropped. Idempotent. [loop] */
 void tern_conn_abort(tern_conn *c);
 
-/* True once closing has begun (graceful or not). [loop] */
+/** True once closing has begun (graceful or not). [loop] */
 bool tern_conn_closed(const tern_conn *c);
 
-/*
- * tern_conn_set_codec - attach @codec (borrowed, must outlive the connection)
- * built from @config (borrowed for the call). Replaces any codec. [loop]
- * Returns 0, -ENOMEM, or the codec's error for a bad @config (-EINVAL).
+/**
+ * tern_conn_set_codec - attach @p codec (borrowed, must outlive the connection)
+ * built from @p config (borrowed for the call). Replaces any codec. [loop]
+ * Returns 0, -ENOMEM, or the codec's error for a bad @p config (-EINVAL).
  */
 int tern_conn_set_codec(tern_conn *c, const struct tern_codec *codec, const void *config);
 
-/* Per-connection idle timeout in ms (0 = off); re-armed by input the
+/** Per-connection idle timeout in ms (0 = off); re-armed by input the
  * application consumed (a complete frame; bytes on_message took) and by
  * write progress. Bytes of a frame that never completes do not count, so a
  * peer trickling one (slowloris) times out like a silent one. [loop] */
 void tern_conn_set_idle_timeout(tern_conn *c, uint32_t ms);
 
-/*
+/** @{ */
+/**
  * Cork: while corked, sends only queue; uncork writes everything queued in
  * one go. For an application that sends many small pieces at once. The codec
  * dispatch corks by itself while it delivers several frames from one read
@@ -144,49 +151,58 @@ void tern_conn_set_idle_timeout(tern_conn *c, uint32_t ms);
  */
 void tern_conn_cork(tern_conn *c);
 void tern_conn_uncork(tern_conn *c);
+/** @} */
 
-/* Stop / resume reading (backpressure). Pausing also holds back frames
+/** @{ */
+/** Stop / resume reading (backpressure). Pausing also holds back frames
  * (or on_message calls) for input already buffered; resuming delivers those,
  * then reads what arrived meanwhile without waiting for a new edge. [loop] */
 void tern_conn_pause_read(tern_conn *c);
 void tern_conn_resume_read(tern_conn *c);
+/** @} */
 
-/* Replace the callbacks (borrowed; must outlive the connection). [loop] */
+/** Replace the callbacks (borrowed; must outlive the connection). [loop] */
 void tern_conn_set_ops(tern_conn *c, const struct tern_conn_ops *ops);
 
-/* Application pointer (borrowed; tern never frees it). [loop] */
+/** @{ */
+/** Application pointer (borrowed; tern never frees it). [loop] */
 void *tern_conn_data(const tern_conn *c);
 void tern_conn_set_data(tern_conn *c, void *data);
+/** @} */
 
-/* The connection's handle, valid until on_close returns; TERN_HANDLE_NONE
+/** The connection's handle, valid until on_close returns; TERN_HANDLE_NONE
  * after that. [loop] */
 tern_handle tern_conn_handle(const tern_conn *c);
-tern_loop *tern_conn_loop(const tern_conn *c);     /* [loop] */
-tern_server *tern_conn_server(const tern_conn *c); /* [loop] */
-int tern_conn_fd(const tern_conn *c);              /* [loop] */
-size_t tern_conn_queued(const tern_conn *c);       /* queued output bytes [loop] */
+tern_loop *tern_conn_loop(const tern_conn *c);     /**< [loop] */
+tern_server *tern_conn_server(const tern_conn *c); /**< [loop] */
+int tern_conn_fd(const tern_conn *c);              /**< [loop] */
+size_t tern_conn_queued(const tern_conn *c);       /**< queued output bytes [loop] */
 
-/* Peer address into @addr (at most *@len bytes). Returns 0 or -errno. [loop] */
+/** Peer address into @p addr (at most *@p len bytes). Returns 0 or -errno. [loop] */
 int tern_conn_peer(const tern_conn *c, struct sockaddr *addr, socklen_t *len);
 
-/* The connector that made @c, or NULL for an accepted connection (or once
+/** The connector that made @p c, or NULL for an accepted connection (or once
  * the connector was freed). [loop] */
 tern_connector *tern_conn_connector(const tern_conn *c);
 
-/*
+/** @{ */
+/**
  * Cross-thread operations. [any]
  * They copy what they need, post to the owning loop and return at once.
  * Returns 0 when posted (a stale handle is then silently ignored by the
- * owner), -EINVAL for a handle that was never valid for @s, -ENOMEM, or
+ * owner), -EINVAL for a handle that was never valid for @p s, -ENOMEM, or
  * -ESHUTDOWN once the owner loop has finished.
  */
 int tern_handle_send(tern_server *s, tern_handle h, const void *data, size_t len);
 int tern_handle_close(tern_server *s, tern_handle h);
+/** @} */
 
-/* Runs @cb(c, @arg) on the owner with the live connection, or with c = NULL
- * if the handle turned stale, so @arg can always be released. Exactly once
- * when 0 is returned. */
+/** A task for tern_handle_post(): @p c is the live connection, or NULL if the
+ * handle turned stale. */
 typedef void (*tern_conn_task_cb)(tern_conn *c, void *arg);
+/** Runs @p cb(c, @p arg) on the owner with the live connection, or with c = NULL
+ * if the handle turned stale, so @p arg can always be released. Exactly once
+ * when 0 is returned. [any] Returns what tern_handle_send() returns. */
 int tern_handle_post(tern_server *s, tern_handle h, tern_conn_task_cb cb, void *arg);
 
 #endif

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * Servers: one acceptor thread plus N worker loops.
  *
  * The acceptor accepts in bursts and hands each connection round-robin to a
@@ -18,66 +19,69 @@
 #include "conn.h"
 #include "loop.h"
 
+/** Options for tern_server_new(); start from tern_server_opts_init(). */
 struct tern_server_opts {
-        const char *bind;                /* address; NULL = every IPv4 and IPv6 address */
-        uint16_t port;                   /* 0 = an ephemeral port (see tern_server_port) */
-        int workers;                     /* 0 = CPUs this process may run on */
-        int backlog;                     /* listen(2) backlog; default 1024 */
-        uint32_t max_conns;              /* 0 = unlimited; beyond it: accepted, closed */
-        uint32_t idle_timeout_ms;        /* 0 = off; see tern_conn_set_idle_timeout */
-        uint32_t drain_timeout_ms;       /* graceful stop / close deadline; default 5000 */
-        size_t max_outbuf;               /* hard cap on queued output; default 64 MiB */
-        size_t high_water;               /* 0 = no high/low water callbacks */
-        size_t low_water;                /* default high_water / 2 */
-        size_t read_budget;              /* bytes read per connection per iteration;
+        const char *bind;                /**< address; NULL = every IPv4 and IPv6 address */
+        uint16_t port;                   /**< 0 = an ephemeral port (see tern_server_port) */
+        int workers;                     /**< 0 = CPUs this process may run on */
+        int backlog;                     /**< listen(2) backlog; default 1024 */
+        uint32_t max_conns;              /**< 0 = unlimited; beyond it: accepted, closed */
+        uint32_t idle_timeout_ms;        /**< 0 = off; see tern_conn_set_idle_timeout */
+        uint32_t drain_timeout_ms;       /**< graceful stop / close deadline; default 5000 */
+        size_t max_outbuf;               /**< hard cap on queued output; default 64 MiB */
+        size_t high_water;               /**< 0 = no high/low water callbacks */
+        size_t low_water;                /**< default high_water / 2 */
+        size_t read_budget;              /**< bytes read per connection per iteration;
                                             default 256 KiB */
-        bool no_delay_off;               /* true: leave Nagle on (TCP_NODELAY is the default) */
-        bool reuseport;                  /* SO_REUSEPORT on the listeners */
-        bool no_listen;                  /* no listeners: the workers only run
+        bool no_delay_off;               /**< true: leave Nagle on (TCP_NODELAY is the default) */
+        bool reuseport;                  /**< SO_REUSEPORT on the listeners */
+        bool no_listen;                  /**< no listeners: the workers only run
                                             connectors (a client-only process) */
-        const struct tern_conn_ops *ops; /* borrowed; must outlive the server */
-        const struct tern_codec *codec;  /* optional, for every connection */
-        const void *codec_config;        /* borrowed until tern_server_free() */
-        void *user;                      /* tern_server_user() */
-        /* Run on each worker thread as it starts / just before it exits
+        const struct tern_conn_ops *ops; /**< borrowed; must outlive the server */
+        const struct tern_codec *codec;  /**< optional, for every connection */
+        const void *codec_config;        /**< borrowed until tern_server_free() */
+        void *user;                      /**< tern_server_user() */
+        /** Run on each worker thread as it starts / just before it exits
          * (after its connections closed): set up and stop per-loop timers. */
+        /** @{ */
         void (*on_worker_start)(tern_loop *loop, void *user);
         void (*on_worker_stop)(tern_loop *loop, void *user);
+        /** @} */
 };
 
-/* Per-worker counters; readable from any thread without locks. */
+/** Per-worker counters; readable from any thread without locks. */
 struct tern_stats {
-        uint64_t conns;    /* open now */
-        uint64_t accepted; /* handed to this worker */
-        uint64_t closed;
-        uint64_t rejected;      /* over max_conns (acceptor only) */
-        uint64_t accept_errors; /* EMFILE and friends (acceptor only) */
-        uint64_t bytes_in;
-        uint64_t bytes_out;
-        uint64_t writes; /* send syscalls */
-        uint64_t loop_iters;
-        uint64_t wakeups; /* eventfd wake-ups */
-        uint64_t codec_errors;
-        uint64_t outbuf_overflows;
-        uint64_t idle_timeouts;
-        uint64_t connects;       /* outgoing connections established (client.h) */
-        uint64_t connect_errors; /* outgoing connect attempts that failed */
+        uint64_t conns;            /**< open now */
+        uint64_t accepted;         /**< handed to this worker */
+        uint64_t closed;           /**< closed so far */
+        uint64_t rejected;         /**< over max_conns (acceptor only) */
+        uint64_t accept_errors;    /**< EMFILE and friends (acceptor only) */
+        uint64_t bytes_in;         /**< read from sockets */
+        uint64_t bytes_out;        /**< written to sockets */
+        uint64_t writes;           /**< send syscalls */
+        uint64_t loop_iters;       /**< event loop iterations */
+        uint64_t wakeups;          /**< eventfd wake-ups */
+        uint64_t codec_errors;     /**< connections closed by a codec error */
+        uint64_t outbuf_overflows; /**< connections closed past max_outbuf */
+        uint64_t idle_timeouts;    /**< connections closed by the idle timeout */
+        uint64_t connects;         /**< outgoing connections established (client.h) */
+        uint64_t connect_errors;   /**< outgoing connect attempts that failed */
 };
 
-/* Fills @o with the defaults documented above. [any] */
+/** Fills @p o with the defaults documented above. [any] */
 void tern_server_opts_init(struct tern_server_opts *o);
 
-/*
+/**
  * tern_server_new - create a server and bind its listeners. [any]
- * Copies @o (pointers inside are borrowed as documented above).
+ * Copies @p o (pointers inside are borrowed as documented above).
  * Returns NULL with errno set (EADDRINUSE, EINVAL for bad options, ...).
  */
 tern_server *tern_server_new(const struct tern_server_opts *o);
 
-/* Starts the workers and the acceptor thread. Returns 0 or -errno. [any] */
+/** Starts the workers and the acceptor thread. Returns 0 or -errno. [any] */
 int tern_server_start(tern_server *s);
 
-/*
+/**
  * tern_server_stop - begin a graceful stop: listeners close at once, every
  * connection gets on_drain then a graceful close, and whatever has not
  * flushed by drain_timeout_ms is aborted. Returns at once; idempotent.
@@ -85,28 +89,28 @@ int tern_server_start(tern_server *s);
  */
 void tern_server_stop(tern_server *s);
 
-/* Waits until a started server has stopped and joined all threads. [any,
- * but not a worker of @s] Returns 0 or -errno. */
+/** Waits until a started server has stopped and joined all threads. [any,
+ * but not a worker of @p s] Returns 0 or -errno. */
 int tern_server_wait(tern_server *s);
 
-/* start + wait. */
+/** start + wait. */
 int tern_server_run(tern_server *s);
 
-/* Frees a server that was never started or has been waited for. [any] */
+/** Frees a server that was never started or has been waited for. [any] */
 void tern_server_free(tern_server *s);
 
-uint16_t tern_server_port(const tern_server *s); /* bound port [any] */
-int tern_server_workers(const tern_server *s);   /* [any] */
-void *tern_server_user(const tern_server *s);    /* [any] */
-/* Loop of worker @i (0-based), or NULL. [any] */
+uint16_t tern_server_port(const tern_server *s); /**< bound port [any] */
+int tern_server_workers(const tern_server *s);   /**< [any] */
+void *tern_server_user(const tern_server *s);    /**< [any] */
+/** Loop of worker @p i (0-based), or NULL. [any] */
 tern_loop *tern_server_loop(const tern_server *s, int i);
 
-/* Sums the counters of every worker and the acceptor into @total (when not
- * NULL); fills @per_worker[0..workers-1] when it is not NULL. [any] */
+/** Sums the counters of every worker and the acceptor into @p total (when not
+ * NULL); fills @p per_worker[0..workers-1] when it is not NULL. [any] */
 void tern_server_stats(const tern_server *s, struct tern_stats *total,
                        struct tern_stats *per_worker);
 
-/* CPUs this process may use: its affinity mask capped by a cgroup CPU quota
+/** CPUs this process may use: its affinity mask capped by a cgroup CPU quota
  * (see cpu.h), at least 1. [any] */
 int tern_default_workers(void);
 

@@ -1,6 +1,24 @@
-/*
+/**
+ * @file
  * tern: a multi-reactor threaded TCP framework for Linux.
  * The umbrella header; see docs/architecture.md for the model.
+ */
+/**
+ * @mainpage tern API reference
+ *
+ * Everything public comes with `#include <tern/tern.h>`. Start with
+ * server.h (options, start, stop) and conn.h (callbacks, sending, handles
+ * for other threads); loop.h has timers and cross-thread tasks; codec.h
+ * says how framing plugs in, with line.h, length.h, fixed.h and resp.h as
+ * the built-in codecs; client.h makes outgoing connections.
+ *
+ * Every function says which threads may call it: [any] any thread, [loop]
+ * only the owning loop's thread, [signal] also from a signal handler. Actions
+ * return 0 or a negative errno (or a TERN_E* code, see error.h); constructors
+ * return NULL with errno set.
+ *
+ * docs/guide.md in the source tree goes from an empty directory to a
+ * running server; examples/ has complete small servers.
  */
 #ifndef TERN_H
 #define TERN_H

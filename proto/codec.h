@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * Codec hooks: a protocol is a codec plus a frame callback.
  *
  * A codec is a const vtable. Its decode function is pure over bytes, in the
@@ -22,42 +23,45 @@
 
 #include "buf.h"
 
+/** What a decode() call produced. */
 enum tern_frame_kind {
-        TERN_FRAME_NONE,      /* bytes consumed, no frame (e.g. discarding) */
-        TERN_FRAME_DATA,      /* a complete frame */
-        TERN_FRAME_OVERSIZED, /* a frame passed the limit and was discarded */
+        TERN_FRAME_NONE,      /**< bytes consumed, no frame (e.g. discarding) */
+        TERN_FRAME_DATA,      /**< a complete frame */
+        TERN_FRAME_OVERSIZED, /**< a frame passed the limit and was discarded */
 };
 
+/** A decoded frame, as on_frame receives it. */
 struct tern_frame {
-        enum tern_frame_kind kind;
-        const uint8_t *data; /* payload, borrowed from the input; DATA only */
-        size_t len;          /* payload length */
-        uint64_t dropped;    /* OVERSIZED: bytes discarded */
+        enum tern_frame_kind kind; /**< DATA or OVERSIZED when delivered */
+        const uint8_t *data;       /**< payload, borrowed from the input; DATA only */
+        size_t len;                /**< payload length */
+        uint64_t dropped;          /**< OVERSIZED: bytes discarded */
 };
 
-/* decode() result: nothing consumed, more input is needed. */
+/** decode() result: nothing consumed, more input is needed. */
 #define TERN_CODEC_NEED_MORE 0
 
+/** A codec: an immutable vtable shared by every connection using it. */
 struct tern_codec {
-        const char *name;
-        /*
-         * Looks at the @len unconsumed input bytes at @in (borrowed).
-         * Returns the number of bytes consumed (> 0), filling @out with a
+        const char *name; /**< for log lines */
+        /**
+         * Looks at the @p len unconsumed input bytes at @p in (borrowed).
+         * Returns the number of bytes consumed (> 0), filling @p out with a
          * frame when one is complete (out->kind is TERN_FRAME_NONE on entry);
          * TERN_CODEC_NEED_MORE; or a negative error (TERN_EFRAME,
          * TERN_ETOOBIG) that closes the connection. State such as "scanned
-         * so far" must be kept as offsets relative to @in, because the
+         * so far" must be kept as offsets relative to @p in, because the
          * bytes may move between calls. Must not read outside [in, in+len).
          */
         ssize_t (*decode)(void *state, const uint8_t *in, size_t len, struct tern_frame *out);
-        /* Optional: appends one encoded frame carrying @len bytes of @payload
-         * to @out (may use its prepend space). Returns 0 or -errno. */
+        /** Optional: appends one encoded frame carrying @p len bytes of @p payload
+         * to @p out (may use its prepend space). Returns 0 or -errno. */
         int (*encode)(void *state, struct tern_buf *out, const void *payload, size_t len);
-        /* Optional: per-connection state built from the codec's config
+        /** Optional: per-connection state built from the codec's config
          * (borrowed; copy what you keep). Returns NULL on failure. When absent
          * the config pointer itself is passed as the state. */
         void *(*state_new)(const void *config);
-        /* Optional: frees what state_new made. */
+        /** Optional: frees what state_new made. */
         void (*state_free)(void *state);
 };
 
