@@ -102,6 +102,21 @@ static inline struct fc_conn_rec fc_record_of(int cfd)
         return (struct fc_conn_rec){0};
 }
 
+/* @r as it is now: whether and how that connection has closed. Matched by
+ * peer port and fd both, since a later connection may reuse either. */
+static inline struct fc_conn_rec fc_record_now(struct fc_conn_rec r)
+{
+        pthread_mutex_lock(&fc_mu);
+        for (int i = 0; i < fc_nrecs; i++) {
+                if (fc_recs[i].peer_port == r.peer_port && fc_recs[i].fd == r.fd) {
+                        r = fc_recs[i];
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&fc_mu);
+        return r;
+}
+
 /* Echo; with fc_echo_halves each reply goes out as two iovecs (sendmsg). */
 static bool fc_echo_halves;
 

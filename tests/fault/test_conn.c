@@ -43,7 +43,8 @@ static struct fc_client run_victim(enum tern__fault_site site, struct tern__faul
                 cs[i].lines = lines;
                 cs[i].line_max = 3000;
         }
-        plan.fd = fc_record_of(cs[0].fd).fd;
+        struct fc_conn_rec victim = fc_record_of(cs[0].fd);
+        plan.fd = victim.fd;
         for (int i = 1; i <= HEALTHY; i++)
                 fc_record_of(cs[i].fd);
         tern__fault_arm(site, &plan);
@@ -57,11 +58,7 @@ static struct fc_client run_victim(enum tern__fault_site site, struct tern__faul
         fc_assert_serving(port, lines);
         /* The record of how the victim's connection ended, if it did. */
         usleep(20000);
-        pthread_mutex_lock(&fc_mu);
-        for (int i = 0; i < fc_nrecs; i++)
-                if (fc_recs[i].fd == plan.fd)
-                        *rec = fc_recs[i];
-        pthread_mutex_unlock(&fc_mu);
+        *rec = fc_record_now(victim);
         su_stop(s);
         return cs[0];
 }
@@ -198,7 +195,7 @@ Test(fault_conn, enomem_growing_input_closes_only_that_connection)
         cs[0].total = 600000;
         cs[0].line_max = 1 << 20; /* first line ends at a random point past 600000 */
         cs[0].seed = 1;
-        int victim = fc_record_of(cs[0].fd).fd;
+        struct fc_conn_rec victim = fc_record_of(cs[0].fd);
         struct tern__fault_plan p = {.err = ENOMEM, .every = 1, .min_size = 256 * 1024};
         tern__fault_arm(TERN__FAULT_ALLOC, &p);
         fc_run_all(cs, HEALTHY + 1);
@@ -208,15 +205,10 @@ Test(fault_conn, enomem_growing_input_closes_only_that_connection)
         cr_assert_eq(cs[0].outcome, FC_CLOSED, "victim: %s", fc_outcome_str(cs[0].outcome));
         cr_assert_gt(tern__fault_injected(TERN__FAULT_ALLOC), 0);
         usleep(20000);
-        pthread_mutex_lock(&fc_mu);
-        for (int i = 0; i < fc_nrecs; i++) {
-                if (fc_recs[i].fd == victim) {
-                        cr_assert(fc_recs[i].closed);
-                        cr_assert_eq(fc_recs[i].reason, TERN_CLOSE_ERROR);
-                        cr_assert_eq(fc_recs[i].err, -ENOMEM);
-                }
-        }
-        pthread_mutex_unlock(&fc_mu);
+        victim = fc_record_now(victim);
+        cr_assert(victim.closed);
+        cr_assert_eq(victim.reason, TERN_CLOSE_ERROR);
+        cr_assert_eq(victim.err, -ENOMEM);
         tern__fault_disarm_all();
         /* With memory back, the same long line goes through. */
         struct fc_client again = fc_client(port, 1, 600000);
@@ -243,7 +235,7 @@ Test(fault_conn, enomem_growing_output_closes_only_that_connection)
         int vfd = tu_connect(port, false);
         int small = 4096;
         setsockopt(vfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-        int victim = fc_record_of(vfd).fd;
+        struct fc_conn_rec victim = fc_record_of(vfd);
         struct tern__fault_plan p = {.err = ENOMEM, .every = 1, .min_size = 64 * 1024};
         tern__fault_arm(TERN__FAULT_ALLOC, &p);
         uint8_t *junk = calloc(1, 1 << 16);
@@ -277,17 +269,10 @@ Test(fault_conn, enomem_growing_output_closes_only_that_connection)
         close(vfd);
         cr_assert_gt(tern__fault_injected(TERN__FAULT_ALLOC), 0);
         usleep(20000);
-        pthread_mutex_lock(&fc_mu);
-        bool found = false;
-        for (int i = 0; i < fc_nrecs; i++) {
-                if (fc_recs[i].fd == victim && fc_recs[i].closed) {
-                        found = true;
-                        cr_assert_eq(fc_recs[i].reason, TERN_CLOSE_ERROR);
-                        cr_assert_eq(fc_recs[i].err, -ENOMEM);
-                }
-        }
-        pthread_mutex_unlock(&fc_mu);
-        cr_assert(found);
+        victim = fc_record_now(victim);
+        cr_assert(victim.closed);
+        cr_assert_eq(victim.reason, TERN_CLOSE_ERROR);
+        cr_assert_eq(victim.err, -ENOMEM);
         tern__fault_disarm_all();
         fc_assert_serving(port, false);
         su_stop(s);
