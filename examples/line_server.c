@@ -73,7 +73,7 @@ int main(int argc, char **argv)
 
         struct tern_server_opts o;
         tern_server_opts_init(&o);
-        o.port = (uint16_t)(argc > 1 ? atoi(argv[1]) : 7001);
+        o.port = (uint16_t)(argc > 1 ? strtol(argv[1], NULL, 10) : 7001);
         o.bind = "127.0.0.1";
         o.ops = &ops;
         o.codec = &tern_line_codec;
@@ -82,8 +82,9 @@ int main(int argc, char **argv)
                 perror("example-line");
                 return 1;
         }
-        signal(SIGINT, on_signal);
-        signal(SIGTERM, on_signal);
+        struct sigaction sa = {.sa_handler = on_signal}; /* empty sa_mask */
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
         printf("example-line listening on 127.0.0.1 port %u\n", tern_server_port(server));
         fflush(stdout);
         int r = tern_server_run(server); /* returns after a graceful stop */

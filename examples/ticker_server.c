@@ -1,9 +1,8 @@
 /*
  * example-ticker: sends "tick <n>\n" to every connected client every
  * <interval> ms; what clients send is ignored.
- * One timer, on worker 0, does the broadcast. The clients' connections
- * belong to every worker, so the timer reaches them through handles, which
- * any thread may use (a connection pointer is only for its own worker).
+ * One timer, on worker 0, broadcasts; clients live on every worker, so it
+ * reaches them through handles (a conn pointer is only for its own worker).
  * Usage: example-ticker [port [interval_ms]]   (defaults 7003 and 1000)
  */
 #include <pthread.h>
@@ -79,7 +78,7 @@ int main(int argc, char **argv)
         tern_timer_init(&ticker, on_tick, NULL);
         struct tern_server_opts o;
         tern_server_opts_init(&o);
-        o.port = (uint16_t)(argc > 1 ? atoi(argv[1]) : 7003);
+        o.port = (uint16_t)(argc > 1 ? strtol(argv[1], NULL, 10) : 7003);
         o.bind = "127.0.0.1";
         o.ops = &ops;
         o.user = &interval_ms;
@@ -89,8 +88,9 @@ int main(int argc, char **argv)
                 fprintf(stderr, "example-ticker: bad interval or cannot listen\n");
                 return 1;
         }
-        signal(SIGINT, on_signal);
-        signal(SIGTERM, on_signal);
+        struct sigaction sa = {.sa_handler = on_signal}; /* empty sa_mask */
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
         printf("example-ticker listening on 127.0.0.1 port %u\n", tern_server_port(server));
         fflush(stdout);
         int r = tern_server_run(server);

@@ -78,7 +78,7 @@ int main(int argc, char **argv)
         static const size_t max_body = 4096;
         struct tern_server_opts o;
         tern_server_opts_init(&o);
-        o.port = (uint16_t)(argc > 1 ? atoi(argv[1]) : 7002);
+        o.port = (uint16_t)(argc > 1 ? strtol(argv[1], NULL, 10) : 7002);
         o.bind = "127.0.0.1";
         o.ops = &ops;
         o.codec = &tlv_codec;
@@ -87,8 +87,9 @@ int main(int argc, char **argv)
                 perror("example-tlv");
                 return 1;
         }
-        signal(SIGINT, on_signal);
-        signal(SIGTERM, on_signal);
+        struct sigaction sa = {.sa_handler = on_signal}; /* empty sa_mask */
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
         printf("example-tlv listening on 127.0.0.1 port %u\n", tern_server_port(server));
         fflush(stdout);
         int r = tern_server_run(server);

@@ -35,8 +35,7 @@ int main(int argc, char **argv)
         if (strcmp(tern_version(), argv[1]) != 0)
                 FAIL("library says %s, expected %s", tern_version(), argv[1]);
         if (tern_version_number() != TERN_VERSION_NUMBER)
-                FAIL("library number %#x, headers %#x", tern_version_number(),
-                     TERN_VERSION_NUMBER);
+                FAIL("library number %#x, headers %#x", tern_version_number(), TERN_VERSION_NUMBER);
 
         static const struct tern_conn_ops ops = {.on_message = echo};
         struct tern_server_opts o;
