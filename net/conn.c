@@ -206,6 +206,10 @@ void tern__conn_close(struct tern_conn *c, enum tern_close_reason reason, int er
         if (c->codec && c->codec->state_free)
                 c->codec->state_free(c->codec_state);
         c->codec = NULL;
+        /* close() alone unregisters the fd only when no other descriptor
+         * shares its file: after a fork() (a child not yet exec'd) it would
+         * stay registered and report events for freed memory. */
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
         c->fd = -1;
         tern_buf_free(&c->in);
