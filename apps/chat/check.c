@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/cli.h"
 #include "chat.h"
 
 static int64_t mono_ms(void)
@@ -20,39 +21,6 @@ static int64_t mono_ms(void)
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Splits "[v6]:port", "host:port" or "port" into @host / @port. */
-static int split_target(const char *t, char *host, size_t hcap, char *port, size_t pcap)
-{
-        const char *p;
-        size_t hlen;
-        if (t[0] == '[') {
-                const char *close = strchr(t, ']');
-                if (!close || close[1] != ':')
-                        return -EINVAL;
-                hlen = (size_t)(close - t - 1);
-                memcpy(host, t + 1, hlen < hcap ? hlen : 0);
-                p = close + 2;
-        } else if ((p = strrchr(t, ':'))) {
-                hlen = (size_t)(p - t);
-                if (memchr(t, ':', hlen))
-                        return -EINVAL; /* bare IPv6 needs brackets */
-                memcpy(host, t, hlen < hcap ? hlen : 0);
-                p++;
-        } else {
-                hlen = strlen("127.0.0.1");
-                memcpy(host, "127.0.0.1", hlen);
-                p = t;
-        }
-        if (hlen == 0 || hlen >= hcap)
-                return -EINVAL;
-        host[hlen] = '\0';
-        size_t plen = strlen(p);
-        if (plen == 0 || plen >= pcap || strspn(p, "0123456789") != plen)
-                return -EINVAL;
-        memcpy(port, p, plen + 1);
-        return 0;
 }
 
 static int wait_fd(int fd, short events, int64_t deadline)
@@ -96,10 +64,12 @@ static int connect_by(const struct addrinfo *ai, int64_t deadline)
 int chat_check(const char *target, int timeout_ms, char *err, size_t errlen)
 {
         char host[256], port[8];
-        if (split_target(target, host, sizeof(host), port, sizeof(port)) < 0) {
+        uint16_t portnum;
+        if (app_split_hostport(target, "127.0.0.1", host, sizeof(host), &portnum) < 0 || !host[0]) {
                 snprintf(err, errlen, "invalid --check '%s': expected [HOST:]PORT", target);
                 return -EINVAL;
         }
+        snprintf(port, sizeof(port), "%u", portnum);
         int64_t deadline = mono_ms() + timeout_ms;
         struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
         struct addrinfo *res;

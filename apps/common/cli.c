@@ -41,8 +41,8 @@ int app_split_hostport(const char *s, const char *default_host, char *host, size
                 hlen = strlen(h);
                 p = s;
         }
-        long v;
-        if (hlen >= hcap || !app_parse_long(p, 0, 65535, &v) || *p == '-' || *p == '+')
+        long v; /* digits only: no sign, no space, no "0x" */
+        if (hlen >= hcap || *p < '0' || *p > '9' || !app_parse_long(p, 0, 65535, &v))
                 return -EINVAL;
         memcpy(host, h, hlen);
         host[hlen] = '\0';

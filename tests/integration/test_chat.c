@@ -25,6 +25,7 @@
  * server in-process and check that it frees everything it allocated.
  */
 #include "../../apps/chat/check.c"
+#include "../../apps/common/cli.c"
 #include "../../apps/chat/commands.c"
 #include "../../apps/chat/config.c"
 #include "../../apps/chat/fanout.c"
