@@ -136,6 +136,27 @@ out_unlock:
         return v;
 }
 
+/*
+ * One call of *@len bytes on @fd at @site: true if it must fail (errno is
+ * set); otherwise *@len may have shrunk (a short transfer).
+ */
+static bool faulted(enum tern__fault_site site, int fd, size_t *len)
+{
+        int err;
+        size_t cap;
+        switch (decide(site, fd, *len, &err, &cap)) {
+        case FAIL:
+                errno = err;
+                return true;
+        case SHORT:
+                *len = cap;
+                break;
+        case PASS:
+                break;
+        }
+        return false;
+}
+
 static size_t iov_total(const struct iovec *iov, int cnt)
 {
         size_t n = 0;
@@ -162,118 +183,66 @@ static int trim_iov(const struct iovec *iov, int cnt, size_t cap, struct iovec *
 
 ssize_t tern__fault_read(int fd, void *buf, size_t len)
 {
-        int err;
-        size_t cap;
-        switch (decide(TERN__FAULT_READ, fd, len, &err, &cap)) {
-        case FAIL:
-                errno = err;
+        if (faulted(TERN__FAULT_READ, fd, &len))
                 return -1;
-        case SHORT:
-                len = cap;
-                break;
-        case PASS:
-                break;
-        }
         return syscall(SYS_read, fd, buf, len);
 }
 
 ssize_t tern__fault_readv(int fd, const struct iovec *iov, int cnt)
 {
-        int err;
-        size_t cap;
         struct iovec t[TRIM_MAX];
-        switch (decide(TERN__FAULT_READ, fd, iov_total(iov, cnt), &err, &cap)) {
-        case FAIL:
-                errno = err;
+        size_t total = iov_total(iov, cnt), len = total;
+        if (faulted(TERN__FAULT_READ, fd, &len))
                 return -1;
-        case SHORT:
-                cnt = trim_iov(iov, cnt, cap, t);
+        if (len < total) {
+                cnt = trim_iov(iov, cnt, len, t);
                 iov = t;
-                break;
-        case PASS:
-                break;
         }
         return readv(fd, iov, cnt);
 }
 
 ssize_t tern__fault_send(int fd, const void *buf, size_t len, int flags)
 {
-        int err;
-        size_t cap;
-        switch (decide(TERN__FAULT_SEND, fd, len, &err, &cap)) {
-        case FAIL:
-                errno = err;
+        if (faulted(TERN__FAULT_SEND, fd, &len))
                 return -1;
-        case SHORT:
-                len = cap;
-                break;
-        case PASS:
-                break;
-        }
         return syscall(SYS_sendto, fd, buf, len, flags, NULL, 0);
 }
 
 ssize_t tern__fault_sendmsg(int fd, const struct msghdr *m, int flags)
 {
-        int err;
-        size_t cap;
         struct iovec t[TRIM_MAX];
         struct msghdr copy = *m;
-        switch (decide(TERN__FAULT_SENDMSG, fd, iov_total(m->msg_iov, (int)m->msg_iovlen), &err,
-                       &cap)) {
-        case FAIL:
-                errno = err;
+        size_t total = iov_total(m->msg_iov, (int)m->msg_iovlen), len = total;
+        if (faulted(TERN__FAULT_SENDMSG, fd, &len))
                 return -1;
-        case SHORT:
-                copy.msg_iovlen = (size_t)trim_iov(m->msg_iov, (int)m->msg_iovlen, cap, t);
+        if (len < total) {
+                copy.msg_iovlen = (size_t)trim_iov(m->msg_iov, (int)m->msg_iovlen, len, t);
                 copy.msg_iov = t;
-                break;
-        case PASS:
-                break;
         }
         return sendmsg(fd, &copy, flags);
 }
 
 int tern__fault_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-        int err;
-        size_t cap;
-        if (decide(TERN__FAULT_ACCEPT, fd, 0, &err, &cap) == FAIL) {
-                errno = err;
+        size_t n = 0;
+        if (faulted(TERN__FAULT_ACCEPT, fd, &n))
                 return -1;
-        }
         return accept4(fd, addr, len, flags);
 }
 
 void *tern__fault_malloc(size_t n)
 {
-        int err;
-        size_t cap;
-        if (decide(TERN__FAULT_ALLOC, -1, n, &err, &cap) == FAIL) {
-                errno = err;
-                return NULL;
-        }
-        return malloc(n);
+        return faulted(TERN__FAULT_ALLOC, -1, &n) ? NULL : malloc(n);
 }
 
 void *tern__fault_calloc(size_t n, size_t size)
 {
-        int err;
-        size_t cap;
-        if (decide(TERN__FAULT_ALLOC, -1, n * size, &err, &cap) == FAIL) {
-                errno = err;
-                return NULL;
-        }
-        return calloc(n, size);
+        size_t bytes = n * size;
+        return faulted(TERN__FAULT_ALLOC, -1, &bytes) ? NULL : calloc(n, size);
 }
 
+/* Like realloc's own failure: @p is untouched and still the caller's. */
 void *tern__fault_realloc(void *p, size_t n)
 {
-        int err;
-        size_t cap;
-        if (decide(TERN__FAULT_ALLOC, -1, n, &err, &cap) == FAIL) {
-                errno = err;
-                return NULL; /* like realloc: @p is untouched and still owned */
-        }
-        return realloc(p, n);
+        return faulted(TERN__FAULT_ALLOC, -1, &n) ? NULL : realloc(p, n);
 }

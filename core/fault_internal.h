@@ -45,6 +45,10 @@ enum tern__fault_site {
  * injections (0 = no cap). ALLOC plans fail only requests of at least
  * @min_size bytes (0 = any), so a test can aim at one connection's growing
  * buffer while small allocations elsewhere go on.
+ *
+ * EAGAIN makes sense at READ, SEND and SENDMSG only (see
+ * tern__fault_edge_owed); at ACCEPT nothing re-arms the listener, so a fake
+ * EAGAIN would leave the backlog waiting for the next client's edge.
  */
 struct tern__fault_plan {
         int err;          /* errno to fail with; 0 = a short transfer */

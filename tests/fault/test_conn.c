@@ -63,114 +63,89 @@ static struct fc_client run_victim(enum tern__fault_site site, struct tern__faul
         return cs[0];
 }
 
-static void assert_complete(const struct fc_client *v)
+/* The victim must get every byte back, and never be closed for an error. */
+static void victim_completes(enum tern__fault_site site, struct tern__fault_plan plan, bool lines)
 {
-        cr_assert_eq(v->outcome, FC_COMPLETE, "victim: %s, %zu of %zu bytes echoed",
-                     fc_outcome_str(v->outcome), v->echoed, v->total);
+        struct fc_conn_rec r = {0};
+        struct fc_client v = run_victim(site, plan, lines, &r);
+        cr_assert_eq(v.outcome, FC_COMPLETE, "victim: %s, %zu of %zu bytes echoed",
+                     fc_outcome_str(v.outcome), v.echoed, v.total);
+        cr_assert(!r.closed || r.reason == TERN_CLOSE_PEER, "victim closed: %s %s",
+                  tern_close_reason_str(r.reason), tern_strerror(r.err));
 }
 
-static void assert_closed_with(const struct fc_client *v, const struct fc_conn_rec *r, int err)
+/* The victim must get a correct prefix, then a close for @err. */
+static void victim_closed_with(enum tern__fault_site site, struct tern__fault_plan plan, int err)
 {
-        cr_assert_eq(v->outcome, FC_CLOSED, "victim: %s, %zu of %zu bytes echoed",
-                     fc_outcome_str(v->outcome), v->echoed, v->total);
-        cr_assert(r->closed, "the server never closed the victim");
-        cr_assert_eq(r->reason, TERN_CLOSE_ERROR);
-        cr_assert_eq(r->err, err, "closed with %s", tern_strerror(r->err));
+        struct fc_conn_rec r = {0};
+        struct fc_client v = run_victim(site, plan, false, &r);
+        cr_assert_eq(v.outcome, FC_CLOSED, "victim: %s, %zu of %zu bytes echoed",
+                     fc_outcome_str(v.outcome), v.echoed, v.total);
+        cr_assert(r.closed, "the server never closed the victim");
+        cr_assert_eq(r.reason, TERN_CLOSE_ERROR);
+        cr_assert_eq(r.err, err, "closed with %s", tern_strerror(r.err));
 }
+
+#define PLAN(...) ((struct tern__fault_plan){__VA_ARGS__})
 
 /* ---- faults the connection must ride out ---- */
 
 Test(fault_conn, eintr_on_read_is_retried)
 {
-        struct fc_conn_rec r = {0};
-        struct fc_client v = run_victim(
-            TERN__FAULT_READ, (struct tern__fault_plan){.err = EINTR, .every = 2}, false, &r);
-        assert_complete(&v);
-        cr_assert(!r.closed || r.reason == TERN_CLOSE_PEER, "closed: %s",
-                  tern_close_reason_str(r.reason));
+        victim_completes(TERN__FAULT_READ, PLAN(.err = EINTR, .every = 2), false);
 }
 
 Test(fault_conn, eintr_on_send_and_sendmsg_is_retried)
 {
-        struct fc_conn_rec r = {0};
-        struct fc_client v = run_victim(
-            TERN__FAULT_SEND, (struct tern__fault_plan){.err = EINTR, .every = 2}, false, &r);
-        assert_complete(&v);
+        victim_completes(TERN__FAULT_SEND, PLAN(.err = EINTR, .every = 2), false);
         fc_echo_halves = true;
-        v = run_victim(TERN__FAULT_SENDMSG, (struct tern__fault_plan){.err = EINTR, .every = 2},
-                       false, &r);
-        assert_complete(&v);
+        victim_completes(TERN__FAULT_SENDMSG, PLAN(.err = EINTR, .every = 2), false);
 }
 
 Test(fault_conn, eagain_on_read_resumes_at_the_next_edge)
 {
-        struct fc_conn_rec r = {0};
-        struct fc_client v = run_victim(
-            TERN__FAULT_READ, (struct tern__fault_plan){.err = EAGAIN, .every = 2}, false, &r);
-        assert_complete(&v);
+        victim_completes(TERN__FAULT_READ, PLAN(.err = EAGAIN, .every = 2), false);
 }
 
 Test(fault_conn, eagain_on_send_queues_and_flushes_on_epollout)
 {
-        struct fc_conn_rec r = {0};
-        struct fc_client v = run_victim(
-            TERN__FAULT_SEND, (struct tern__fault_plan){.err = EAGAIN, .every = 2}, false, &r);
-        assert_complete(&v);
+        victim_completes(TERN__FAULT_SEND, PLAN(.err = EAGAIN, .every = 2), false);
         fc_echo_halves = true;
-        v = run_victim(TERN__FAULT_SENDMSG, (struct tern__fault_plan){.err = EAGAIN, .every = 2},
-                       false, &r);
-        assert_complete(&v);
+        victim_completes(TERN__FAULT_SENDMSG, PLAN(.err = EAGAIN, .every = 2), false);
 }
 
 /* Every read returns at most 7 bytes: the rest waits for the next edge. */
 Test(fault_conn, short_reads_lose_nothing)
 {
-        struct fc_conn_rec r = {0};
-        struct fc_client v = run_victim(
-            TERN__FAULT_READ, (struct tern__fault_plan){.short_len = 7, .every = 1}, false, &r);
-        assert_complete(&v);
+        victim_completes(TERN__FAULT_READ, PLAN(.short_len = 7, .every = 1), false);
 }
 
 /* The kernel takes 100 bytes of every other write: the rest is queued. */
 Test(fault_conn, short_writes_queue_the_rest)
 {
-        struct fc_conn_rec r = {0};
-        struct fc_client v = run_victim(
-            TERN__FAULT_SEND, (struct tern__fault_plan){.short_len = 100, .every = 2}, false, &r);
-        assert_complete(&v);
+        victim_completes(TERN__FAULT_SEND, PLAN(.short_len = 100, .every = 2), false);
         fc_echo_halves = true; /* a cut inside the first or the second iovec */
-        v = run_victim(TERN__FAULT_SENDMSG,
-                       (struct tern__fault_plan){.short_len = 1000, .every = 2}, false, &r);
-        assert_complete(&v);
+        victim_completes(TERN__FAULT_SENDMSG, PLAN(.short_len = 1000, .every = 2), false);
 }
 
 /* Line frames split at every 5th byte, the rest through the input buffer. */
 Test(fault_conn, short_reads_under_a_line_codec)
 {
-        struct fc_conn_rec r = {0};
-        struct fc_client v = run_victim(
-            TERN__FAULT_READ, (struct tern__fault_plan){.short_len = 5, .every = 1}, true, &r);
-        assert_complete(&v);
+        victim_completes(TERN__FAULT_READ, PLAN(.short_len = 5, .every = 1), true);
 }
 
 /* ---- faults that end the connection ---- */
 
 Test(fault_conn, econnreset_on_read_closes_only_the_victim)
 {
-        struct fc_conn_rec r = {0};
-        struct fc_client v = run_victim(
-            TERN__FAULT_READ, (struct tern__fault_plan){.err = ECONNRESET, .after = 1, .limit = 1},
-            false, &r);
-        assert_closed_with(&v, &r, -ECONNRESET);
+        victim_closed_with(TERN__FAULT_READ, PLAN(.err = ECONNRESET, .after = 1, .limit = 1),
+                           -ECONNRESET);
 }
 
 Test(fault_conn, econnreset_on_send_closes_only_the_victim)
 {
-        struct fc_conn_rec r = {0};
-        struct fc_client v = run_victim(
-            TERN__FAULT_SEND, (struct tern__fault_plan){.err = ECONNRESET, .after = 1, .limit = 1},
-            false, &r);
-        assert_closed_with(&v, &r, -ECONNRESET);
+        victim_closed_with(TERN__FAULT_SEND, PLAN(.err = ECONNRESET, .after = 1, .limit = 1),
+                           -ECONNRESET);
 }
 
 /* ---- out of memory ---- */

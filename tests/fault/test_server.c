@@ -12,6 +12,16 @@ static void teardown(void)
 
 TestSuite(fault_server, .fini = teardown);
 
+static struct tern_server_opts echo_opts(int workers)
+{
+        struct tern_server_opts o;
+        tern_server_opts_init(&o);
+        o.workers = workers;
+        o.ops = &fc_echo_ops;
+        o.bind = "127.0.0.1";
+        return o;
+}
+
 /* @n clients at once, each must get its full echo. */
 static void assert_all_served(uint16_t port, int n)
 {
@@ -82,11 +92,7 @@ Test(fault_server, network_errors_on_accept_are_retried)
  */
 Test(fault_server, enomem_during_start_keeps_the_acceptor)
 {
-        struct tern_server_opts o;
-        tern_server_opts_init(&o);
-        o.workers = 2;
-        o.ops = &fc_echo_ops;
-        o.bind = "127.0.0.1";
+        struct tern_server_opts o = echo_opts(2);
         tern_server *s = tern_server_new(&o);
         cr_assert_not_null(s);
         struct tern__fault_plan p = {.err = ENOMEM, .every = 1};
@@ -109,11 +115,7 @@ Test(fault_server, enomem_during_start_keeps_the_acceptor)
  */
 Test(fault_server, server_new_fails_cleanly_at_each_allocation)
 {
-        struct tern_server_opts o;
-        tern_server_opts_init(&o);
-        o.workers = 3;
-        o.ops = &fc_echo_ops;
-        o.bind = "127.0.0.1";
+        struct tern_server_opts o = echo_opts(3);
         int fds = tu_open_fds();
         int failed = 0;
         for (uint32_t k = 0; k < 100; k++) {
