@@ -13,10 +13,12 @@ command -v make >/dev/null || need+=(make)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 have_pc liburcu-qsbr || need+=(liburcu-dev)
 have_pc ck || need+=(libck-dev)
-# TERN_DEPS_NO_TESTS=1: building only (the container image), no test suite.
+# TERN_DEPS_NO_TESTS=1: the library and apps only (the container image), so
+# neither the test suite nor tools/; tests/container/run.sh bakes every
+# other package named here into its build base.
 [ -n "${TERN_DEPS_NO_TESTS:-}" ] || have_pc criterion || need+=(libcriterion-dev)
 # io_uring for tools/iomodels' Proactor server (the build skips it when missing)
-have_pc liburing || need+=(liburing-dev)
+[ -n "${TERN_DEPS_NO_TESTS:-}" ] || have_pc liburing || need+=(liburing-dev)
 # Optional extras named by the caller, e.g. TERN_EXTRA_DEPS="libevent-dev libuv1-dev"
 for p in ${TERN_EXTRA_DEPS:-}; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
