@@ -192,6 +192,7 @@ static void attempt_failed(struct tern_connector *cn, int err)
         }
         if (cn->opts.on_connect_error) {
                 bool freed = false;
+                /* cppcheck-suppress autoVariables ; reset below, or cn is gone */
                 cn->freed = &freed;
                 cn->opts.on_connect_error(cn, err, cn->failures);
                 if (freed)
@@ -302,8 +303,14 @@ void tern__connectors_drain(struct tern_loop *l)
 
 void tern__connectors_free_all(struct tern_loop *l)
 {
-        while (l->connectors)
-                tern_connector_free(l->connectors);
+        /* The loop has finished (or never ran): no connection is open, so
+         * no callback can run and free another connector under us. */
+        struct tern_connector *cn = l->connectors;
+        while (cn) {
+                struct tern_connector *next = cn->next;
+                tern_connector_free(cn);
+                cn = next;
+        }
 }
 
 tern_conn *tern_connector_conn(const tern_connector *cn)
