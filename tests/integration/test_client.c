@@ -340,9 +340,10 @@ Test(client, reconnects_when_the_peer_comes_back)
         cr_assert(tu_wait_until(got_at_least, &want, 5000));
 
         /* The peer goes away entirely: the connection closes, and attempts
-         * are refused until it listens again. */
-        close(fd);
+         * are refused until it listens again. The listener goes first, so
+         * no reconnect can land in its backlog and be reset. */
         close(lfd);
+        close(fd);
         cr_assert(wait_count(&rec.closes, 1, 5000));
         cr_assert_eq(rec.close_reason, TERN_CLOSE_PEER);
         cr_assert(wait_count(&rec.errors, 2, 5000));
