@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "chat.h"
 #include "cli.h"
@@ -68,11 +67,7 @@ int main(int argc, char **argv)
         }
 
         signal(SIGPIPE, SIG_IGN);
-        /* As a container's PID 1 we inherit every orphan in it (a probe's
-         * stray child, say); ignoring SIGCHLD has the kernel reap them, so
-         * none lingers as a zombie. We start no children of our own. */
-        if (getpid() == 1)
-                signal(SIGCHLD, SIG_IGN);
+        app_reap_orphans_as_init();
         app_log_default_workers("tern-chat", cfg.opts.workers);
         server = chat_server_new(&cfg.opts);
         if (!server) {

@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "cpu.h"
@@ -94,4 +96,10 @@ void app_log_default_workers(const char *prog, int workers)
         struct tern_cpu_limit lim;
         tern_cpu_limit(&lim);
         tern_info("%s: %d worker(s) by default: %s", prog, lim.count, lim.why);
+}
+
+void app_reap_orphans_as_init(void)
+{
+        if (getpid() == 1)
+                signal(SIGCHLD, SIG_IGN);
 }

@@ -40,4 +40,12 @@ int app_split_hostport(const char *s, const char *default_host, char *host, size
  */
 void app_log_default_workers(const char *prog, int workers);
 
+/*
+ * As a container's PID 1 a program inherits every orphan in the container (a
+ * probe's stray child, say) and must reap it; when the caller is PID 1 this
+ * sets SIGCHLD to ignored so the kernel does, and no zombie lingers. For
+ * programs that start no children of their own. [main thread, at start-up]
+ */
+void app_reap_orphans_as_init(void);
+
 #endif

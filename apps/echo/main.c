@@ -81,6 +81,7 @@ int main(int argc, char **argv)
                 return 2;
         }
 
+        app_reap_orphans_as_init();
         app_log_default_workers("tern-echo", o.workers);
         server = tern_server_new(&o);
         if (!server) {

@@ -180,6 +180,7 @@ int main(int argc, char **argv)
                 return 1;
         }
         kv_app_apply(&o, &app);
+        app_reap_orphans_as_init();
         app_log_default_workers("tern-kv", o.workers);
         server = tern_server_new(&o);
         if (!server) {
