@@ -307,3 +307,55 @@ Test(peer, a_thousand_clients_killed_at_once)
         cr_assert_eq(st.closed, N);
         su_stop(s);
 }
+
+/* ---- a host that forks while connections are open ---- */
+
+static void quit_on_q(tern_conn *c, struct tern_buf *in)
+{
+        if (memchr(tern_buf_data(in), 'Q', tern_buf_len(in)))
+                tern_conn_abort(c);
+        tern_buf_consume(in, tern_buf_len(in));
+}
+
+static const struct tern_conn_ops quit_ops = {
+    .on_open = on_open, .on_message = quit_on_q, .on_close = on_close};
+
+/*
+ * A child forked without exec keeps a copy of every socket, so closing a
+ * connection's descriptor in the server does not end the socket, and epoll
+ * (which tracks the socket, not the descriptor) would keep reporting it
+ * with a pointer to the freed connection. The peer keeps writing after the
+ * server closed: nothing may reach the freed connection (ASan reports a
+ * use-after-free otherwise) and the server must go on serving others.
+ */
+Test(peer, writes_after_close_while_a_forked_child_holds_the_socket)
+{
+        struct tern_server_opts o;
+        tern_server_opts_init(&o);
+        o.workers = 1;
+        o.ops = &quit_ops;
+        tern_server *s = su_start(&o);
+        int fd = tu_connect(tern_server_port(s), false);
+        cr_assert(tu_wait_until(opened, NULL, 5000));
+        pid_t pid = fork();
+        if (pid == 0) {
+                usleep(500000); /* hold every inherited socket for a while */
+                _exit(0);
+        }
+        cr_assert_eq(tu_write_all(fd, "Q", 1), 0);
+        int one = 1;
+        cr_assert(tu_wait_until(closed_reach, &one, 5000));
+        for (int i = 0; i < 20; i++) {
+                cr_assert_eq(tu_write_all(fd, "more", 4), 0);
+                usleep(10000);
+        }
+        int other = tu_connect(tern_server_port(s), false);
+        cr_assert_eq(tu_write_all(other, "Q", 1), 0);
+        int two = 2;
+        cr_assert(tu_wait_until(closed_reach, &two, 5000), "the server stopped serving");
+        int status;
+        waitpid(pid, &status, 0);
+        close(fd);
+        close(other);
+        su_stop(s);
+}
