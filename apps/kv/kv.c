@@ -177,7 +177,11 @@ static int kv_incr_cmd(struct kv_ctx *x)
 
 static int kv_mget_cmd(struct kv_ctx *x)
 {
-        return kv_mget(x->st, x->argv + 1, (size_t)x->argc - 1, x->w->hash, x->out);
+        int r = kv_mget(x->st, x->argv + 1, (size_t)x->argc - 1, x->w->hash, x->out, KV_MAX_REPLY);
+        if (r == -E2BIG)
+                return tern_resp_put_errorf(x->out, "ERR reply over %u MiB, ask for fewer keys",
+                                            KV_MAX_REPLY >> 20);
+        return r;
 }
 
 static int kv_mset_cmd(struct kv_ctx *x)

@@ -23,6 +23,12 @@
  * drained: a client that pipelines without reading cannot grow it further. */
 #define KV_HIGH_WATER (4u << 20)
 
+/* Longest reply one command may build: the runtime's max_outbuf, past which
+ * the connection would be closed anyway. Only MGET can get near it: a 10 KiB
+ * request naming one 1 MiB value 1,023 times would otherwise allocate and
+ * copy 1 GiB before any output limit could look at it. */
+#define KV_MAX_REPLY (64u << 20)
+
 struct kv_app {
         struct kv_store *store;
         struct tern_resp_config resp; /* the codec's limits, keys and values included */

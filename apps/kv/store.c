@@ -541,7 +541,7 @@ static size_t kv_digits(size_t v)
 }
 
 int kv_mget(struct kv_store *st, const struct tern_resp_arg *keys, size_t n, uint64_t *hash,
-            struct tern_buf *out)
+            struct tern_buf *out, size_t max_reply)
 {
         uint64_t mask = kv_hash_keys(st, keys, n, 1, hash);
         /* "*n\r\n", then per key "$len\r\n...\r\n" or "$-1\r\n". */
@@ -553,6 +553,10 @@ int kv_mget(struct kv_store *st, const struct tern_resp_arg *keys, size_t n, uin
                 struct kv_shard *sh = kv_shard_of(st, hash[i]);
                 const struct kv_entry *e = *kv_find(sh, hash[i], keys[i].data, keys[i].len);
                 need += e ? 1 + kv_digits(e->vlen) + 2 + e->vlen + 2 : 5;
+        }
+        if (need > max_reply) {
+                err = -E2BIG;
+                goto out_unlock;
         }
         /* One reservation, so the appends below cannot fail half-way. */
         err = tern_buf_reserve(out, need);

@@ -97,9 +97,10 @@ size_t kv_del(struct kv_store *st, const struct tern_resp_arg *keys, size_t n, u
 size_t kv_exists(struct kv_store *st, const struct tern_resp_arg *keys, size_t n, uint64_t *hash);
 
 /* Appends an array reply of the values (null bulks for absent keys) to
- * @out. Returns 0 or -ENOMEM (nothing appended). */
+ * @out. Returns 0, -ENOMEM, or -E2BIG when the reply would be longer than
+ * @max_reply bytes (nothing appended either way). */
 int kv_mget(struct kv_store *st, const struct tern_resp_arg *keys, size_t n, uint64_t *hash,
-            struct tern_buf *out);
+            struct tern_buf *out, size_t max_reply);
 
 /*
  * kv_mset - sets @npairs pairs, @kv[2i] the key and @kv[2i + 1] its value;

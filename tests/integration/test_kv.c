@@ -526,6 +526,60 @@ Test(kv, large_values_pipelined)
         kv_stop(&k);
 }
 
+/*
+ * One MGET naming a 1 MiB value 100 times asks for a 100 MiB reply from a
+ * 1.4 KiB request. It is refused before anything is allocated for it (the
+ * buffer peak stays far below the reply's size), the connection stays
+ * usable, and an MGET just under the cap still works.
+ */
+Test(kv, mget_reply_over_the_cap_is_refused_before_it_is_built)
+{
+        struct kv_fixture k;
+        kv_start(&k, 1, NULL, 0);
+        int fd = kv_connect(&k);
+        size_t vlen = 1u << 20;
+        uint8_t *v = malloc(vlen);
+        struct tern_buf b = TERN_BUF_INIT;
+
+        tu_pattern(v, vlen, 3, 0);
+        tern_resp_put_array(&b, 3);
+        tern_resp_put_bulk(&b, "SET", 3);
+        tern_resp_put_bulk(&b, "big", 3);
+        tern_resp_put_bulk(&b, v, vlen);
+        put(fd, tern_buf_data(&b), tern_buf_len(&b));
+        tern_buf_consume(&b, tern_buf_len(&b));
+        expect(fd, "+OK\r\n");
+        tern_buf_free(&b);
+
+        enum { N = 100 };
+        tern_resp_put_array(&b, N + 1);
+        tern_resp_put_bulk(&b, "MGET", 4);
+        for (int i = 0; i < N; i++)
+                tern_resp_put_bulk(&b, "big", 3);
+        put(fd, tern_buf_data(&b), tern_buf_len(&b));
+        tern_buf_free(&b);
+        expect(fd, "-ERR reply over 64 MiB, ask for fewer keys\r\n");
+        struct tern_live_counts lc;
+        tern_live_counts(&lc);
+        cr_assert_lt(lc.buf_bytes_peak, 16L << 20, "buffers peaked at %ld bytes",
+                     lc.buf_bytes_peak);
+        CMD(fd, "PING");
+        expect(fd, "+PONG\r\n");
+
+        /* 8 copies (8 MiB) are under the cap: all of them arrive. */
+        CMD(fd, "MGET", "big", "big", "big", "big", "big", "big", "big", "big");
+        expect(fd, "*8\r\n");
+        tern_resp_put_bulk(&b, v, vlen);
+        for (int i = 0; i < 8; i++)
+                expect_n(fd, tern_buf_data(&b), tern_buf_len(&b));
+        CMD(fd, "PING");
+        expect(fd, "+PONG\r\n");
+        tern_buf_free(&b);
+        free(v);
+        close(fd);
+        kv_stop(&k);
+}
+
 /* ---- concurrency ---- */
 
 struct incr_arg {
@@ -836,7 +890,7 @@ static void *mget_reader(void *p)
                 keys[j] =
                     (struct tern_resp_arg){(const uint8_t *)mset_keys[j], strlen(mset_keys[j])};
         for (int i = 0; i < a->iters; i++) {
-                if (kv_mget(a->st, keys, 8, hash, &out)) {
+                if (kv_mget(a->st, keys, 8, hash, &out, SIZE_MAX)) {
                         a->torn++;
                         continue;
                 }
