@@ -157,6 +157,16 @@ void tern_buf_consume(struct tern_buf *b, size_t n)
         }
 }
 
+void tern_buf_truncate(struct tern_buf *b, size_t len)
+{
+        assert(len <= b->wr - b->rd);
+        b->wr = b->rd + len;
+        if (!len && b->base) {
+                b->rd = TERN_BUF_PREPEND;
+                b->wr = TERN_BUF_PREPEND;
+        }
+}
+
 void tern_buf_release_if_empty(struct tern_buf *b)
 {
         if (b->base && b->rd == b->wr)

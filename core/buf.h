@@ -106,6 +106,11 @@ int tern_buf_prepend(struct tern_buf *b, const void *data, size_t len);
  * empties, offsets reset so the whole allocation is free again. */
 void tern_buf_consume(struct tern_buf *b, size_t n);
 
+/** Keeps only the first @p len readable bytes, dropping the rest from the
+ * tail (len <= tern_buf_len()). Undoes a partial append: an encoder that
+ * failed half-way, or a reply abandoned mid-build. [owner] */
+void tern_buf_truncate(struct tern_buf *b, size_t len);
+
 /** Frees the allocation if the buffer holds no readable bytes. */
 void tern_buf_release_if_empty(struct tern_buf *b);
 

@@ -369,10 +369,16 @@ int tern_conn_send_frame(tern_conn *c, const void *payload, size_t len)
                 return -EPIPE;
         int r;
         if (!tern_buf_empty(&c->out) || (c->flags & TERN__CONN_CORKED)) {
-                /* Output is queued anyway: encode straight behind it. */
+                /* Output is queued anyway: encode straight behind it. A
+                 * failed encoder may have appended part of a frame: cut it
+                 * off, or the peer would read a corrupt stream. */
+                size_t queued = tern_buf_len(&c->out);
                 r = c->codec->encode(c->codec_state, &c->out, payload, len);
-                if (r < 0)
+                if (r < 0) {
+                        tern_buf_truncate(&c->out, queued);
+                        tern_buf_release_if_empty(&c->out);
                         return r;
+                }
                 if (tern_buf_len(&c->out) > opts_of(c)->max_outbuf)
                         return over_limit(c, tern_buf_len(&c->out));
                 note_queued(c);

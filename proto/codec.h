@@ -55,7 +55,9 @@ struct tern_codec {
          */
         ssize_t (*decode)(void *state, const uint8_t *in, size_t len, struct tern_frame *out);
         /** Optional: appends one encoded frame carrying @p len bytes of @p payload
-         * to @p out (may use its prepend space). Returns 0 or -errno. */
+         * to @p out (may use its prepend space). Returns 0 or -errno. On an
+         * error the caller drops whatever was appended, so an encoder need
+         * not undo a half-written frame itself. */
         int (*encode)(void *state, struct tern_buf *out, const void *payload, size_t len);
         /** Optional: per-connection state built from the codec's config
          * (borrowed; copy what you keep). Returns NULL on failure. When absent

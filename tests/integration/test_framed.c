@@ -2,6 +2,7 @@
  * line app that rejects hostile input, each frame checked. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,6 +190,60 @@ Test(framed, line_frames_split_and_batched)
         /* Over-long: reported once, the connection stays usable. */
         cr_assert_eq(tu_write_all(fd, "0123456789abcdefXYZ\nok\n", 23), 0);
         expect(fd, "! line too long\r\n> ok\r\n");
+        close(fd);
+        su_stop(s);
+}
+
+/* An encoder that writes half a frame, then fails, for payloads starting
+ * with '!': the connection must drop the half frame it queued. */
+static int half_then_fail_encode(void *state, struct tern_buf *out, const void *payload, size_t len)
+{
+        const char *p = payload;
+        int r = tern_buf_append(out, "<", 1);
+        if (r == 0)
+                r = tern_buf_append(out, p, len / 2);
+        if (r == 0 && len && p[0] == '!')
+                return -EINVAL;
+        if (r == 0)
+                r = tern_buf_append(out, p + len / 2, len - len / 2);
+        return r ? r : tern_buf_append(out, ">", 1);
+}
+
+static struct tern_codec half_codec;
+
+/* Queues three frames behind a cork; the middle one fails to encode. */
+static void send_three(tern_conn *c, const struct tern_frame *f)
+{
+        if (f->kind != TERN_FRAME_DATA)
+                return;
+        tern_conn_cork(c);
+        cr_assert_eq(tern_conn_send_frame(c, "first", 5), 0);
+        cr_assert_eq(tern_conn_send_frame(c, "!broken", 7), -EINVAL);
+        cr_assert_eq(tern_conn_send_frame(c, "third", 5), 0);
+        tern_conn_uncork(c);
+}
+
+static const struct tern_conn_ops three_ops = {.on_frame = send_three};
+
+Test(framed, failed_encode_leaves_no_partial_frame_in_queued_output)
+{
+        half_codec = tern_line_codec;
+        half_codec.encode = half_then_fail_encode;
+        tern_line_config_init(&line_cfg);
+        line_cfg.lines = true;
+        cr_assert_eq(tern_line_config_check(&line_cfg), 0);
+        struct tern_server_opts o;
+        tern_server_opts_init(&o);
+        o.workers = 1;
+        o.ops = &three_ops;
+        o.codec = &half_codec;
+        o.codec_config = &line_cfg;
+        tern_server *s = su_start(&o);
+        int fd = tu_connect(tern_server_port(s), false);
+        cr_assert_eq(tu_write_all(fd, "go\n", 3), 0);
+        expect(fd, "<first><third>");
+        cr_assert_eq(tu_write_all(fd, "go\n", 3), 0);
+        expect(fd, "<first><third>");
         close(fd);
         su_stop(s);
 }

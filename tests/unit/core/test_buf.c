@@ -656,3 +656,25 @@ Test(buf, live_bytes_follow_capacity_and_keep_the_peak)
         cr_assert_eq(lc.buf_bytes, lc0.buf_bytes);
         cr_assert_geq(lc.buf_bytes_peak - lc0.buf_bytes, (long)big, "the peak forgot");
 }
+
+Test(buf, truncate_drops_the_tail_and_keeps_the_head)
+{
+        long start = live_bufs();
+        struct tern_buf b = TERN_BUF_INIT;
+
+        append_pattern(&b, 300, 3, 0);
+        tern_buf_consume(&b, 100);
+        tern_buf_truncate(&b, 150);
+        cr_assert_eq(tern_buf_len(&b), 150);
+        expect_pattern(&b, 150, 3, 100);
+        /* What comes next lands right behind the kept bytes. */
+        append_pattern(&b, 50, 3, 250);
+        expect_pattern(&b, 200, 3, 100);
+        tern_buf_truncate(&b, 200); /* no-op */
+        cr_assert_eq(tern_buf_len(&b), 200);
+        tern_buf_truncate(&b, 0);
+        cr_assert(tern_buf_empty(&b));
+        cr_assert_eq(b.rd, TERN_BUF_PREPEND, "emptying resets offsets, as consume does");
+        tern_buf_free(&b);
+        cr_assert_eq(live_bufs(), start);
+}
