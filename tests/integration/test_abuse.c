@@ -24,13 +24,6 @@
 #include "srvutil.h"
 #include "testutil.h"
 
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- a line echo server that records why each connection closed ---- */
 
 enum { MAX_LINE = 4096, MAX_OUTBUF = 1 << 20 };
@@ -159,10 +152,10 @@ static void probe_check(struct probe *pr, const char *during)
  * -ETIMEDOUT if it had not after @timeout_ms. */
 static long flood(int fd, const uint8_t *chunk, size_t chunk_len, long len, int timeout_ms)
 {
-        int64_t deadline = now_ms() + timeout_ms;
+        int64_t deadline = tu_now_ms() + timeout_ms;
         long sent = 0;
         while (sent < len) {
-                if (now_ms() > deadline)
+                if (tu_now_ms() > deadline)
                         return -ETIMEDOUT;
                 struct pollfd p = {.fd = fd, .events = POLLOUT};
                 if (poll(&p, 1, 50) < 0 && errno != EINTR)
@@ -200,8 +193,8 @@ Test(abuse, a_sender_that_never_reads_is_cut_at_max_outbuf)
         for (size_t i = 0; i < sizeof(chunk); i++)
                 chunk[i] = (i % 64 == 63) ? '\n' : 'f';
         int cycles = 0;
-        int64_t end = now_ms() + 1500;
-        while (now_ms() < end || cycles == 0) {
+        int64_t end = tu_now_ms() + 1500;
+        while (tu_now_ms() < end || cycles == 0) {
                 int fd = tu_connect(tern_server_port(s), false);
                 cr_assert_geq(fd, 0);
                 int small = 4096;
@@ -241,8 +234,8 @@ Test(abuse, a_100_mib_line_without_delimiter_is_cut_at_max_line)
          * for a second, so the healthy client is measured next to them. */
         int cycles = 0;
         long most = 0;
-        int64_t end = now_ms() + 1000;
-        while (now_ms() < end || cycles == 0) {
+        int64_t end = tu_now_ms() + 1000;
+        while (tu_now_ms() < end || cycles == 0) {
                 int fd = tu_connect(tern_server_port(s), false);
                 cr_assert_geq(fd, 0);
                 long sent = flood(fd, chunk, sizeof(chunk), total, 20000);
@@ -284,7 +277,7 @@ Test(abuse, slowloris_tricklers_are_closed_by_the_idle_timeout)
         for (int i = 0; i < TRICKLERS; i++)
                 cr_assert_geq(t[i] = tu_connect(tern_server_port(s), false), 0);
         int polite = tu_connect(tern_server_port(s), false);
-        int64_t t0 = now_ms();
+        int64_t t0 = tu_now_ms();
         int open = TRICKLERS;
         int64_t cut_ms = 0;
         for (int sec = 0; sec < 5 && open; sec++) {
@@ -298,8 +291,8 @@ Test(abuse, slowloris_tricklers_are_closed_by_the_idle_timeout)
                 cr_assert_eq(tu_write_all(polite, "hi\n", 3), 0);
                 cr_assert_eq(tu_read_exact(polite, back, 3, 2000), 0, "polite client cut");
                 /* Wait a second, noticing closes as they come. */
-                int64_t until = now_ms() + 1000;
-                while (open && now_ms() < until) {
+                int64_t until = tu_now_ms() + 1000;
+                while (open && tu_now_ms() < until) {
                         for (int i = 0; i < TRICKLERS; i++) {
                                 char b;
                                 if (t[i] >= 0 && recv(t[i], &b, 1, MSG_DONTWAIT) != -1) {
@@ -313,7 +306,7 @@ Test(abuse, slowloris_tricklers_are_closed_by_the_idle_timeout)
                                 }
                         }
                         if (!open && !cut_ms)
-                                cut_ms = now_ms() - t0;
+                                cut_ms = tu_now_ms() - t0;
                         usleep(10000);
                 }
         }
@@ -393,7 +386,7 @@ Test(abuse, fd_exhaustion_pauses_without_spinning_and_resumes_within_a_second)
                 char go;
                 if (write(to_parent[1], "c", 1) != 1 || read(to_child[0], &go, 1) != 1)
                         _exit(11);
-                int64_t t0 = now_ms();
+                int64_t t0 = tu_now_ms();
                 for (int i = 0; i < CLIENTS - KEEP; i++)
                         close(fds[i]);
                 /* The last ones waited in the backlog all along. */
@@ -406,7 +399,7 @@ Test(abuse, fd_exhaustion_pauses_without_spinning_and_resumes_within_a_second)
                 char b;
                 if (fresh < 0 || tu_write_all(fresh, "n", 1) || tu_read_exact(fresh, &b, 1, 5000))
                         _exit(13);
-                int32_t took = (int32_t)(now_ms() - t0);
+                int32_t took = (int32_t)(tu_now_ms() - t0);
                 if (write(to_parent[1], &took, sizeof(took)) != sizeof(took))
                         _exit(14);
                 _exit(0);

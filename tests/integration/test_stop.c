@@ -27,29 +27,7 @@
 #include "srvutil.h"
 #include "testutil.h"
 
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- running tern-echo ---- */
-
-static bool echo_binary(char *path, size_t cap)
-{
-        char self[4096];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-        if (n <= 0)
-                return false;
-        self[n] = '\0';
-        char *slash = strrchr(self, '/');
-        if (!slash)
-                return false;
-        *slash = '\0';
-        snprintf(path, cap, "%s/../bin/tern-echo", self);
-        return access(path, X_OK) == 0;
-}
 
 struct proc {
         pid_t pid;
@@ -62,7 +40,7 @@ struct proc {
 static void spawn_echo(struct proc *p)
 {
         char path[4200];
-        if (!echo_binary(path, sizeof(path)))
+        if (!tu_app_path("tern-echo", path, sizeof(path)))
                 cr_skip_test("tern-echo is not built next to this test (build/bin)");
         int errp[2];
         cr_assert_eq(pipe(errp), 0);
@@ -107,14 +85,14 @@ static void drain_log(struct proc *p)
 /* Waits for the process to exit; returns its wait status, or -1 after @ms. */
 static int wait_exit(struct proc *p, int ms)
 {
-        int64_t end = now_ms() + ms;
+        int64_t end = tu_now_ms() + ms;
         do {
                 int status;
                 drain_log(p);
                 if (waitpid(p->pid, &status, WNOHANG) == p->pid)
                         return status;
                 usleep(5000);
-        } while (now_ms() < end);
+        } while (tu_now_ms() < end);
         return -1;
 }
 
@@ -154,10 +132,10 @@ static int connect_small(uint16_t port)
 /* How long after SIGTERM a new connection is refused: the listener closed. */
 static int64_t refused_after(uint16_t port, int64_t t0)
 {
-        while (now_ms() - t0 < 2000) {
+        while (tu_now_ms() - t0 < 2000) {
                 int fd = tu_connect(port, false);
                 if (fd == -ECONNREFUSED)
-                        return now_ms() - t0;
+                        return tu_now_ms() - t0;
                 if (fd >= 0)
                         close(fd);
                 usleep(2000);
@@ -190,7 +168,7 @@ static int64_t stop_with_pending(int stubborn, int *status)
         }
         usleep(200000); /* let the server read the last of it */
 
-        int64_t t0 = now_ms();
+        int64_t t0 = tu_now_ms();
         cr_assert_eq(kill(p.pid, SIGTERM), 0);
         int64_t refused = refused_after(p.port, t0);
         cr_log_info("listener closed %lld ms after SIGTERM", (long long)refused);
@@ -206,7 +184,7 @@ static int64_t stop_with_pending(int stubborn, int *status)
                 cr_assert_eq(tu_wait_eof(fds[i], 5000), 0, "client %d: no FIN", i);
         }
         *status = wait_exit(&p, DRAIN_MS + 3000);
-        int64_t took = now_ms() - t0;
+        int64_t took = tu_now_ms() - t0;
         if (*status == -1)
                 kill(p.pid, SIGKILL);
         /* The stubborn ones: whatever the kernel still held, then the end. */

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -188,4 +189,25 @@ uint16_t tu_unused_port(void)
         if (fd >= 0)
                 close(fd);
         return port;
+}
+
+int64_t tu_now_ms(void)
+{
+        return now_ms();
+}
+
+bool tu_app_path(const char *name, char *path, size_t cap)
+{
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n <= 0)
+                return false;
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (!slash)
+                return false;
+        *slash = '\0';
+        if ((size_t)snprintf(path, cap, "%s/../bin/%s", self, name) >= cap)
+                return false;
+        return access(path, X_OK) == 0;
 }

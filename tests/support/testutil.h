@@ -37,5 +37,10 @@ uint16_t tu_local_port(int fd);
 /* A port on 127.0.0.1 where nothing listens (bound once, then released):
  * connecting there is refused. */
 uint16_t tu_unused_port(void);
+/* Monotonic clock in milliseconds. */
+int64_t tu_now_ms(void);
+/* Path of the program build/bin/@name, found next to this test's own
+ * directory (build/tests/..). Returns false if it is not built there. */
+bool tu_app_path(const char *name, char *path, size_t cap);
 
 #endif
