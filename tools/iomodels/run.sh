@@ -127,6 +127,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 for b in "${need[@]}"; do cp "$BIN/$b" "$TMP/"; done
+# Which binaries ran, for the record: name:sha256-prefix, and the tree's commit.
+BINARIES=$(cd "$TMP" && for b in "${need[@]}"; do [ -f "$b" ] && echo "$b:$(sha256sum "$b" | cut -c1-16)"; done | sort -u | tr '\n' ' ')
+GIT_HEAD=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 ulimit -n "$(ulimit -Hn)"
 [ $REPLOT = 1 ] || [ "$(ulimit -n)" -ge $((IDLE_CONNS + 100)) ] || die "open-file limit $(ulimit -n) is below $IDLE_CONNS connections"
 
@@ -278,7 +281,8 @@ d = json.load(open(sys.argv[1]))
 m, s = d["machine"], d["settings"]
 for k, v in [("STARTED", m["started"]), ("LOAD_BEFORE", m["load_before"]), ("LOAD_AFTER", m["load_after"]),
              ("ROUNDS", s["rounds"]), ("DURATION", s["duration"]), ("WARMUP", s["warmup"]),
-             ("ACTIVE_MAX", s["active_max"]), ("IDLE_HOLD", s["idle_hold"]), ("NCPU", m["cpus"])]:
+             ("ACTIVE_MAX", s["active_max"]), ("IDLE_HOLD", s["idle_hold"]), ("NCPU", m["cpus"]),
+             ("GIT_HEAD", m.get("git_head", "")), ("BINARIES", " ".join(m.get("binaries", [])))]:
     print("%s=%s" % (k, shlex.quote(str(v))))
 EOF
 )"
@@ -287,7 +291,7 @@ else
 fi
 
 # ---- medians, JSON, plots -------------------------------------------------------
-export STARTED LOAD_BEFORE LOAD_AFTER ROUNDS DURATION WARMUP ACTIVE_MAX IDLE_HOLD NCPU
+export STARTED LOAD_BEFORE LOAD_AFTER ROUNDS DURATION WARMUP ACTIVE_MAX IDLE_HOLD NCPU BINARIES GIT_HEAD
 python3 - "$RUNS" "$OUT" "$TMP" <<'EOF'
 import csv, json, os, platform, statistics, sys
 runs_file, out, tmp = sys.argv[1:4]
@@ -332,7 +336,8 @@ for line in open("/proc/cpuinfo"):
 mem = open("/proc/meminfo").readline().split()[1]
 machine = {"cpu": cpu, "cpus": int(os.environ["NCPU"]), "kernel": platform.release(),
            "mem_kib": int(mem), "started": os.environ["STARTED"],
-           "load_before": os.environ["LOAD_BEFORE"], "load_after": os.environ["LOAD_AFTER"]}
+           "load_before": os.environ["LOAD_BEFORE"], "load_after": os.environ["LOAD_AFTER"],
+           "git_head": os.environ.get("GIT_HEAD", ""), "binaries": os.environ.get("BINARIES", "").split()}
 settings = {k.lower(): os.environ[k] for k in ["ROUNDS", "DURATION", "WARMUP", "ACTIVE_MAX", "IDLE_HOLD"]}
 json.dump({"machine": machine, "settings": settings, "medians": med}, open(os.path.join(out, "iomodels.json"), "w"), indent=1)
 
