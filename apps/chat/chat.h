@@ -138,10 +138,6 @@ typedef const char *(*chat_getenv_cb)(const char *name);
 int chat_config_parse(struct chat_config *cfg, int argc, char **argv, chat_getenv_cb getenv_fn,
                       FILE *out, char *err, size_t errlen);
 
-/* Parses a byte count with an optional k/m/g suffix (powers of 1024) into
- * *@out; false (and *@out untouched) unless it lies in [@min, @max]. [any] */
-bool chat_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out);
-
 /* ---- health check (check.c) ---- */
 
 /*

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "chat.h"
+#include "../common/cli.h"
 #include "line.h"
 
 enum {
@@ -119,45 +120,6 @@ static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
         return true;
 }
 
-bool chat_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-        if (!s || *s < '0' || *s > '9')
-                return false;
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (errno)
-                return false;
-        unsigned shift = 0;
-        switch (*end) {
-        case '\0':
-                break;
-        case 'k':
-        case 'K':
-                shift = 10;
-                break;
-        case 'm':
-        case 'M':
-                shift = 20;
-                break;
-        case 'g':
-        case 'G':
-                shift = 30;
-                break;
-        default:
-                return false;
-        }
-        if (shift && end[1])
-                return false;
-        if (v > (UINT64_MAX >> shift))
-                return false;
-        v <<= shift;
-        if (v < min || v > max)
-                return false;
-        *out = v;
-        return true;
-}
-
 static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -208,13 +170,13 @@ static int apply(struct chat_config *cfg, int opt, const char *val, const char *
                 cfg->opts.max_conns = (uint32_t)v;
                 return 0;
         case OPT_MAX_LINE:
-                if (!chat_parse_size(val, 16, MAX_LINE_LIMIT, &v))
+                if (!app_parse_size(val, 16, MAX_LINE_LIMIT, &v))
                         return fail(err, errlen, "invalid %s '%s': expected bytes, 16-%u", what,
                                     val, MAX_LINE_LIMIT);
                 cfg->opts.max_line = (size_t)v;
                 return 0;
         case OPT_MAX_OUTBUF:
-                if (!chat_parse_size(val, MIN_OUTBUF, MAX_OUTBUF_LIMIT, &v))
+                if (!app_parse_size(val, MIN_OUTBUF, MAX_OUTBUF_LIMIT, &v))
                         return fail(err, errlen, "invalid %s '%s': expected bytes, %u-%llu (1g)",
                                     what, val, MIN_OUTBUF, MAX_OUTBUF_LIMIT);
                 cfg->opts.max_outbuf = (size_t)v;

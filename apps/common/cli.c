@@ -103,3 +103,42 @@ void app_reap_orphans_as_init(void)
         if (getpid() == 1)
                 signal(SIGCHLD, SIG_IGN);
 }
+
+bool app_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+        if (!s || *s < '0' || *s > '9')
+                return false;
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno)
+                return false;
+        unsigned shift = 0;
+        switch (*end) {
+        case '\0':
+                break;
+        case 'k':
+        case 'K':
+                shift = 10;
+                break;
+        case 'm':
+        case 'M':
+                shift = 20;
+                break;
+        case 'g':
+        case 'G':
+                shift = 30;
+                break;
+        default:
+                return false;
+        }
+        if (shift && end[1])
+                return false;
+        if (v > (UINT64_MAX >> shift))
+                return false;
+        v <<= shift;
+        if (v < min || v > max)
+                return false;
+        *out = v;
+        return true;
+}

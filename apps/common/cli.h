@@ -13,6 +13,11 @@
 /* Parses a whole decimal string into [min, max]; false on anything else. */
 bool app_parse_long(const char *s, long min, long max, long *out);
 
+/* Parses a byte count, decimal with an optional k, m or g suffix (powers of
+ * 1024), into [min, max]; false on a sign, spaces, an unknown suffix or
+ * overflow. */
+bool app_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
 /*
  * Handles an option every tern server program takes: 'p' (--port, 0-65535,
  * sets *have_port), 'b' (--bind), 'w' (--workers, 1-255) and 'l'

@@ -52,43 +52,6 @@ static void usage(FILE *f, const char *argv0)
                 TERN_RESP_DEFAULT_MAX_FRAME);
 }
 
-/* A byte count with an optional k/m/g suffix, at most @max. */
-static bool parse_size(const char *s, size_t max, size_t *out)
-{
-        char *end;
-        errno = 0;
-        if (*s == '-' || *s == '+')
-                return false;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (errno || end == s)
-                return false;
-        unsigned shift = 0;
-        if (*end) {
-                switch (*end) {
-                case 'k':
-                case 'K':
-                        shift = 10;
-                        break;
-                case 'm':
-                case 'M':
-                        shift = 20;
-                        break;
-                case 'g':
-                case 'G':
-                        shift = 30;
-                        break;
-                default:
-                        return false;
-                }
-                if (end[1])
-                        return false;
-        }
-        if (v > (max >> shift))
-                return false;
-        *out = (size_t)(v << shift);
-        return true;
-}
-
 enum { OPT_MAX_BULK = 256, OPT_MAX_ARGS, OPT_MAX_INLINE, OPT_MAX_REQUEST };
 
 int main(int argc, char **argv)
@@ -109,6 +72,7 @@ int main(int argc, char **argv)
         struct tern_server_opts o;
         struct tern_resp_config resp;
         size_t max_memory = 0, sz;
+        uint64_t sz64;
         long v;
         bool have_port = false;
         int ch;
@@ -125,18 +89,20 @@ int main(int argc, char **argv)
                                 return 2;
                         break;
                 case 'm':
-                        if (!parse_size(optarg, SIZE_MAX, &max_memory)) {
+                        if (!app_parse_size(optarg, 0, SIZE_MAX, &sz64)) {
                                 fprintf(stderr, "%s: invalid size '%s'\n", argv[0], optarg);
                                 return 2;
                         }
+                        max_memory = (size_t)sz64;
                         break;
                 case OPT_MAX_BULK:
                 case OPT_MAX_INLINE:
                 case OPT_MAX_REQUEST:
-                        if (!parse_size(optarg, TERN_RESP_MAX_SIZE_LIMIT, &sz)) {
+                        if (!app_parse_size(optarg, 0, TERN_RESP_MAX_SIZE_LIMIT, &sz64)) {
                                 fprintf(stderr, "%s: invalid size '%s'\n", argv[0], optarg);
                                 return 2;
                         }
+                        sz = (size_t)sz64;
                         if (ch == OPT_MAX_BULK)
                                 resp.max_bulk = sz;
                         else if (ch == OPT_MAX_INLINE)

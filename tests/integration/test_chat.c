@@ -1384,14 +1384,17 @@ Test(chat, config_help_lists_every_flag_and_variable)
 Test(chat, sizes_take_binary_suffixes)
 {
         uint64_t v;
-        cr_assert(chat_parse_size("4096", 1, 1u << 30, &v) && v == 4096);
-        cr_assert(chat_parse_size("64k", 1, 1u << 30, &v) && v == 65536);
-        cr_assert(chat_parse_size("1M", 1, 1u << 30, &v) && v == 1048576);
-        cr_assert(chat_parse_size("1g", 1, 1u << 30, &v) && v == 1u << 30);
-        cr_assert_not(chat_parse_size("2g", 1, 1u << 30, &v));
-        cr_assert_not(chat_parse_size("k", 1, 1u << 30, &v));
-        cr_assert_not(chat_parse_size("99999999999999999999", 1, UINT64_MAX, &v));
-        cr_assert_not(chat_parse_size("17179869184g", 1, UINT64_MAX, &v));
+        cr_assert(app_parse_size("4096", 1, 1u << 30, &v) && v == 4096);
+        cr_assert(app_parse_size("64k", 1, 1u << 30, &v) && v == 65536);
+        cr_assert(app_parse_size("1M", 1, 1u << 30, &v) && v == 1048576);
+        cr_assert(app_parse_size("1g", 1, 1u << 30, &v) && v == 1u << 30);
+        cr_assert_not(app_parse_size("2g", 1, 1u << 30, &v));
+        cr_assert_not(app_parse_size("k", 1, 1u << 30, &v));
+        cr_assert_not(app_parse_size("-1", 0, UINT64_MAX, &v));
+        cr_assert_not(app_parse_size(" 5", 0, UINT64_MAX, &v));
+        cr_assert_not(app_parse_size("5kb", 0, UINT64_MAX, &v));
+        cr_assert_not(app_parse_size("99999999999999999999", 1, UINT64_MAX, &v));
+        cr_assert_not(app_parse_size("17179869184g", 1, UINT64_MAX, &v));
 }
 
 /* ---- --check ---- */
