@@ -29,6 +29,12 @@ done
 soname=$(readelf -d "$libdir/libtern.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
 [ "$soname" = "libtern.so.$soversion" ] || fail "SONAME is '$soname', want libtern.so.$soversion"
 
+step "programs in bin/"
+for p in tern-chat tern-echo tern-kv tern-proxy; do
+        [ -x "$prefix/bin/$p" ] || fail "$prefix/bin/$p not installed"
+        "$prefix/bin/$p" --help >/dev/null 2>&1 || fail "$prefix/bin/$p --help failed"
+done
+
 step "public headers only, each self-contained, all reachable from tern.h"
 [ -f "$inc/tern.h" ] || fail "no $inc/tern.h"
 if ls "$inc" | grep -q '_internal\.h$'; then fail "private headers installed: $(ls "$inc" | grep _internal)"; fi
