@@ -84,8 +84,22 @@ static inline const struct tern_server_opts *opts_of(const struct tern_conn *c)
 static void idle_timer_cb(struct tern_timer *t, void *arg);
 static void close_after_flush(struct tern_conn *c, enum tern_close_reason reason, int err);
 
+/* A connection the loop could not take on (no memory for it, its slot or its
+ * codec state; epoll_ctl refused: @err) is closed at once. Say so, but at 1, 2, 4,
+ * 8... failures only: under memory pressure a line per connection would
+ * bury the log. */
+static void note_setup_error(struct tern_loop *l, int fd, int err)
+{
+        tern__stat_add(l, TERN__STAT(setup_errors), 1);
+        uint64_t n = l->stats.v[TERN__STAT(setup_errors)];
+        if ((n & (n - 1)) == 0)
+                tern_warn("worker %d: dropped a new connection (fd %d): %s (%llu so far)", l->index,
+                          fd, strerror(err), (unsigned long long)n);
+}
+
 struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, const struct tern__conn_params *p)
 {
+        int err = ENOMEM;
         struct tern_conn *c = TERN__CALLOC(1, sizeof(*c));
         if (!c)
                 goto out_close_fd;
@@ -97,10 +111,16 @@ struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, const struct ter
                 c->flags = TERN__CONN_CLIENT | TERN__CONN_CONNECTING;
         c->idle_ms = p->idle_timeout_ms; /* armed when the connection opens */
         tern_timer_init(&c->idle_timer, idle_timer_cb, c);
-        if (tern__slot_alloc(l, c, &c->slot) < 0)
+        int r = tern__slot_alloc(l, c, &c->slot);
+        if (r < 0) {
+                err = -r;
                 goto out_free_conn;
-        if (p->codec && tern_conn_set_codec(c, p->codec, p->codec_config) < 0)
+        }
+        r = p->codec ? tern_conn_set_codec(c, p->codec, p->codec_config) : 0;
+        if (r < 0) {
+                err = -r;
                 goto out_free_slot;
+        }
 
         if (!p->no_delay_off) {
                 int one = 1;
@@ -113,7 +133,7 @@ struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, const struct ter
             .data.ptr = c,
         };
         if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-                tern_warn("worker %d: epoll_ctl(fd %d): %s", l->index, fd, strerror(errno));
+                err = errno;
                 goto out_free_codec;
         }
 
@@ -136,6 +156,7 @@ out_free_conn:
         free(c);
 out_close_fd:
         close(fd);
+        note_setup_error(l, fd, err);
         return NULL;
 }
 

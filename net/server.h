@@ -66,6 +66,7 @@ struct tern_stats {
         uint64_t idle_timeouts;    /**< connections closed by the idle timeout */
         uint64_t connects;         /**< outgoing connections established (client.h) */
         uint64_t connect_errors;   /**< outgoing connect attempts that failed */
+        uint64_t setup_errors;     /**< new connections dropped: no memory, epoll_ctl */
 };
 
 /** Fills @p o with the defaults documented above. [any] */

@@ -141,3 +141,22 @@ Test(fault_server, server_new_fails_cleanly_at_each_allocation)
         }
         cr_assert_fail("tern_server_new made more than 100 allocations");
 }
+
+/* No memory for a new connection's own state: that one client is closed at
+ * once and counted (setup_errors), the next one is served as usual. */
+Test(fault_server, enomem_setting_up_a_connection_drops_only_that_one)
+{
+        tern_server *s = fc_start(1, false);
+        fc_assert_serving(tern_server_port(s), false); /* slot table grown */
+        struct tern__fault_plan p = {.err = ENOMEM, .every = 1, .limit = 1};
+        tern__fault_arm(TERN__FAULT_ALLOC, &p);
+        int fd = tu_connect(tern_server_port(s), false);
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(tu_wait_eof(fd, 5000), 0, "the connection with no memory was kept");
+        close(fd);
+        cr_assert_eq(tern__fault_injected(TERN__FAULT_ALLOC), 1);
+        cr_assert_eq(stats_of(s).setup_errors, 1);
+        cr_assert_eq(stats_of(s).accepted, 1, "only the first client was accepted");
+        fc_assert_serving(tern_server_port(s), false);
+        su_stop(s);
+}
