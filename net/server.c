@@ -309,13 +309,17 @@ static void *acceptor_thread(void *arg)
                         all = true;
                 }
                 bool ok = true;
+                int err = 0; /* accept4's errno when a burst stopped short */
                 if (!paused_until) {
                         for (int i = 0; i < s->nlisteners && ok; i++) {
                                 bool ready = all;
                                 for (int k = 0; k < n && !ready; k++)
                                         ready = evs[k].data.u32 == (uint32_t)i;
-                                if (ready)
-                                        ok = accept_burst(s, s->listen_fds[i], woken, &next);
+                                if (!ready)
+                                        continue;
+                                ok = accept_burst(s, s->listen_fds[i], woken, &next);
+                                if (!ok)
+                                        err = errno;
                         }
                 }
                 /* One eventfd write per woken worker per burst. */
@@ -336,8 +340,10 @@ static void *acceptor_thread(void *arg)
                         paused_until = tern_now_ms() + pause_ms;
                         if (!warned)
                                 tern_warn("accept: %s; pausing accepts (up to %d ms at a "
-                                          "time) until descriptors free up",
-                                          strerror(errno), ACCEPT_PAUSE_MS);
+                                          "time) until %s",
+                                          strerror(err), ACCEPT_PAUSE_MS,
+                                          err == EMFILE || err == ENFILE ? "descriptors free up"
+                                                                         : "it clears");
                         warned = true;
                 } else if (all) {
                         if (warned)
