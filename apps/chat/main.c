@@ -2,7 +2,6 @@
  * tern-chat: the bundled multi-room chat server. See docs/chat.md.
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,10 +11,9 @@
 
 static struct chat_server *server;
 
-static void on_signal(int sig)
+static void stop_chat(void *cs)
 {
-        (void)sig;
-        chat_server_stop(server); /* async-signal-safe */
+        chat_server_stop(cs); /* async-signal-safe */
 }
 
 static const char *env(const char *name)
@@ -66,7 +64,6 @@ int main(int argc, char **argv)
                 return 0;
         }
 
-        signal(SIGPIPE, SIG_IGN);
         app_reap_orphans_as_init();
         app_log_default_workers("tern-chat", cfg.opts.workers);
         server = chat_server_new(&cfg.opts);
@@ -75,10 +72,7 @@ int main(int argc, char **argv)
                 tern_error("tern-chat: cannot start: %s", strerror(e));
                 return e == EINVAL ? 2 : 1;
         }
-        struct sigaction sa = {.sa_handler = on_signal};
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
+        app_stop_on_signals(stop_chat, server);
 
         r = chat_server_start(server);
         if (r) {

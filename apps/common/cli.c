@@ -142,3 +142,33 @@ bool app_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out)
         *out = v;
         return true;
 }
+
+static void (*stop_fn)(void *);
+static void *stop_arg;
+
+static void on_stop_signal(int sig)
+{
+        (void)sig;
+        stop_fn(stop_arg);
+}
+
+void app_stop_on_signals(void (*stop)(void *), void *arg)
+{
+        stop_fn = stop;
+        stop_arg = arg;
+        struct sigaction sa = {.sa_handler = on_stop_signal};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+}
+
+static void stop_server(void *s)
+{
+        tern_server_stop(s); /* async-signal-safe */
+}
+
+void app_stop_server_on_signals(tern_server *s)
+{
+        app_stop_on_signals(stop_server, s);
+}

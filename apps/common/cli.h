@@ -53,4 +53,14 @@ void app_log_default_workers(const char *prog, int workers);
  */
 void app_reap_orphans_as_init(void);
 
+/* Makes SIGINT and SIGTERM call @stop(@arg), which must be async-signal-safe
+ * (tern_server_stop is), and ignores SIGPIPE. @arg must stay valid until the
+ * process exits or the handlers are replaced. [main thread, before the
+ * server starts] */
+void app_stop_on_signals(void (*stop)(void *), void *arg);
+
+/* app_stop_on_signals() for a plain tern server: a signal stops @s
+ * gracefully. */
+void app_stop_server_on_signals(tern_server *s);
+
 #endif

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,12 +22,6 @@ static void on_message(tern_conn *c, struct tern_buf *in)
 }
 
 static const struct tern_conn_ops echo_ops = {.on_message = on_message};
-
-static void on_signal(int sig)
-{
-        (void)sig;
-        tern_server_stop(server); /* async-signal-safe */
-}
 
 static void usage(FILE *f, const char *argv0)
 {
@@ -88,11 +81,7 @@ int main(int argc, char **argv)
                 tern_error("tern-echo: cannot start: %s", strerror(errno));
                 return 1;
         }
-        struct sigaction sa = {.sa_handler = on_signal};
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        signal(SIGPIPE, SIG_IGN);
+        app_stop_server_on_signals(server);
 
         tern_info("tern-echo listening on %s port %u with %d worker(s)", o.bind ? o.bind : "*",
                   tern_server_port(server), tern_server_workers(server));

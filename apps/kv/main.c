@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +15,6 @@
 #include "tern.h"
 
 static tern_server *server;
-
-static void on_signal(int sig)
-{
-        (void)sig;
-        tern_server_stop(server); /* async-signal-safe */
-}
 
 static void usage(FILE *f, const char *argv0)
 {
@@ -154,11 +147,7 @@ int main(int argc, char **argv)
                 kv_app_fini(&app);
                 return 1;
         }
-        struct sigaction sa = {.sa_handler = on_signal};
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        signal(SIGPIPE, SIG_IGN);
+        app_stop_server_on_signals(server);
 
         tern_info("tern-kv listening on %s port %u with %d worker(s)", o.bind ? o.bind : "*",
                   tern_server_port(server), tern_server_workers(server));

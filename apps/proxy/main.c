@@ -4,7 +4,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,12 +12,6 @@
 #include "proxy.h"
 
 static tern_server *server;
-
-static void on_signal(int sig)
-{
-        (void)sig;
-        tern_server_stop(server); /* async-signal-safe */
-}
 
 static void usage(FILE *f, const char *argv0)
 {
@@ -127,11 +120,7 @@ int main(int argc, char **argv)
                 tern_error("tern-proxy: cannot start: %s", strerror(errno));
                 return 1;
         }
-        struct sigaction sa = {.sa_handler = on_signal};
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        signal(SIGPIPE, SIG_IGN);
+        app_stop_server_on_signals(server);
 
         tern_info("tern-proxy listening on %s port %u, forwarding to %s port %u, %d worker(s)",
                   o.bind ? o.bind : "*", tern_server_port(server), px.to_host, px.to_port,
