@@ -6,6 +6,7 @@
  * shortcut is wrong on hybrid hosts (v1 cpu controller, v2 mounted at
  * /sys/fs/cgroup/unified) and outside a cgroup namespace.
  */
+#include <errno.h>
 #include <limits.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -147,21 +148,41 @@ static bool read_file(const char *dir, const char *name, char *buf, size_t cap)
         return n > 0 && (size_t)n < sizeof(path) && read_line(path, buf, cap);
 }
 
+/* A decimal integer at *@s, which moves past it and any blanks after; false
+ * for anything else ("max") or a value that does not fit. */
+static bool next_ll(const char **s, long long *out)
+{
+        char *end;
+        errno = 0;
+        long long v = strtoll(*s, &end, 10);
+        if (end == *s || errno)
+                return false;
+        while (*end == ' ' || *end == '\t' || *end == '\n')
+                end++;
+        *s = end;
+        *out = v;
+        return true;
+}
+
+/* @dir/@name holds one integer, or two when @second is not NULL. */
+static bool read_ll(const char *dir, const char *name, long long *first, long long *second)
+{
+        char buf[64];
+        const char *p = buf;
+        return read_file(dir, name, buf, sizeof(buf)) && next_ll(&p, first) &&
+               (!second || next_ll(&p, second)) && *p == '\0';
+}
+
 /* One directory's quota; false when it sets none. */
 static bool dir_quota(const char *dir, bool v2, struct quota *q)
 {
-        char buf[64];
         long long quota, period;
         if (v2) {
-                if (!read_file(dir, "cpu.max", buf, sizeof(buf)) ||
-                    sscanf(buf, "%lld %lld", &quota, &period) != 2)
+                if (!read_ll(dir, "cpu.max", &quota, &period))
                         return false; /* also "max 100000": no quota */
         } else {
-                if (!read_file(dir, "cpu.cfs_quota_us", buf, sizeof(buf)) ||
-                    sscanf(buf, "%lld", &quota) != 1)
-                        return false;
-                if (!read_file(dir, "cpu.cfs_period_us", buf, sizeof(buf)) ||
-                    sscanf(buf, "%lld", &period) != 1)
+                if (!read_ll(dir, "cpu.cfs_quota_us", &quota, NULL) ||
+                    !read_ll(dir, "cpu.cfs_period_us", &period, NULL))
                         return false;
         }
         if (quota <= 0 || period <= 0)

@@ -194,8 +194,10 @@ void iom_conn_free(struct iom_conn *c)
 
 void iom_conn_free_all(void)
 {
-        while (all_conns)
+        while (all_conns) {
+                all_conns->prev = NULL; /* true of the head; tells the analyser so */
                 iom_conn_free(all_conns);
+        }
 }
 
 /* Writes out c->pend. Returns 1 when all went, 0 when the socket is full, -1 on error. */

@@ -194,8 +194,10 @@ int main(int argc, char **argv)
         }
         /* Tear the ring down first: that cancels the recvs still aimed at our buffers. */
         io_uring_queue_exit(&ring);
-        while (live)
+        while (live) {
+                live->prev = NULL; /* true of the head; tells the analyser so */
                 conn_free(live);
+        }
         close(lfd);
         return 0;
 }
