@@ -15,6 +15,8 @@ const char *tern_strerror(int err)
                 return "malformed frame";
         case TERN_ETOOBIG:
                 return "frame exceeds size limit";
+        case TERN_EINLIMIT:
+                return "input buffer limit exceeded";
         default:
                 break;
         }

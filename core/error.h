@@ -15,6 +15,7 @@
 #define TERN_EOUTLIMIT (TERN_EBASE - 2) /**< output buffer passed its hard cap */
 #define TERN_EFRAME    (TERN_EBASE - 3) /**< codec rejected the byte stream */
 #define TERN_ETOOBIG   (TERN_EBASE - 4) /**< a frame passed the codec's limit */
+#define TERN_EINLIMIT  (TERN_EBASE - 5) /**< unconsumed input passed max_inbuf */
 
 /**
  * tern_strerror - describe a tern return code.

@@ -71,8 +71,8 @@ static inline void fault_edge(struct tern_conn *c)
 
 const char *tern_close_reason_str(enum tern_close_reason r)
 {
-        static const char *const names[] = {"local",     "peer",     "error",   "idle",
-                                            "out-limit", "protocol", "shutdown"};
+        static const char *const names[] = {"local",     "peer",     "error",    "idle",
+                                            "out-limit", "protocol", "shutdown", "in-limit"};
         return (unsigned)r < sizeof(names) / sizeof(names[0]) ? names[r] : "unknown";
 }
 
@@ -498,6 +498,25 @@ static void mark_ready(struct tern_conn *c)
  * as activity for the idle timeout: a slowloris peer trickling a frame that
  * never completes is as idle as a silent one.
  */
+/*
+ * Without a codec nothing else bounds what a peer can make us hold: an
+ * on_message that waits for "more" could buffer forever. Past max_inbuf
+ * the connection closes with a logged reason. (A codec refuses frames over
+ * its own limit, so codec connections are left to it.)
+ */
+static bool over_in_limit(struct tern_conn *c)
+{
+        size_t held = tern_buf_len(&c->in);
+        if (c->codec || held <= opts_of(c)->max_inbuf || (c->flags & TERN__CONN_CLOSED))
+                return false;
+        tern_warn("worker %d: fd %d: %zu bytes of input left unconsumed, over max_inbuf %zu; "
+                  "closing",
+                  c->loop->index, c->fd, held, opts_of(c)->max_inbuf);
+        tern__stat_add(c->loop, TERN__STAT(inbuf_overflows), 1);
+        tern__conn_close(c, TERN_CLOSE_INLIMIT, TERN_EINLIMIT);
+        return true;
+}
+
 static void do_read(struct tern_conn *c)
 {
         struct tern_loop *l = c->loop;
@@ -528,6 +547,8 @@ static void do_read(struct tern_conn *c)
                                         tern__conn_close(c, TERN_CLOSE_ERROR, -ENOMEM);
                                         return;
                                 }
+                                if (over_in_limit(c))
+                                        return;
                         }
                 } else {
                         asked = tern_buf_writable(&c->in) + TERN__SPILL_SIZE;
@@ -541,6 +562,8 @@ static void do_read(struct tern_conn *c)
                                         note_progress(c);
                                 if (!(c->flags & TERN__CONN_CLOSED))
                                         tern_buf_release_if_empty(&c->in);
+                                if (over_in_limit(c))
+                                        return;
                         }
                 }
 

@@ -45,6 +45,7 @@ enum tern_close_reason {
         TERN_CLOSE_OUTLIMIT, /**< output buffer passed max_outbuf */
         TERN_CLOSE_PROTOCOL, /**< the codec rejected the input */
         TERN_CLOSE_SHUTDOWN, /**< server stop: drain deadline passed */
+        TERN_CLOSE_INLIMIT,  /**< on_message left more than max_inbuf unconsumed */
 };
 
 /** Short name of a close reason ("idle", "peer", ...). [any] */

@@ -45,6 +45,7 @@ void tern_server_opts_init(struct tern_server_opts *o)
         o->backlog = 1024;
         o->drain_timeout_ms = 5000;
         o->max_outbuf = 64u << 20;
+        o->max_inbuf = 16u << 20;
         o->read_budget = 256u << 10;
 }
 
@@ -130,7 +131,8 @@ static void close_listeners(struct tern_server *s)
 
 tern_server *tern_server_new(const struct tern_server_opts *o)
 {
-        if (o->workers < 0 || o->workers > 255 || o->read_budget == 0 || o->max_outbuf == 0) {
+        if (o->workers < 0 || o->workers > 255 || o->read_budget == 0 || o->max_outbuf == 0 ||
+            o->max_inbuf == 0) {
                 errno = EINVAL;
                 return NULL;
         }

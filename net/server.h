@@ -29,6 +29,10 @@ struct tern_server_opts {
         uint32_t idle_timeout_ms;        /**< 0 = off; see tern_conn_set_idle_timeout */
         uint32_t drain_timeout_ms;       /**< graceful stop / close deadline; default 5000 */
         size_t max_outbuf;               /**< hard cap on queued output; default 64 MiB */
+        size_t max_inbuf;                /**< hard cap on input on_message leaves
+                                            unconsumed (connections without a
+                                            codec; a codec bounds its own);
+                                            default 16 MiB */
         size_t high_water;               /**< 0 = no high/low water callbacks */
         size_t low_water;                /**< default high_water / 2 */
         size_t read_budget;              /**< bytes read per connection per iteration;
@@ -63,6 +67,7 @@ struct tern_stats {
         uint64_t wakeups;          /**< eventfd wake-ups */
         uint64_t codec_errors;     /**< connections closed by a codec error */
         uint64_t outbuf_overflows; /**< connections closed past max_outbuf */
+        uint64_t inbuf_overflows;  /**< connections closed past max_inbuf */
         uint64_t idle_timeouts;    /**< connections closed by the idle timeout */
         uint64_t connects;         /**< outgoing connections established (client.h) */
         uint64_t connect_errors;   /**< outgoing connect attempts that failed */

@@ -29,7 +29,7 @@
 enum { MAX_LINE = 4096, MAX_OUTBUF = 1 << 20 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static int nclosed, reason_count[TERN_CLOSE_SHUTDOWN + 1];
+static int nclosed, reason_count[TERN_CLOSE_INLIMIT + 1];
 
 static void echo_frame(tern_conn *c, const struct tern_frame *f)
 {
@@ -41,7 +41,7 @@ static void rec_close(tern_conn *c, enum tern_close_reason r, int err)
 {
         pthread_mutex_lock(&mu);
         nclosed++;
-        if ((unsigned)r <= TERN_CLOSE_SHUTDOWN)
+        if ((unsigned)r <= TERN_CLOSE_INLIMIT)
                 reason_count[r]++;
         pthread_mutex_unlock(&mu);
 }
@@ -260,6 +260,63 @@ Test(abuse, a_100_mib_line_without_delimiter_is_cut_at_max_line)
         cr_assert_lt(st.bytes_in - pr.n * 5ull, (uint64_t)cycles * (256u << 10),
                      "server read %lu bytes of %d lines", (unsigned long)st.bytes_in, cycles);
         cr_assert_leq(peak, 4 * (MAX_LINE + 64), "buffers peaked at %ld bytes", peak);
+        su_stop(s);
+}
+
+/* ---- a raw (codec-less) server whose on_message waits for a newline ---- */
+
+enum { MAX_INBUF = 1 << 20 };
+
+/* Echoes whole lines and leaves a partial one for later: the usual shape of
+ * a hand-written protocol, and the one a peer exploits by never ending it. */
+static void raw_line_echo(tern_conn *c, struct tern_buf *in)
+{
+        const uint8_t *d = tern_buf_data(in);
+        const uint8_t *nl = memrchr(d, '\n', tern_buf_len(in));
+        if (!nl)
+                return;
+        size_t n = (size_t)(nl - d) + 1;
+        tern_conn_send(c, d, n);
+        tern_buf_consume(in, n);
+}
+
+static const struct tern_conn_ops raw_ops = {.on_message = raw_line_echo, .on_close = rec_close};
+
+Test(abuse, unconsumed_input_without_a_codec_is_cut_at_max_inbuf)
+{
+        struct tern_server_opts o;
+        tern_server_opts_init(&o);
+        o.workers = 1;
+        o.ops = &raw_ops;
+        o.max_inbuf = MAX_INBUF;
+        tern_server *s = su_start(&o);
+        struct probe pr;
+        probe_start(&pr, tern_server_port(s));
+        static uint8_t chunk[64 * 1024];
+        memset(chunk, 'a', sizeof(chunk));
+        const long total = 64L << 20;
+        int cycles = 0;
+        int64_t end = tu_now_ms() + 1000;
+        while (tu_now_ms() < end || cycles == 0) {
+                int fd = tu_connect(tern_server_port(s), false);
+                cr_assert_geq(fd, 0);
+                long sent = flood(fd, chunk, sizeof(chunk), total, 20000);
+                cr_assert_neq(sent, -ETIMEDOUT);
+                cr_assert_lt(sent, total, "all 64 MiB were taken: the hoard was never cut");
+                close(fd);
+                cycles++;
+        }
+        cr_assert(tu_wait_until(closed_at_least, &cycles, 5000));
+        cr_assert_eq(reasons(TERN_CLOSE_INLIMIT), cycles);
+        probe_check(&pr, "input hoarding");
+        struct tern_stats st;
+        tern_server_stats(s, &st, NULL);
+        cr_assert_eq(st.inbuf_overflows, (uint64_t)cycles);
+        /* At most max_inbuf plus one read is held, in a buffer that may
+         * have doubled once past it. */
+        long peak = buf_peak();
+        cr_log_info("%d attempts; buffer peak %ld", cycles, peak);
+        cr_assert_leq(peak, 4L * MAX_INBUF, "buffers peaked at %ld bytes", peak);
         su_stop(s);
 }
 
