@@ -22,7 +22,7 @@ TEST_EXTRA_DEPS ?= clang libclang-rt-14-dev redis-tools libevent-dev libuv1-dev 
 FUZZ_SECONDS ?= 20
 # Static analysers for `make lint` (tools/lint.sh; configs .clang-tidy,
 # .cppcheck-suppressions, tools/lint/cppcheck.cfg).
-LINT_DEPS ?= clang-tidy cppcheck
+LINT_DEPS ?= clang-tidy cppcheck clang-format
 
 all: build
 
@@ -74,10 +74,12 @@ tsan:
 	$(MAKE) check BUILD_DIR=build-tsan BUILD_TYPE=Debug \
 	  CMAKE_FLAGS="-DTERN_SANITIZE=thread -DTERN_BUILD_TOOLS=OFF"
 
-# clang-tidy + cppcheck over core/ net/ proto/ apps/ tools/ examples/; any
-# finding fails. Configures build-lint/ for its compile database only.
+# clang-format (the committed .clang-format), then clang-tidy + cppcheck over
+# core/ net/ proto/ apps/ tools/ examples/; any finding fails. Configures
+# build-lint/ for its compile database only.
 lint:
 	@TERN_EXTRA_DEPS="$(LINT_DEPS)" bash tools/install-deps.sh
+	$(MAKE) --no-print-directory format-check
 	JOBS=$(JOBS) bash tools/lint.sh
 
 format:
