@@ -155,8 +155,8 @@ out_free_slot:
 out_free_conn:
         free(c);
 out_close_fd:
+        note_setup_error(l, fd, err); /* before the peer can see the close */
         close(fd);
-        note_setup_error(l, fd, err);
         return NULL;
 }
 
