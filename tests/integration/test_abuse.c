@@ -172,6 +172,32 @@ static long flood(int fd, const uint8_t *chunk, size_t chunk_len, long len, int 
         return sent;
 }
 
+/* Floods connection after connection with @total bytes that never hold a
+ * newline, each of which the server must cut off before it takes them all,
+ * for a second so that the healthy client is measured next to them (each
+ * attempt is cut within milliseconds). Returns the attempts; *@most is the
+ * most any of them got in before the cut. */
+static int flood_until_cut(uint16_t port, long total, long *most)
+{
+        static uint8_t chunk[64 * 1024];
+        memset(chunk, 'a', sizeof(chunk));
+        int cycles = 0;
+        *most = 0;
+        int64_t end = tu_now_ms() + 1000;
+        while (tu_now_ms() < end || cycles == 0) {
+                int fd = tu_connect(port, false);
+                cr_assert_geq(fd, 0);
+                long sent = flood(fd, chunk, sizeof(chunk), total, 20000);
+                cr_assert_neq(sent, -ETIMEDOUT);
+                cr_assert_lt(sent, total, "all %ld MiB were taken: the flood was never cut",
+                             total >> 20);
+                *most = sent > *most ? sent : *most;
+                close(fd);
+                cycles++;
+        }
+        return cycles;
+}
+
 static bool closed_at_least(void *p)
 {
         pthread_mutex_lock(&mu);
@@ -227,24 +253,8 @@ Test(abuse, a_100_mib_line_without_delimiter_is_cut_at_max_line)
         tern_server *s = start_line_echo(0);
         struct probe pr;
         probe_start(&pr, tern_server_port(s));
-        static uint8_t chunk[64 * 1024];
-        memset(chunk, 'a', sizeof(chunk));
-        const long total = 100L << 20;
-        /* Each attempt is cut within milliseconds: attempt again and again
-         * for a second, so the healthy client is measured next to them. */
-        int cycles = 0;
-        long most = 0;
-        int64_t end = tu_now_ms() + 1000;
-        while (tu_now_ms() < end || cycles == 0) {
-                int fd = tu_connect(tern_server_port(s), false);
-                cr_assert_geq(fd, 0);
-                long sent = flood(fd, chunk, sizeof(chunk), total, 20000);
-                cr_assert_neq(sent, -ETIMEDOUT);
-                cr_assert_lt(sent, total, "all 100 MiB were taken: the line was never cut");
-                most = sent > most ? sent : most;
-                close(fd);
-                cycles++;
-        }
+        long most;
+        int cycles = flood_until_cut(tern_server_port(s), 100L << 20, &most);
         cr_assert(tu_wait_until(closed_at_least, &cycles, 5000));
         cr_assert_eq(reasons(TERN_CLOSE_PROTOCOL), cycles);
         probe_check(&pr, "100 MiB lines");
@@ -292,20 +302,8 @@ Test(abuse, unconsumed_input_without_a_codec_is_cut_at_max_inbuf)
         tern_server *s = su_start(&o);
         struct probe pr;
         probe_start(&pr, tern_server_port(s));
-        static uint8_t chunk[64 * 1024];
-        memset(chunk, 'a', sizeof(chunk));
-        const long total = 64L << 20;
-        int cycles = 0;
-        int64_t end = tu_now_ms() + 1000;
-        while (tu_now_ms() < end || cycles == 0) {
-                int fd = tu_connect(tern_server_port(s), false);
-                cr_assert_geq(fd, 0);
-                long sent = flood(fd, chunk, sizeof(chunk), total, 20000);
-                cr_assert_neq(sent, -ETIMEDOUT);
-                cr_assert_lt(sent, total, "all 64 MiB were taken: the hoard was never cut");
-                close(fd);
-                cycles++;
-        }
+        long most;
+        int cycles = flood_until_cut(tern_server_port(s), 64L << 20, &most);
         cr_assert(tu_wait_until(closed_at_least, &cycles, 5000));
         cr_assert_eq(reasons(TERN_CLOSE_INLIMIT), cycles);
         probe_check(&pr, "input hoarding");
@@ -315,7 +313,8 @@ Test(abuse, unconsumed_input_without_a_codec_is_cut_at_max_inbuf)
         /* At most max_inbuf plus one read is held, in a buffer that may
          * have doubled once past it. */
         long peak = buf_peak();
-        cr_log_info("%d attempts; buffer peak %ld", cycles, peak);
+        cr_log_info("%d attempts; at most %ld bytes sent before the cut; buffer peak %ld", cycles,
+                    most, peak);
         cr_assert_leq(peak, 4L * MAX_INBUF, "buffers peaked at %ld bytes", peak);
         su_stop(s);
 }
