@@ -62,7 +62,7 @@ static inline void fault_edge(struct tern_conn *c)
                 /* the mask the connection was registered with */
                 struct epoll_event ev = {
                     .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                    .data.ptr = c,
+                    .data.u64 = tern__slot_handle(c->loop, c->slot),
                 };
                 epoll_ctl(c->loop->epfd, EPOLL_CTL_MOD, c->fd, &ev);
                 errno = e;
@@ -127,10 +127,11 @@ struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, const struct ter
                 setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
         /* Also for a connect in progress: its completion is the EPOLLOUT
-         * edge (or EPOLLERR), so this stays the only epoll_ctl. */
+         * edge (or EPOLLERR), so this stays the only epoll_ctl. The event
+         * carries the handle, not the pointer: see tern__conn_close. */
         struct epoll_event ev = {
             .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-            .data.ptr = c,
+            .data.u64 = tern__slot_handle(l, c->slot),
         };
         if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
                 err = errno;
@@ -227,10 +228,11 @@ void tern__conn_close(struct tern_conn *c, enum tern_close_reason reason, int er
         if (c->codec && c->codec->state_free)
                 c->codec->state_free(c->codec_state);
         c->codec = NULL;
-        /* close() alone unregisters the fd only when no other descriptor
-         * shares its file: after a fork() (a child not yet exec'd) it would
-         * stay registered and report events for freed memory. */
-        epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        /* No EPOLL_CTL_DEL: close() unregisters the fd unless another
+         * descriptor shares its file (a forked child not yet exec'd, a
+         * posix_spawn in flight, a dup). Then its events keep coming with
+         * this connection's handle, which the slot's new generation makes
+         * stale, so the loop drops them: safe without a syscall per close. */
         close(c->fd);
         c->fd = -1;
         tern_buf_free(&c->in);

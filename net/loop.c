@@ -103,11 +103,6 @@ int tern_loop_post(tern_loop *l, tern_task_cb cb, void *arg)
 
 /* ---- slot table (owner thread only) ---- */
 
-tern_handle tern__slot_handle(const struct tern_loop *l, uint32_t slot)
-{
-        return ((uint64_t)(l->index + 1) << 56) | ((uint64_t)slot << 32) | l->slots[slot].gen;
-}
-
 int tern__slot_alloc(struct tern_loop *l, struct tern_conn *c, uint32_t *slot)
 {
         if (l->free_slot == UINT32_MAX) {
@@ -146,17 +141,6 @@ void tern__slot_free(struct tern_loop *l, uint32_t i)
         l->free_slot = i;
 }
 
-struct tern_conn *tern__slot_lookup(struct tern_loop *l, tern_handle h)
-{
-        uint32_t i = (uint32_t)(h >> 32) & 0xffffff;
-        if (i >= l->nslots)
-                return NULL;
-        struct tern__slot *s = &l->slots[i];
-        if (!s->conn || s->gen != (uint32_t)h)
-                return NULL;
-        return s->conn;
-}
-
 /* ---- init / destroy ---- */
 
 int tern__loop_init(struct tern_loop *l, struct tern_server *s, int index)
@@ -171,7 +155,7 @@ int tern__loop_init(struct tern_loop *l, struct tern_server *s, int index)
         l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (l->evfd < 0)
                 goto out_close_epfd;
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = NULL};
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = TERN__TAG_EVENTFD};
         if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev) < 0)
                 goto out_close_evfd;
         l->ring_buf = TERN__CALLOC(TERN__RING_SIZE, sizeof(*l->ring_buf));
@@ -389,11 +373,16 @@ static void loop_run(struct tern_loop *l)
 
                 /* 4. dispatch */
                 for (int i = 0; i < n; i++) {
-                        struct tern_conn *c = events[i].data.ptr;
-                        if (!c)
+                        uint64_t tag = events[i].data.u64;
+                        if (tag == TERN__TAG_EVENTFD) {
                                 read_eventfd(l);
-                        else if (!(c->flags & TERN__CONN_CLOSED))
-                                tern__conn_on_events(c, events[i].events);
+                        } else {
+                                /* NULL for a connection closed earlier in this
+                                 * batch, or for a stale registration (fork). */
+                                struct tern_conn *c = tern__slot_lookup(l, tag);
+                                if (c && !(c->flags & TERN__CONN_CLOSED))
+                                        tern__conn_on_events(c, events[i].events);
+                        }
                 }
                 serve_ready(ready);
 

@@ -160,9 +160,34 @@ void tern__loop_wake(struct tern_loop *l);
 int tern__loop_enqueue(struct tern_loop *l, struct tern__task *t);
 /* Slot table: owner thread. */
 int tern__slot_alloc(struct tern_loop *l, struct tern_conn *c, uint32_t *slot);
-tern_handle tern__slot_handle(const struct tern_loop *l, uint32_t slot);
 void tern__slot_free(struct tern_loop *l, uint32_t slot);
-struct tern_conn *tern__slot_lookup(struct tern_loop *l, tern_handle h);
+
+/* A handle: worker index + 1 (top byte, never 0), slot (24 bits), generation. */
+static inline tern_handle tern__slot_handle(const struct tern_loop *l, uint32_t slot)
+{
+        return ((uint64_t)(l->index + 1) << 56) | ((uint64_t)slot << 32) | l->slots[slot].gen;
+}
+
+/* The live connection behind @h, or NULL if the handle is stale. Inline:
+ * the loop resolves every epoll event through it. */
+static inline struct tern_conn *tern__slot_lookup(struct tern_loop *l, tern_handle h)
+{
+        uint32_t i = (uint32_t)(h >> 32) & 0xffffff;
+        if (i >= l->nslots)
+                return NULL;
+        struct tern__slot *s = &l->slots[i];
+        if (!s->conn || s->gen != (uint32_t)h)
+                return NULL;
+        return s->conn;
+}
+
+/*
+ * What a worker's epoll event carries (data.u64): a connection's handle
+ * (top byte = worker index + 1, never 0), or one of these, whose top byte
+ * is 0.
+ */
+#define TERN__TAG_EVENTFD     0u                   /* the loop's wake-up eventfd */
+#define TERN__TAG_LISTENER(i) (1u + (uint64_t)(i)) /* listener i, inline acceptor */
 
 static inline int tern__handle_worker(tern_handle h)
 {
