@@ -234,7 +234,9 @@ static void drain_timer_cb(struct tern_timer *t, void *arg)
 static void begin_drain(struct tern_loop *l)
 {
         l->draining = true;
-        tern__connectors_drain(l); /* no more attempts; connected ones drain below */
+        if (l == l->server->acc.home)
+                tern__acceptor_stop_home(l); /* listeners first, then the others */
+        tern__connectors_drain(l);           /* no more attempts; connected ones drain below */
         for (uint32_t i = 0; i < l->nslots; i++) {
                 struct tern_conn *c = l->slots[i].conn;
                 if (c && !(c->flags & TERN__CONN_CLOSED))
@@ -376,6 +378,8 @@ static void loop_run(struct tern_loop *l)
                         uint64_t tag = events[i].data.u64;
                         if (tag == TERN__TAG_EVENTFD) {
                                 read_eventfd(l);
+                        } else if (!(tag >> 56)) {
+                                tern__acceptor_on_listener(l, (uint32_t)(tag - 1));
                         } else {
                                 /* NULL for a connection closed earlier in this
                                  * batch, or for a stale registration (fork). */

@@ -1,10 +1,11 @@
 /**
  * @file
- * Servers: one acceptor thread plus N worker loops.
+ * Servers: an acceptor plus N worker loops.
  *
  * The acceptor accepts in bursts and hands each connection round-robin to a
  * worker through a single-producer ring, waking each worker once per burst.
- * From then on the worker owns the connection (see conn.h).
+ * From then on the worker owns the connection (see conn.h). The acceptor runs
+ * on a thread of its own, or on worker 0's loop (see tern_accept_mode).
  *
  * Calling contexts: [any] any thread; [signal] also from a signal handler.
  */
@@ -19,11 +20,26 @@
 #include "conn.h"
 #include "loop.h"
 
+/** Where the acceptor runs (tern_server_opts.accept). */
+enum tern_accept_mode {
+        /** The default: TERN_ACCEPT_WORKER with one worker, else TERN_ACCEPT_THREAD. */
+        TERN_ACCEPT_AUTO = 0,
+        /** A thread of its own that only accepts: every new connection
+         * reaches its worker through the ring and an eventfd wake-up. */
+        TERN_ACCEPT_THREAD,
+        /** Worker 0's loop accepts between its events: it keeps its own
+         * share of connections without a hand-off (no ring, no wake-up, no
+         * thread switch) and hands the others out as the thread would. With
+         * one worker this makes the server a single-threaded loop. */
+        TERN_ACCEPT_WORKER,
+};
+
 /** Options for tern_server_new(); start from tern_server_opts_init(). */
 struct tern_server_opts {
         const char *bind;                /**< address; NULL = every IPv4 and IPv6 address */
         uint16_t port;                   /**< 0 = an ephemeral port (see tern_server_port) */
         int workers;                     /**< 0 = CPUs this process may run on */
+        enum tern_accept_mode accept;    /**< where to accept; default TERN_ACCEPT_AUTO */
         int backlog;                     /**< listen(2) backlog; default 1024 */
         uint32_t max_conns;              /**< 0 = unlimited; beyond it: accepted, closed */
         uint32_t idle_timeout_ms;        /**< 0 = off; see tern_conn_set_idle_timeout */
@@ -84,7 +100,7 @@ void tern_server_opts_init(struct tern_server_opts *o);
  */
 tern_server *tern_server_new(const struct tern_server_opts *o);
 
-/** Starts the workers and the acceptor thread. Returns 0 or -errno. [any] */
+/** Starts the workers and the acceptor. Returns 0 or -errno. [any] */
 int tern_server_start(tern_server *s);
 
 /**

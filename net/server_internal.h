@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "acceptor_internal.h"
 #include "loop_internal.h"
 #include "server.h"
 
@@ -18,13 +19,17 @@ struct tern_server {
         int nlisteners;
         uint16_t port;
 
-        int acc_epfd;
-        int acc_evfd;
+        struct tern__acceptor acc;
+        int acc_epfd; /* acceptor thread only, else -1 */
+        int acc_evfd; /* acceptor thread only, else -1 */
         pthread_t acc_thread;
         bool started;
         bool stop_req;   /* set by tern_server_stop (signal-safe) */
         long live_conns; /* across workers, for max_conns */
         struct tern__counters acc_stats;
 };
+
+/* Closes every listener (the thread that accepts, or after it has gone). */
+void tern__server_close_listeners(struct tern_server *s);
 
 #endif

@@ -41,10 +41,22 @@ static struct tern_stats stats_of(tern_server *s)
         return st;
 }
 
-/* Out of descriptors on every other accept: pause, retry, serve everyone. */
-Test(fault_server, emfile_on_accept_pauses_then_serves_everyone)
+/* Two workers, accepting on an acceptor thread or on worker 0's loop (which
+ * keeps half and hands the other half to worker 1). */
+static const enum tern_accept_mode modes[] = {TERN_ACCEPT_THREAD, TERN_ACCEPT_WORKER};
+#define NMODES (sizeof(modes) / sizeof(modes[0]))
+
+static tern_server *start_accepting(enum tern_accept_mode mode)
 {
-        tern_server *s = fc_start(2, false);
+        struct tern_server_opts o = echo_opts(2);
+        o.accept = mode;
+        return su_start(&o);
+}
+
+/* Out of descriptors on every other accept: pause, retry, serve everyone. */
+static void emfile_pauses_then_serves(enum tern_accept_mode mode)
+{
+        tern_server *s = start_accepting(mode);
         struct tern__fault_plan p = {.err = EMFILE, .every = 2};
         tern__fault_arm(TERN__FAULT_ACCEPT, &p);
         assert_all_served(tern_server_port(s), 8);
@@ -55,15 +67,27 @@ Test(fault_server, emfile_on_accept_pauses_then_serves_everyone)
         su_stop(s);
 }
 
-static void retried_without_pause(int err)
+Test(fault_server, emfile_on_accept_pauses_then_serves_everyone)
 {
-        tern_server *s = fc_start(2, false);
+        for (size_t m = 0; m < NMODES; m++)
+                emfile_pauses_then_serves(modes[m]);
+}
+
+static void retried_without_pause_in(enum tern_accept_mode mode, int err)
+{
+        tern_server *s = start_accepting(mode);
         struct tern__fault_plan p = {.err = err, .every = 2};
         tern__fault_arm(TERN__FAULT_ACCEPT, &p);
         assert_all_served(tern_server_port(s), 8);
         cr_assert_gt(tern__fault_injected(TERN__FAULT_ACCEPT), 0);
         cr_assert_eq(stats_of(s).accept_errors, 0, "%s paused accepting", strerror(err));
         su_stop(s);
+}
+
+static void retried_without_pause(int err)
+{
+        for (size_t m = 0; m < NMODES; m++)
+                retried_without_pause_in(modes[m], err);
 }
 
 Test(fault_server, eintr_and_econnaborted_on_accept_are_retried)
@@ -90,9 +114,10 @@ Test(fault_server, network_errors_on_accept_are_retried)
  * accepted: that client is closed (its connection could not be built), but
  * the acceptor must survive and serve the next one once memory is back.
  */
-Test(fault_server, enomem_during_start_keeps_the_acceptor)
+static void enomem_during_start(enum tern_accept_mode mode)
 {
         struct tern_server_opts o = echo_opts(2);
+        o.accept = mode;
         tern_server *s = tern_server_new(&o);
         cr_assert_not_null(s);
         struct tern__fault_plan p = {.err = ENOMEM, .every = 1};
@@ -108,14 +133,20 @@ Test(fault_server, enomem_during_start_keeps_the_acceptor)
         su_stop(s);
 }
 
+Test(fault_server, enomem_during_start_keeps_the_acceptor)
+{
+        for (size_t m = 0; m < NMODES; m++)
+                enomem_during_start(modes[m]);
+}
+
 /*
  * tern_server_new with its k-th allocation failing, for every k: it either
  * fails with ENOMEM and leaves no descriptor open (and, under ASan, no
  * memory), or succeeds and serves.
  */
-Test(fault_server, server_new_fails_cleanly_at_each_allocation)
+static void new_fails_cleanly(int workers)
 {
-        struct tern_server_opts o = echo_opts(3);
+        struct tern_server_opts o = echo_opts(workers);
         int fds = tu_open_fds();
         int failed = 0;
         for (uint32_t k = 0; k < 100; k++) {
@@ -140,6 +171,13 @@ Test(fault_server, server_new_fails_cleanly_at_each_allocation)
                 return;
         }
         cr_assert_fail("tern_server_new made more than 100 allocations");
+}
+
+/* 3 workers: an acceptor thread; 1: it accepts on the worker's loop. */
+Test(fault_server, server_new_fails_cleanly_at_each_allocation)
+{
+        new_fails_cleanly(3);
+        new_fails_cleanly(1);
 }
 
 /* No memory for a new connection's own state: that one client is closed at

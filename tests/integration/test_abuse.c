@@ -410,12 +410,13 @@ static bool no_conns(void *p)
  * leave, the ones still in the backlog and a new one are served within a
  * second.
  */
-Test(abuse, fd_exhaustion_pauses_without_spinning_and_resumes_within_a_second)
+static void fd_exhaustion(enum tern_accept_mode mode)
 {
         enum { CLIENTS = 200, KEEP = 5 };
         struct tern_server_opts o;
         tern_server_opts_init(&o);
         o.workers = 1;
+        o.accept = mode;
         o.ops = &echo_ops;
         tern_server *s = su_start(&o);
         uint16_t port = tern_server_port(s);
@@ -495,4 +496,12 @@ Test(abuse, fd_exhaustion_pauses_without_spinning_and_resumes_within_a_second)
         cr_assert_lt(took, 1000, "service resumed only after %d ms", took);
         cr_assert(tu_wait_until(no_conns, s, 5000), "connections left open");
         su_stop(s);
+}
+
+/* The pause is an epoll_wait timeout on the acceptor thread, and a timer on
+ * the worker's loop when the worker accepts: both must hold. */
+Test(abuse, fd_exhaustion_pauses_without_spinning_and_resumes_within_a_second)
+{
+        fd_exhaustion(TERN_ACCEPT_WORKER);
+        fd_exhaustion(TERN_ACCEPT_THREAD);
 }

@@ -286,6 +286,8 @@ int main(int argc, char **argv)
                 tern_server_opts_init(&o);
                 o.bind = "127.0.0.1";
                 o.workers = 1 + round % MAX_WORKERS;
+                /* auto, thread, worker: each with 1, 2 and 3 workers */
+                o.accept = (enum tern_accept_mode)((round / MAX_WORKERS) % 3);
                 o.ops = &ops;
                 memset(loops, 0, sizeof(loops));
                 ndead = nalive = 0;

@@ -1,0 +1,347 @@
+/*
+ * The acceptor: accepts until EAGAIN (edge-triggered listeners) and hands
+ * each connection round-robin to a worker through that worker's
+ * single-producer ring, writing each woken worker's eventfd once per burst
+ * rather than once per connection.
+ *
+ * It runs in one of two places (tern_server_opts.accept):
+ *
+ *   - its own thread, blocked in epoll_wait on the listeners: the workers
+ *     only ever see connections arrive through their rings;
+ *   - worker 0's loop ("home"), which gets the listener events with its
+ *     sockets' and takes its own share of connections directly, without the
+ *     ring, the eventfd and the thread switch that a hand-off costs. With a
+ *     single worker that cost buys nothing, so it is the default there.
+ *
+ * Either way one thread does all of the accepting, so the state below has a
+ * single writer and needs no atomics.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "acceptor_internal.h"
+#include "clock.h"
+#include "conn_internal.h"
+#include "fault_internal.h"
+#include "log.h"
+#include "server_internal.h"
+
+/* Back-off after EMFILE & co: 1 ms after a burst that still accepted
+ * something (descriptors are being freed: drain the backlog fast), doubling
+ * while nothing gets through, up to 100 ms (no busy loop when saturated). */
+#define ACCEPT_PAUSE_MIN_MS 1
+#define ACCEPT_PAUSE_MS     100
+
+static void acc_stat_add(struct tern_server *s, size_t idx)
+{
+        ck_pr_store_64(&s->acc_stats.v[idx], s->acc_stats.v[idx] + 1);
+}
+
+static void hand_off(struct tern_server *s, int w, int fd)
+{
+        struct tern__acceptor *a = &s->acc;
+        struct tern_loop *l = &s->loops[w];
+        a->took = true;
+        if (l == a->home) { /* our own share: no ring, no wake-up */
+                tern__conn_new(l, fd);
+                return;
+        }
+        a->woken[w] = 1;
+        if (tern__ring_push(l, fd))
+                return;
+        /* Ring full (a worker far behind): fall back to its mailbox, which
+         * wakes it by itself. Never drop an accepted connection silently. */
+        struct tern__task *t = TERN__MALLOC(sizeof(*t));
+        if (t) {
+                t->kind = TERN__TASK_NEW_FD;
+                t->fd = fd;
+                if (tern__loop_enqueue(l, t) == 0)
+                        return;
+                free(t);
+        }
+        close(fd);
+        __atomic_fetch_sub(&s->live_conns, 1, __ATOMIC_RELAXED);
+}
+
+/* Accepts until EAGAIN. Returns false, errno set, if accepting must pause. */
+static bool accept_burst(struct tern_server *s, int lfd)
+{
+        struct tern__acceptor *a = &s->acc;
+        const uint32_t max = s->opts.max_conns;
+        for (;;) {
+                int fd = TERN__ACCEPT4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd < 0) {
+                        switch (errno) {
+                        case EAGAIN:
+                                return true;
+                        case EINTR:
+                        case ECONNABORTED:
+                        case EPROTO:
+                        /* accept(2): Linux reports the new socket's pending
+                         * network errors here; they end that connection,
+                         * not the listener: retry at once, like EAGAIN. */
+                        case ENETDOWN:
+                        case ENOPROTOOPT:
+                        case EHOSTDOWN:
+                        case ENONET:
+                        case EHOSTUNREACH:
+                        case EOPNOTSUPP:
+                        case ENETUNREACH:
+                                continue;
+                        case EMFILE:
+                        case ENFILE:
+                        case ENOBUFS:
+                        case ENOMEM:
+                                acc_stat_add(s, TERN__STAT(accept_errors));
+                                return false;
+                        default: {
+                                int e = errno;
+                                tern_error("accept: %s", strerror(e));
+                                acc_stat_add(s, TERN__STAT(accept_errors));
+                                errno = e;
+                                return false;
+                        }
+                        }
+                }
+                if (max && __atomic_load_n(&s->live_conns, __ATOMIC_RELAXED) >= (long)max) {
+                        /* Accept and close rather than leave it in the backlog,
+                         * where the client would hang until its own timeout. */
+                        acc_stat_add(s, TERN__STAT(rejected)); /* before the peer can see it */
+                        close(fd);
+                        continue;
+                }
+                __atomic_fetch_add(&s->live_conns, 1, __ATOMIC_RELAXED);
+                int w = a->next;
+                a->next = (w + 1) % s->nworkers;
+                hand_off(s, w, fd);
+        }
+}
+
+/*
+ * Ends a round of bursts: wakes every worker that got a connection, once,
+ * and on failure (@ok false, accept4's @err) works out the pause.
+ * @retry: this round retried every listener after a pause.
+ * Returns the pause in ms, 0 for none.
+ */
+static unsigned end_round(struct tern_server *s, bool ok, int err, bool retry)
+{
+        struct tern__acceptor *a = &s->acc;
+        for (int w = 0; w < s->nworkers; w++) {
+                if (a->woken[w]) {
+                        a->woken[w] = 0;
+                        tern__loop_wake(&s->loops[w]);
+                }
+        }
+        bool took = a->took;
+        a->took = false;
+        if (ok) {
+                if (retry && a->warned)
+                        tern_info("accept: resumed");
+                if (retry)
+                        a->warned = false;
+                return 0;
+        }
+        /* Out of fds: connections wait in the backlog; try again shortly
+         * instead of spinning on an always-ready listener. */
+        if (took)
+                a->pause_ms = ACCEPT_PAUSE_MIN_MS;
+        else
+                a->pause_ms = a->pause_ms * 2 < ACCEPT_PAUSE_MS ? a->pause_ms * 2 : ACCEPT_PAUSE_MS;
+        if (!a->warned)
+                tern_warn("accept: %s; pausing accepts (up to %d ms at a time) until %s",
+                          strerror(err), ACCEPT_PAUSE_MS,
+                          err == EMFILE || err == ENFILE ? "descriptors free up" : "it clears");
+        a->warned = true;
+        return a->pause_ms;
+}
+
+/* ---- on its own thread ---- */
+
+static void *acceptor_thread(void *arg)
+{
+        struct tern_server *s = arg;
+        tern_log_set_thread_name("acceptor");
+        pthread_setname_np(pthread_self(), "tern-acceptor");
+
+        uint64_t paused_until = 0;
+        struct epoll_event evs[TERN__MAX_LISTENERS + 1];
+
+        while (!__atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE)) {
+                int timeout = -1;
+                if (paused_until) {
+                        uint64_t now = tern_now_ms();
+                        timeout = now >= paused_until ? 0 : (int)(paused_until - now);
+                }
+                int n = epoll_wait(s->acc_epfd, evs, TERN__MAX_LISTENERS + 1, timeout);
+                if (n < 0 && errno != EINTR) {
+                        tern_error("acceptor: epoll_wait: %s", strerror(errno));
+                        break;
+                }
+                if (__atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE))
+                        break;
+
+                bool retry = false; /* every listener, after a pause */
+                if (paused_until) {
+                        if (tern_now_ms() < paused_until)
+                                continue; /* still paused: edges are retried then */
+                        paused_until = 0;
+                        retry = true;
+                }
+                bool ok = true;
+                int err = 0;
+                for (int i = 0; i < s->nlisteners && ok; i++) {
+                        bool ready = retry;
+                        for (int k = 0; k < n && !ready; k++)
+                                ready = evs[k].data.u32 == (uint32_t)i;
+                        if (ready && !(ok = accept_burst(s, s->listen_fds[i])))
+                                err = errno;
+                }
+                unsigned pause = end_round(s, ok, err, retry);
+                if (pause)
+                        paused_until = tern_now_ms() + pause;
+        }
+
+        /* Graceful stop: no new connections, then let every worker drain. */
+        tern__server_close_listeners(s);
+        for (int w = 0; w < s->nworkers; w++) {
+                __atomic_store_n(&s->loops[w].stop_req, true, __ATOMIC_RELEASE);
+                tern__loop_wake(&s->loops[w]);
+        }
+        for (int w = 0; w < s->nworkers; w++)
+                pthread_join(s->loops[w].thread, NULL);
+        return NULL;
+}
+
+/* ---- on worker 0's loop ---- */
+
+static void accept_all_listeners(struct tern_server *s, bool retry)
+{
+        bool ok = true;
+        int err = 0;
+        for (int i = 0; i < s->nlisteners && ok; i++)
+                if (!(ok = accept_burst(s, s->listen_fds[i])))
+                        err = errno;
+        unsigned pause = end_round(s, ok, err, retry);
+        if (pause) {
+                s->acc.paused = true;
+                tern_loop_timer_start(s->acc.home, &s->acc.resume_timer, pause, 0);
+        }
+}
+
+static void resume_cb(struct tern_timer *t, void *arg)
+{
+        (void)t;
+        struct tern_server *s = arg;
+        s->acc.paused = false;
+        accept_all_listeners(s, true);
+}
+
+void tern__acceptor_on_listener(struct tern_loop *l, uint32_t i)
+{
+        struct tern_server *s = l->server;
+        /* Paused: the resume timer retries every listener, edges or not. */
+        if (s->acc.paused || l->draining || i >= (uint32_t)s->nlisteners)
+                return;
+        bool ok = accept_burst(s, s->listen_fds[i]);
+        int err = ok ? 0 : errno;
+        unsigned pause = end_round(s, ok, err, false);
+        if (pause) {
+                s->acc.paused = true;
+                tern_loop_timer_start(l, &s->acc.resume_timer, pause, 0);
+        }
+}
+
+void tern__acceptor_stop_home(struct tern_loop *l)
+{
+        struct tern_server *s = l->server;
+        tern_loop_timer_stop(l, &s->acc.resume_timer);
+        /* Unregister before close: a forked child holding a listener would
+         * keep it registered, and its events would name a closed fd. */
+        for (int i = 0; i < s->nlisteners; i++)
+                epoll_ctl(l->epfd, EPOLL_CTL_DEL, s->listen_fds[i], NULL);
+        tern__server_close_listeners(s);
+        /* Only now the other workers: nothing can be handed to them any more,
+         * so none can finish its drain with a connection still in its ring. */
+        for (int w = 0; w < s->nworkers; w++) {
+                if (&s->loops[w] != l) {
+                        __atomic_store_n(&s->loops[w].stop_req, true, __ATOMIC_RELEASE);
+                        tern__loop_wake(&s->loops[w]);
+                }
+        }
+}
+
+/* ---- set-up ---- */
+
+int tern__acceptor_init(struct tern_server *s)
+{
+        struct tern__acceptor *a = &s->acc;
+        enum tern_accept_mode mode = s->opts.accept;
+        if (mode == TERN_ACCEPT_AUTO)
+                mode = s->nworkers == 1 ? TERN_ACCEPT_WORKER : TERN_ACCEPT_THREAD;
+        a->pause_ms = ACCEPT_PAUSE_MIN_MS;
+        if (mode == TERN_ACCEPT_WORKER) {
+                a->home = &s->loops[0];
+                tern_timer_init(&a->resume_timer, resume_cb, s);
+                for (int i = 0; i < s->nlisteners; i++) {
+                        struct epoll_event ev = {.events = EPOLLIN | EPOLLET,
+                                                 .data.u64 = TERN__TAG_LISTENER(i)};
+                        if (epoll_ctl(a->home->epfd, EPOLL_CTL_ADD, s->listen_fds[i], &ev) < 0)
+                                return -errno;
+                }
+                return 0;
+        }
+        s->acc_epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (s->acc_epfd < 0)
+                return -errno;
+        s->acc_evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (s->acc_evfd < 0)
+                return -errno;
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
+        if (epoll_ctl(s->acc_epfd, EPOLL_CTL_ADD, s->acc_evfd, &ev) < 0)
+                return -errno;
+        for (int i = 0; i < s->nlisteners; i++) {
+                ev.events = EPOLLIN | EPOLLET;
+                ev.data.u32 = (uint32_t)i;
+                if (epoll_ctl(s->acc_epfd, EPOLL_CTL_ADD, s->listen_fds[i], &ev) < 0)
+                        return -errno;
+        }
+        return 0;
+}
+
+int tern__acceptor_start(struct tern_server *s)
+{
+        if (s->acc.home)
+                return 0;
+        return -pthread_create(&s->acc_thread, NULL, acceptor_thread, s);
+}
+
+void tern__acceptor_request_stop(struct tern_server *s)
+{
+        uint64_t one = 1;
+        if (s->acc.home) {
+                __atomic_store_n(&s->acc.home->stop_req, true, __ATOMIC_RELEASE);
+                tern__loop_wake(s->acc.home);
+        } else if (s->acc_evfd >= 0) {
+                ssize_t r = write(s->acc_evfd, &one, sizeof(one));
+                (void)r;
+        }
+}
+
+int tern__acceptor_join(struct tern_server *s)
+{
+        if (!s->acc.home)
+                return -pthread_join(s->acc_thread, NULL);
+        int r = 0;
+        for (int w = 0; w < s->nworkers; w++) {
+                int e = -pthread_join(s->loops[w].thread, NULL);
+                if (e && !r)
+                        r = e;
+        }
+        return r;
+}
