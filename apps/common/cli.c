@@ -21,6 +21,22 @@ bool app_parse_long(const char *s, long min, long max, long *out)
         return true;
 }
 
+bool app_parse_accept(const char *s, enum tern_accept_mode *out)
+{
+        static const char *const names[] = {
+            [TERN_ACCEPT_AUTO] = "auto",
+            [TERN_ACCEPT_THREAD] = "thread",
+            [TERN_ACCEPT_WORKER] = "worker",
+        };
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+                if (strcmp(s, names[i]) == 0) {
+                        *out = (enum tern_accept_mode)i;
+                        return true;
+                }
+        }
+        return false;
+}
+
 int app_split_hostport(const char *s, const char *default_host, char *host, size_t hcap,
                        uint16_t *port)
 {
@@ -74,6 +90,13 @@ int app_server_opt(int ch, const char *arg, const char *argv0, struct tern_serve
                         return -1;
                 }
                 o->workers = (int)v;
+                return 1;
+        case 'a':
+                if (!app_parse_accept(arg, &o->accept)) {
+                        fprintf(stderr, "%s: invalid accept mode '%s' (auto, thread or worker)\n",
+                                argv0, arg);
+                        return -1;
+                }
                 return 1;
         case 'l': {
                 enum tern_log_level lvl;

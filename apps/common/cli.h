@@ -18,13 +18,15 @@ bool app_parse_long(const char *s, long min, long max, long *out);
  * overflow. */
 bool app_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
+/* Parses "auto", "thread" or "worker" (tern_accept_mode); false otherwise. */
+bool app_parse_accept(const char *s, enum tern_accept_mode *out);
+
 /*
  * Handles an option every tern server program takes: 'p' (--port, 0-65535,
- * sets *have_port), 'b' (--bind), 'w' (--workers, 1-255) and 'l'
- * (--log-level, applied at once). @arg is borrowed: o->bind keeps pointing
- * at it. Returns 1 when @ch was one of these and valid, 0 when it is not one
- * of them, -1 after printing "ARGV0: invalid ..." for a bad value (the
- * caller exits 2).
+ * sets *have_port), 'b' (--bind), 'w' (--workers, 1-255), 'a' (--accept,
+ * auto|thread|worker) and 'l' (--log-level, applied at once). @arg is borrowed: o->bind keeps
+ * pointing at it. Returns 1 when @ch was one of these and valid, 0 when it is not one of them, -1
+ * after printing "ARGV0: invalid ..." for a bad value (the caller exits 2).
  */
 int app_server_opt(int ch, const char *arg, const char *argv0, struct tern_server_opts *o,
                    bool *have_port);

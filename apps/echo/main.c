@@ -26,13 +26,17 @@ static const struct tern_conn_ops echo_ops = {.on_message = on_message};
 static void usage(FILE *f, const char *argv0)
 {
         fprintf(f,
-                "usage: %s --port P [--bind ADDR] [--workers N] [--log-level L]\n"
+                "usage: %s --port P [--bind ADDR] [--workers N] [--accept MODE] [--log-level L]\n"
                 "\n"
                 "Echoes every byte it receives back to the sender.\n"
                 "\n"
                 "  -p, --port P        TCP port to listen on (required; 0 = ephemeral)\n"
                 "  -b, --bind ADDR     address to bind (default: all IPv4 and IPv6)\n"
                 "  -w, --workers N     worker threads (default: CPUs available, %d here)\n"
+                "  -a, --accept MODE   where connections are accepted: thread (an acceptor\n"
+                "                      thread hands them to the workers), worker (worker 0's\n"
+                "                      loop accepts), auto (worker with 1 worker, else thread;\n"
+                "                      the default)\n"
                 "  -l, --log-level L   debug, info, warn, error or off (default info)\n"
                 "  -h, --help          this text\n"
                 "\n"
@@ -43,20 +47,25 @@ static void usage(FILE *f, const char *argv0)
 int main(int argc, char **argv)
 {
         static const struct option longopts[] = {
-            {"port", required_argument, NULL, 'p'},    {"bind", required_argument, NULL, 'b'},
-            {"workers", required_argument, NULL, 'w'}, {"log-level", required_argument, NULL, 'l'},
-            {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+            {"port", required_argument, NULL, 'p'},
+            {"bind", required_argument, NULL, 'b'},
+            {"workers", required_argument, NULL, 'w'},
+            {"log-level", required_argument, NULL, 'l'},
+            {"accept", required_argument, NULL, 'a'},
+            {"help", no_argument, NULL, 'h'},
+            {NULL, 0, NULL, 0},
         };
         struct tern_server_opts o;
         tern_server_opts_init(&o);
         o.ops = &echo_ops;
         bool have_port = false;
         int ch;
-        while ((ch = getopt_long(argc, argv, "p:b:w:l:h", longopts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "p:b:w:a:l:h", longopts, NULL)) != -1) {
                 switch (ch) {
                 case 'p':
                 case 'b':
                 case 'w':
+                case 'a':
                 case 'l':
                         if (app_server_opt(ch, optarg, argv[0], &o, &have_port) < 0)
                                 return 2;

@@ -7,9 +7,13 @@
 #   bench-echo-libuv, tern-echo (each optional; skipped with a note if absent).
 #
 # Servers (--servers):
-#   epoll libevent libuv tern   single-threaded (tern: --workers 1), pinned to
-#                               one core (taskset -c 0), the client on another
+#   epoll libevent libuv tern   single-threaded (tern: --workers 1, which
+#                               accepts on its worker's loop), pinned to one
+#                               core (taskset -c 0), the client on another
 #                               (taskset -c 1); they run every workload
+#   tern-thread                 tern-echo --workers 1 --accept thread, pinned
+#                               the same way: one worker fed by an acceptor
+#                               thread (the hand-off's cost, side by side)
 #   tern-w1 tern-w2 tern-w4     tern-echo with 1, 2, 4 workers, nothing pinned
 #                               (several workers need both cores, so client
 #                               and server share them); they run only the
@@ -128,8 +132,8 @@ server_bin() { # name -> its program, or nothing if absent
     epoll) echo "$BIN/bench-echo-epoll" ;;
     libevent) [ -x "$BIN/bench-echo-libevent" ] && echo "$BIN/bench-echo-libevent" ;;
     libuv) [ -x "$BIN/bench-echo-libuv" ] && echo "$BIN/bench-echo-libuv" ;;
-    tern|tern-w[1-9]*) [ -x "$TERN_ECHO" ] && echo "$TERN_ECHO" ;;
-    *) die "unknown server '$1' (epoll libevent libuv tern tern-wN)" ;;
+    tern|tern-thread|tern-w[1-9]*) [ -x "$TERN_ECHO" ] && echo "$TERN_ECHO" ;;
+    *) die "unknown server '$1' (epoll libevent libuv tern tern-thread tern-wN)" ;;
   esac
   return 0
 }
@@ -139,6 +143,7 @@ bench_server_argv() { # name port -> the command, one word per line
   server_bin "$1"
   case $1 in
     tern) printf '%s\n' --workers 1 ;;
+    tern-thread) printf '%s\n' --workers 1 --accept thread ;;
     tern-w*) printf '%s\n' --workers "${1#tern-w}" ;;
   esac
   printf '%s\n' --port "$2" --bind 127.0.0.1
