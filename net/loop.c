@@ -418,15 +418,9 @@ static void loop_close_mailbox(struct tern_loop *l)
         free_closed(l);
 }
 
-void *tern__loop_thread(void *arg)
+static void loop_main(struct tern_loop *l)
 {
-        struct tern_loop *l = arg;
-        char name[16];
-        snprintf(name, sizeof(name), "worker-%d", l->index);
-        tern_log_set_thread_name(name);
-        pthread_setname_np(pthread_self(), name);
         current_loop = l;
-
         rcu_register_thread();
         l->now = tern_now_ms();
         if (l->server->opts.on_worker_start)
@@ -437,5 +431,26 @@ void *tern__loop_thread(void *arg)
         loop_close_mailbox(l);
         rcu_unregister_thread();
         current_loop = NULL;
+}
+
+void *tern__loop_thread(void *arg)
+{
+        struct tern_loop *l = arg;
+        char name[16];
+        snprintf(name, sizeof(name), "worker-%d", l->index);
+        tern_log_set_thread_name(name);
+        pthread_setname_np(pthread_self(), name);
+        loop_main(l);
         return NULL;
+}
+
+void tern__loop_run_here(struct tern_loop *l)
+{
+        /* The caller's thread: its log name changes while it serves, its
+         * process-visible name (comm) does not. */
+        char name[16];
+        snprintf(name, sizeof(name), "worker-%d", l->index);
+        tern_log_set_thread_name(name);
+        loop_main(l);
+        tern_log_set_thread_name("main");
 }

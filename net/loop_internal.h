@@ -154,6 +154,8 @@ static inline bool tern__ring_pop(struct tern_loop *l, int *fd)
 int tern__loop_init(struct tern_loop *l, struct tern_server *s, int index);
 void tern__loop_destroy(struct tern_loop *l);
 void *tern__loop_thread(void *arg);
+/* Runs @l's loop on the calling thread until it has drained (tern_server_run). */
+void tern__loop_run_here(struct tern_loop *l);
 /* Wakes the loop's epoll_wait. Async-signal-safe. */
 void tern__loop_wake(struct tern_loop *l);
 /* Posts a prepared task. Returns 0 or -ESHUTDOWN (task not taken). */

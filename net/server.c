@@ -173,17 +173,16 @@ out_free_server:
         return NULL;
 }
 
-int tern_server_start(tern_server *s)
+/* Starts the threads of loops @first.. and the acceptor's, if it has one. */
+static int start_threads(struct tern_server *s, int first)
 {
-        if (s->started)
-                return -EALREADY;
         /* Threads tern starts never take process signals: the application's
          * handler runs on its own thread and calls tern_server_stop(). */
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old);
         int r = 0, w;
-        for (w = 0; w < s->nworkers; w++) {
+        for (w = first; w < s->nworkers; w++) {
                 r = -pthread_create(&s->loops[w].thread, NULL, tern__loop_thread, &s->loops[w]);
                 if (r)
                         break;
@@ -193,15 +192,23 @@ int tern_server_start(tern_server *s)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r) {
                 tern_error("cannot start threads: %s", tern_strerror(r));
-                for (int i = 0; i < w; i++) {
+                for (int i = first; i < w; i++) {
                         __atomic_store_n(&s->loops[i].stop_req, true, __ATOMIC_RELEASE);
                         tern__loop_wake(&s->loops[i]);
                         pthread_join(s->loops[i].thread, NULL);
                 }
-                return r;
         }
-        s->started = true;
-        return 0;
+        return r;
+}
+
+int tern_server_start(tern_server *s)
+{
+        if (s->started)
+                return -EALREADY;
+        int r = start_threads(s, 0);
+        if (!r)
+                s->started = true;
+        return r;
 }
 
 void tern_server_stop(tern_server *s)
@@ -212,7 +219,7 @@ void tern_server_stop(tern_server *s)
 
 int tern_server_wait(tern_server *s)
 {
-        if (!s->started)
+        if (!s->started || s->run_here)
                 return -EINVAL;
         int r = tern__acceptor_join(s);
         s->started = false;
@@ -221,8 +228,30 @@ int tern_server_wait(tern_server *s)
 
 int tern_server_run(tern_server *s)
 {
-        int r = tern_server_start(s);
-        return r ? r : tern_server_wait(s);
+        if (!s->acc.home) {
+                int r = tern_server_start(s);
+                return r ? r : tern_server_wait(s);
+        }
+        /* Worker 0 accepts: let it be the caller's thread, which would only
+         * sleep in pthread_join otherwise. With one worker the process then
+         * has no thread of tern's at all, and the kernel's single-threaded
+         * fast paths (no file reference counting per system call) apply. */
+        if (s->started)
+                return -EALREADY;
+        int r = start_threads(s, 1);
+        if (r)
+                return r;
+        s->started = true;
+        s->run_here = true;
+        tern__loop_run_here(&s->loops[0]);
+        for (int w = 1; w < s->nworkers; w++) {
+                int e = -pthread_join(s->loops[w].thread, NULL);
+                if (e && !r)
+                        r = e;
+        }
+        s->run_here = false;
+        s->started = false;
+        return r;
 }
 
 void tern_server_free(tern_server *s)

@@ -111,11 +111,21 @@ int tern_server_start(tern_server *s);
  */
 void tern_server_stop(tern_server *s);
 
-/** Waits until a started server has stopped and joined all threads. [any,
- * but not a worker of @p s] Returns 0 or -errno. */
+/** Waits until a server started with tern_server_start() has stopped and
+ * joined all threads. [any, but not a worker of @p s] Returns 0 or -errno
+ * (-EINVAL if it was not started, or runs in tern_server_run()). */
 int tern_server_wait(tern_server *s);
 
-/** start + wait. */
+/**
+ * tern_server_run - start, serve until stopped, then return: start + wait,
+ * except that when worker 0 accepts (TERN_ACCEPT_WORKER, which is the
+ * default with one worker) the calling thread becomes worker 0 instead of
+ * sleeping. A one-worker server then runs entirely on the caller's thread,
+ * like a libevent or libuv program: its callbacks run there, and signals
+ * reach it there (tern_server_stop() from a handler is fine). The calling
+ * thread must not be registered with liburcu-qsbr (tern registers it for
+ * the run). [any, but not a worker of @p s] Returns 0 or -errno.
+ */
 int tern_server_run(tern_server *s);
 
 /** Frees a server that was never started or has been waited for. [any] */

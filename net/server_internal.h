@@ -24,6 +24,7 @@ struct tern_server {
         int acc_evfd; /* acceptor thread only, else -1 */
         pthread_t acc_thread;
         bool started;
+        bool run_here;   /* tern_server_run: worker 0 is the caller's thread */
         bool stop_req;   /* set by tern_server_stop (signal-safe) */
         long live_conns; /* across workers, for max_conns */
         struct tern__counters acc_stats;

@@ -271,6 +271,11 @@ static void *post(void *p)
         return NULL;
 }
 
+static void *run_server(void *p)
+{
+        return tern_server_run(p) == 0 ? NULL : p;
+}
+
 int main(int argc, char **argv)
 {
         int rounds = argc > 1 ? atoi(argv[1]) : 12;
@@ -292,7 +297,14 @@ int main(int argc, char **argv)
                 memset(loops, 0, sizeof(loops));
                 ndead = nalive = 0;
                 server = tern_server_new(&o);
-                if (!server || tern_server_start(server))
+                if (!server)
+                        FAIL("cannot create a server: %s", strerror(errno));
+                /* Worker 0 accepting: serve through tern_server_run on a thread
+                 * of ours, which becomes worker 0. */
+                bool run_here = o.accept == TERN_ACCEPT_WORKER;
+                pthread_t runner;
+                if (run_here ? pthread_create(&runner, NULL, run_server, server) != 0
+                             : tern_server_start(server) != 0)
                         FAIL("cannot start a server: %s", strerror(errno));
                 __atomic_store_n(&stop_all, false, __ATOMIC_RELEASE);
 
@@ -324,7 +336,9 @@ int main(int argc, char **argv)
                 }
                 usleep((unsigned)(rand() % 50) * 1000);
                 tern_server_stop(server);
-                if (tern_server_wait(server))
+                void *ran = NULL;
+                if (run_here ? pthread_join(runner, &ran) != 0 || ran != NULL
+                             : tern_server_wait(server) != 0)
                         FAIL("wait failed");
                 __atomic_store_n(&stop_all, true, __ATOMIC_RELEASE);
                 for (int i = 0; i < CHURNERS; i++) {

@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -208,4 +209,118 @@ Test(acceptor, an_unknown_mode_is_einval)
         errno = 0;
         cr_assert_null(tern_server_new(&o));
         cr_assert_eq(errno, EINVAL);
+}
+
+/* ---- tern_server_run: the caller's thread as worker 0 ---- */
+
+static pthread_t opened_on[16];
+static int opened_loop[16];
+static int nopened;
+
+static void record_open(tern_conn *c)
+{
+        int i = __atomic_fetch_add(&nopened, 1, __ATOMIC_ACQ_REL);
+        if (i < 16) {
+                opened_on[i] = pthread_self();
+                opened_loop[i] = tern_loop_index(tern_conn_loop(c));
+        }
+}
+
+struct runner {
+        tern_server *s;
+        pthread_t th;
+        int result;
+};
+
+static void *run_server(void *p)
+{
+        struct runner *r = p;
+        r->result = tern_server_run(r->s);
+        return NULL;
+}
+
+static bool opened_n(void *p)
+{
+        return __atomic_load_n(&nopened, __ATOMIC_ACQUIRE) >= *(int *)p;
+}
+
+static void run_on_caller(int workers, enum tern_accept_mode mode)
+{
+        static const struct tern_conn_ops ops = {.on_open = record_open,
+                                                 .on_message = su_echo_message};
+        struct tern_server_opts o;
+        tern_server_opts_init(&o);
+        o.bind = "127.0.0.1";
+        o.workers = workers;
+        o.accept = mode;
+        o.ops = &ops;
+        tern_server *s = tern_server_new(&o);
+        cr_assert_not_null(s);
+        nopened = 0;
+        struct runner r = {.s = s, .result = -1};
+        cr_assert_eq(pthread_create(&r.th, NULL, run_server, &r), 0);
+
+        enum { CLIENTS = 6 };
+        int fds[CLIENTS];
+        for (int i = 0; i < CLIENTS; i++) {
+                fds[i] = tu_connect(tern_server_port(s), false);
+                assert_echoes(fds[i], (uint32_t)i, 200);
+        }
+        int want = CLIENTS;
+        cr_assert(tu_wait_until(opened_n, &want, 5000));
+        cr_assert_eq(tern_server_wait(s), -EINVAL, "wait while run serves");
+        cr_assert_eq(threads_named("tern-acceptor"), 0);
+        cr_assert_eq(threads_named("worker-"), workers - 1, "worker 0 has a thread of its own");
+        for (int i = 0; i < CLIENTS; i++) {
+                bool on_caller = pthread_equal(opened_on[i], r.th);
+                cr_assert_eq(on_caller, opened_loop[i] == 0,
+                             "connection %d of worker %d opened %s the caller's thread", i,
+                             opened_loop[i], on_caller ? "on" : "off");
+        }
+        for (int i = 0; i < CLIENTS; i++)
+                close(fds[i]);
+        tern_server_stop(s);
+        pthread_join(r.th, NULL);
+        cr_assert_eq(r.result, 0);
+        struct tern_stats st;
+        tern_server_stats(s, &st, NULL);
+        cr_assert_eq(st.conns, 0);
+        tern_server_free(s);
+        su_assert_nothing_live();
+}
+
+Test(acceptor, run_makes_the_calling_thread_worker_0)
+{
+        run_on_caller(1, TERN_ACCEPT_AUTO);
+        run_on_caller(3, TERN_ACCEPT_WORKER);
+}
+
+/* With an acceptor thread, run is start + wait: every worker has a thread. */
+Test(acceptor, run_with_an_acceptor_thread_starts_every_worker)
+{
+        static const struct tern_conn_ops ops = {.on_open = record_open,
+                                                 .on_message = su_echo_message};
+        struct tern_server_opts o;
+        tern_server_opts_init(&o);
+        o.bind = "127.0.0.1";
+        o.workers = 1;
+        o.accept = TERN_ACCEPT_THREAD;
+        o.ops = &ops;
+        tern_server *s = tern_server_new(&o);
+        cr_assert_not_null(s);
+        nopened = 0;
+        struct runner r = {.s = s, .result = -1};
+        cr_assert_eq(pthread_create(&r.th, NULL, run_server, &r), 0);
+        int fd = tu_connect(tern_server_port(s), false);
+        assert_echoes(fd, 9, 100);
+        int one = 1;
+        cr_assert(tu_wait_until(opened_n, &one, 5000));
+        cr_assert_not(pthread_equal(opened_on[0], r.th));
+        assert_acceptor_threads(1, "TERN_ACCEPT_THREAD under run");
+        close(fd);
+        tern_server_stop(s);
+        pthread_join(r.th, NULL);
+        cr_assert_eq(r.result, 0);
+        tern_server_free(s);
+        su_assert_nothing_live();
 }
