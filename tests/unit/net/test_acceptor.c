@@ -244,7 +244,8 @@ static bool opened_n(void *p)
         return __atomic_load_n(&nopened, __ATOMIC_ACQUIRE) >= *(int *)p;
 }
 
-static void run_on_caller(int workers, enum tern_accept_mode mode)
+/* A recording echo server, served by tern_server_run on a new thread. */
+static void run_recording(struct runner *r, int workers, enum tern_accept_mode mode)
 {
         static const struct tern_conn_ops ops = {.on_open = record_open,
                                                  .on_message = su_echo_message};
@@ -254,11 +255,17 @@ static void run_on_caller(int workers, enum tern_accept_mode mode)
         o.workers = workers;
         o.accept = mode;
         o.ops = &ops;
-        tern_server *s = tern_server_new(&o);
-        cr_assert_not_null(s);
         nopened = 0;
-        struct runner r = {.s = s, .result = -1};
-        cr_assert_eq(pthread_create(&r.th, NULL, run_server, &r), 0);
+        *r = (struct runner){.s = tern_server_new(&o), .result = -1};
+        cr_assert_not_null(r->s);
+        cr_assert_eq(pthread_create(&r->th, NULL, run_server, r), 0);
+}
+
+static void run_on_caller(int workers, enum tern_accept_mode mode)
+{
+        struct runner r;
+        run_recording(&r, workers, mode);
+        tern_server *s = r.s;
 
         enum { CLIENTS = 6 };
         int fds[CLIENTS];
@@ -298,19 +305,9 @@ Test(acceptor, run_makes_the_calling_thread_worker_0)
 /* With an acceptor thread, run is start + wait: every worker has a thread. */
 Test(acceptor, run_with_an_acceptor_thread_starts_every_worker)
 {
-        static const struct tern_conn_ops ops = {.on_open = record_open,
-                                                 .on_message = su_echo_message};
-        struct tern_server_opts o;
-        tern_server_opts_init(&o);
-        o.bind = "127.0.0.1";
-        o.workers = 1;
-        o.accept = TERN_ACCEPT_THREAD;
-        o.ops = &ops;
-        tern_server *s = tern_server_new(&o);
-        cr_assert_not_null(s);
-        nopened = 0;
-        struct runner r = {.s = s, .result = -1};
-        cr_assert_eq(pthread_create(&r.th, NULL, run_server, &r), 0);
+        struct runner r;
+        run_recording(&r, 1, TERN_ACCEPT_THREAD);
+        tern_server *s = r.s;
         int fd = tu_connect(tern_server_port(s), false);
         assert_echoes(fd, 9, 100);
         int one = 1;
