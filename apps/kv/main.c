@@ -19,7 +19,7 @@ static tern_server *server;
 static void usage(FILE *f, const char *argv0)
 {
         fprintf(f,
-                "usage: %s --port P [--bind ADDR] [--workers N] [--log-level L]\n"
+                "usage: %s --port P [--bind ADDR] [--workers N] [--accept MODE] [--log-level L]\n"
                 "          [--max-memory BYTES] [--max-bulk BYTES] [--max-args N]\n"
                 "          [--max-inline BYTES] [--max-request BYTES]\n"
                 "\n"
@@ -29,6 +29,8 @@ static void usage(FILE *f, const char *argv0)
                 "  -p, --port P          TCP port to listen on (required; 0 = ephemeral)\n"
                 "  -b, --bind ADDR       address to bind (default: all IPv4 and IPv6)\n"
                 "  -w, --workers N       worker threads (default: CPUs available, %d here)\n"
+                "  -a, --accept MODE     thread, worker or auto (default): where connections\n"
+                "                        are accepted (see tern-echo --help)\n"
                 "  -l, --log-level L     debug, info, warn, error or off (default info)\n"
                 "  -m, --max-memory B    refuse writes with -OOM once keys and values use\n"
                 "                        more than B bytes (default 0 = no limit)\n"
@@ -53,6 +55,7 @@ int main(int argc, char **argv)
             {"port", required_argument, NULL, 'p'},
             {"bind", required_argument, NULL, 'b'},
             {"workers", required_argument, NULL, 'w'},
+            {"accept", required_argument, NULL, 'a'},
             {"log-level", required_argument, NULL, 'l'},
             {"max-memory", required_argument, NULL, 'm'},
             {"max-bulk", required_argument, NULL, OPT_MAX_BULK},
@@ -72,11 +75,12 @@ int main(int argc, char **argv)
 
         tern_server_opts_init(&o);
         tern_resp_config_init(&resp);
-        while ((ch = getopt_long(argc, argv, "p:b:w:l:m:h", longopts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "p:b:w:a:l:m:h", longopts, NULL)) != -1) {
                 switch (ch) {
                 case 'p':
                 case 'b':
                 case 'w':
+                case 'a':
                 case 'l':
                         if (app_server_opt(ch, optarg, argv[0], &o, &have_port) < 0)
                                 return 2;

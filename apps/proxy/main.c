@@ -16,7 +16,7 @@ static tern_server *server;
 static void usage(FILE *f, const char *argv0)
 {
         fprintf(f,
-                "usage: %s --listen [HOST:]PORT --to HOST:PORT [--workers N]\n"
+                "usage: %s --listen [HOST:]PORT --to HOST:PORT [--workers N] [--accept MODE]\n"
                 "          [--connect-timeout MS] [--high-water BYTES] [--log-level L]\n"
                 "\n"
                 "Forwards every connection accepted on --listen to --to, both ways.\n"
@@ -25,6 +25,8 @@ static void usage(FILE *f, const char *argv0)
                 "  -L, --listen [HOST:]PORT  where to accept (HOST default: all addresses)\n"
                 "  -t, --to HOST:PORT        destination (a name is resolved once, at start)\n"
                 "  -w, --workers N           worker threads (default: CPUs available, %d here)\n"
+                "  -a, --accept MODE         thread, worker or auto (default): where connections\n"
+                "                            are accepted (see tern-echo --help)\n"
                 "  -T, --connect-timeout MS  per destination connect (default 10000)\n"
                 "  -H, --high-water BYTES    queued bytes per connection before the other\n"
                 "                            side pauses (default %u; resumes at half)\n"
@@ -41,6 +43,7 @@ int main(int argc, char **argv)
             {"listen", required_argument, NULL, 'L'},
             {"to", required_argument, NULL, 't'},
             {"workers", required_argument, NULL, 'w'},
+            {"accept", required_argument, NULL, 'a'},
             {"connect-timeout", required_argument, NULL, 'T'},
             {"high-water", required_argument, NULL, 'H'},
             {"log-level", required_argument, NULL, 'l'},
@@ -54,7 +57,7 @@ int main(int argc, char **argv)
         bool have_listen = false, have_to = false, have_port = false;
         long timeout_ms = 10000, high = 0;
         int ch;
-        while ((ch = getopt_long(argc, argv, "L:t:w:T:H:l:h", longopts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "L:t:w:a:T:H:l:h", longopts, NULL)) != -1) {
                 switch (ch) {
                 case 'L':
                         if (app_split_hostport(optarg, NULL, listen_host, sizeof(listen_host),
@@ -89,6 +92,7 @@ int main(int argc, char **argv)
                         }
                         break;
                 case 'w':
+                case 'a':
                 case 'l':
                         if (app_server_opt(ch, optarg, argv[0], &o, &have_port) < 0)
                                 return 2;

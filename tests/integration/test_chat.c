@@ -1397,6 +1397,24 @@ Test(chat, sizes_take_binary_suffixes)
         cr_assert_not(app_parse_size("17179869184g", 1, UINT64_MAX, &v));
 }
 
+/* apps/common: --accept for tern-echo, tern-kv and tern-proxy */
+Test(chat, accept_modes_parse)
+{
+        enum tern_accept_mode m = TERN_ACCEPT_THREAD;
+        cr_assert(app_parse_accept("auto", &m) && m == TERN_ACCEPT_AUTO);
+        cr_assert(app_parse_accept("thread", &m) && m == TERN_ACCEPT_THREAD);
+        cr_assert(app_parse_accept("worker", &m) && m == TERN_ACCEPT_WORKER);
+        cr_assert_not(app_parse_accept("Worker", &m));
+        cr_assert_not(app_parse_accept("", &m));
+        cr_assert_not(app_parse_accept("threads", &m));
+        struct tern_server_opts o;
+        tern_server_opts_init(&o);
+        bool have_port = false;
+        cr_assert_eq(app_server_opt('a', "worker", "t", &o, &have_port), 1);
+        cr_assert_eq(o.accept, TERN_ACCEPT_WORKER);
+        cr_assert_eq(app_server_opt('a', "sideways", "t", &o, &have_port), -1);
+}
+
 /* ---- --check ---- */
 
 Test(chat, check_sees_a_live_server_and_only_that)
