@@ -495,12 +495,6 @@ static void mark_ready(struct tern_conn *c)
 }
 
 /*
- * Reads until EAGAIN, EOF, or the per-iteration budget runs out. Only input
- * the application consumed (a whole frame, or what on_message took) counts
- * as activity for the idle timeout: a slowloris peer trickling a frame that
- * never completes is as idle as a silent one.
- */
-/*
  * Without a codec nothing else bounds what a peer can make us hold: an
  * on_message that waits for "more" could buffer forever. Past max_inbuf
  * the connection closes with a logged reason. (A codec refuses frames over
@@ -519,6 +513,12 @@ static bool over_in_limit(struct tern_conn *c)
         return true;
 }
 
+/*
+ * Reads until EAGAIN, EOF, or the per-iteration budget runs out. Only input
+ * the application consumed (a whole frame, or what on_message took) counts
+ * as activity for the idle timeout: a slowloris peer trickling a frame that
+ * never completes is as idle as a silent one.
+ */
 static void do_read(struct tern_conn *c)
 {
         struct tern_loop *l = c->loop;
