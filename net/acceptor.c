@@ -161,6 +161,20 @@ static unsigned end_round(struct tern_server *s, bool ok, int err, bool retry)
         return a->pause_ms;
 }
 
+/* Bursts on listener @i, or on every listener when @i < 0. Returns false,
+ * with accept4's error in *@err, when accepting must pause. */
+static bool accept_round(struct tern_server *s, int i, int *err)
+{
+        int end = i < 0 ? s->nlisteners : i + 1;
+        for (int k = i < 0 ? 0 : i; k < end; k++) {
+                if (!accept_burst(s, s->listen_fds[k])) {
+                        *err = errno;
+                        return false;
+                }
+        }
+        return true;
+}
+
 /* ---- on its own thread ---- */
 
 static void *acceptor_thread(void *arg)
@@ -195,12 +209,12 @@ static void *acceptor_thread(void *arg)
                 }
                 bool ok = true;
                 int err = 0;
-                for (int i = 0; i < s->nlisteners && ok; i++) {
-                        bool ready = retry;
-                        for (int k = 0; k < n && !ready; k++)
-                                ready = evs[k].data.u32 == (uint32_t)i;
-                        if (ready && !(ok = accept_burst(s, s->listen_fds[i])))
-                                err = errno;
+                if (retry) {
+                        ok = accept_round(s, -1, &err);
+                } else {
+                        for (int k = 0; k < n && ok; k++)
+                                if (evs[k].data.u32 < (uint32_t)s->nlisteners) /* not the eventfd */
+                                        ok = accept_round(s, (int)evs[k].data.u32, &err);
                 }
                 unsigned pause = end_round(s, ok, err, retry);
                 if (pause)
@@ -220,13 +234,12 @@ static void *acceptor_thread(void *arg)
 
 /* ---- on worker 0's loop ---- */
 
-static void accept_all_listeners(struct tern_server *s, bool retry)
+/* A round on the loop; a pause is a timer on its wheel, which retries every
+ * listener when it fires. */
+static void home_round(struct tern_server *s, int i, bool retry)
 {
-        bool ok = true;
         int err = 0;
-        for (int i = 0; i < s->nlisteners && ok; i++)
-                if (!(ok = accept_burst(s, s->listen_fds[i])))
-                        err = errno;
+        bool ok = accept_round(s, i, &err);
         unsigned pause = end_round(s, ok, err, retry);
         if (pause) {
                 s->acc.paused = true;
@@ -239,7 +252,7 @@ static void resume_cb(struct tern_timer *t, void *arg)
         (void)t;
         struct tern_server *s = arg;
         s->acc.paused = false;
-        accept_all_listeners(s, true);
+        home_round(s, -1, true);
 }
 
 void tern__acceptor_on_listener(struct tern_loop *l, uint32_t i)
@@ -248,13 +261,7 @@ void tern__acceptor_on_listener(struct tern_loop *l, uint32_t i)
         /* Paused: the resume timer retries every listener, edges or not. */
         if (s->acc.paused || l->draining || i >= (uint32_t)s->nlisteners)
                 return;
-        bool ok = accept_burst(s, s->listen_fds[i]);
-        int err = ok ? 0 : errno;
-        unsigned pause = end_round(s, ok, err, false);
-        if (pause) {
-                s->acc.paused = true;
-                tern_loop_timer_start(l, &s->acc.resume_timer, pause, 0);
-        }
+        home_round(s, (int)i, false);
 }
 
 void tern__acceptor_stop_home(struct tern_loop *l)
