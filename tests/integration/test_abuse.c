@@ -206,6 +206,34 @@ static bool closed_at_least(void *p)
         return r;
 }
 
+/* What flood_beside_probe saw. */
+struct cut_report {
+        int cycles;           /* flood attempts, each cut */
+        long most;            /* the most one attempt got in */
+        int probed;           /* healthy requests answered meanwhile */
+        long peak;            /* largest live buffer, bytes */
+        struct tern_stats st; /* server counters after the flood */
+};
+
+/* flood_until_cut against @s next to a healthy probe client: every attempt
+ * must be closed for @why, and the probe served all along (@what names the
+ * abuse in its messages). */
+static struct cut_report flood_beside_probe(tern_server *s, long total, enum tern_close_reason why,
+                                            const char *what)
+{
+        struct cut_report r;
+        struct probe pr;
+        probe_start(&pr, tern_server_port(s));
+        r.cycles = flood_until_cut(tern_server_port(s), total, &r.most);
+        cr_assert(tu_wait_until(closed_at_least, &r.cycles, 5000));
+        cr_assert_eq(reasons(why), r.cycles);
+        probe_check(&pr, what);
+        r.probed = pr.n;
+        tern_server_stats(s, &r.st, NULL);
+        r.peak = buf_peak();
+        return r;
+}
+
 /* ---- flooders ---- */
 
 Test(abuse, a_sender_that_never_reads_is_cut_at_max_outbuf)
@@ -251,25 +279,17 @@ Test(abuse, a_sender_that_never_reads_is_cut_at_max_outbuf)
 Test(abuse, a_100_mib_line_without_delimiter_is_cut_at_max_line)
 {
         tern_server *s = start_line_echo(0);
-        struct probe pr;
-        probe_start(&pr, tern_server_port(s));
-        long most;
-        int cycles = flood_until_cut(tern_server_port(s), 100L << 20, &most);
-        cr_assert(tu_wait_until(closed_at_least, &cycles, 5000));
-        cr_assert_eq(reasons(TERN_CLOSE_PROTOCOL), cycles);
-        probe_check(&pr, "100 MiB lines");
-        struct tern_stats st;
-        tern_server_stats(s, &st, NULL);
-        cr_assert_eq(st.codec_errors, (uint64_t)cycles);
+        struct cut_report r =
+            flood_beside_probe(s, 100L << 20, TERN_CLOSE_PROTOCOL, "100 MiB lines");
+        cr_assert_eq(r.st.codec_errors, (uint64_t)r.cycles);
         /* The cut comes within one read of the limit, and no more than a
          * line plus the delimiter is ever buffered. */
-        long peak = buf_peak();
         cr_log_info("%d attempts; at most %ld bytes sent before the cut; server read %lu "
                     "in all; buffer peak %ld",
-                    cycles, most, (unsigned long)st.bytes_in, peak);
-        cr_assert_lt(st.bytes_in - pr.n * 5ull, (uint64_t)cycles * (256u << 10),
-                     "server read %lu bytes of %d lines", (unsigned long)st.bytes_in, cycles);
-        cr_assert_leq(peak, 4 * (MAX_LINE + 64), "buffers peaked at %ld bytes", peak);
+                    r.cycles, r.most, (unsigned long)r.st.bytes_in, r.peak);
+        cr_assert_lt(r.st.bytes_in - r.probed * 5ull, (uint64_t)r.cycles * (256u << 10),
+                     "server read %lu bytes of %d lines", (unsigned long)r.st.bytes_in, r.cycles);
+        cr_assert_leq(r.peak, 4 * (MAX_LINE + 64), "buffers peaked at %ld bytes", r.peak);
         su_stop(s);
 }
 
@@ -300,22 +320,14 @@ Test(abuse, unconsumed_input_without_a_codec_is_cut_at_max_inbuf)
         o.ops = &raw_ops;
         o.max_inbuf = MAX_INBUF;
         tern_server *s = su_start(&o);
-        struct probe pr;
-        probe_start(&pr, tern_server_port(s));
-        long most;
-        int cycles = flood_until_cut(tern_server_port(s), 64L << 20, &most);
-        cr_assert(tu_wait_until(closed_at_least, &cycles, 5000));
-        cr_assert_eq(reasons(TERN_CLOSE_INLIMIT), cycles);
-        probe_check(&pr, "input hoarding");
-        struct tern_stats st;
-        tern_server_stats(s, &st, NULL);
-        cr_assert_eq(st.inbuf_overflows, (uint64_t)cycles);
+        struct cut_report r =
+            flood_beside_probe(s, 64L << 20, TERN_CLOSE_INLIMIT, "input hoarding");
+        cr_assert_eq(r.st.inbuf_overflows, (uint64_t)r.cycles);
         /* At most max_inbuf plus one read is held, in a buffer that may
          * have doubled once past it. */
-        long peak = buf_peak();
-        cr_log_info("%d attempts; at most %ld bytes sent before the cut; buffer peak %ld", cycles,
-                    most, peak);
-        cr_assert_leq(peak, 4L * MAX_INBUF, "buffers peaked at %ld bytes", peak);
+        cr_log_info("%d attempts; at most %ld bytes sent before the cut; buffer peak %ld", r.cycles,
+                    r.most, r.peak);
+        cr_assert_leq(r.peak, 4L * MAX_INBUF, "buffers peaked at %ld bytes", r.peak);
         su_stop(s);
 }
 
