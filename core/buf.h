@@ -21,6 +21,8 @@
 #ifndef TERN_BUF_H
 #define TERN_BUF_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,10 +76,10 @@ static inline uint8_t *tern_buf_tail(struct tern_buf *b)
 }
 
 /** Makes an empty, unallocated buffer. */
-void tern_buf_init(struct tern_buf *b);
+TERN_EXPORT void tern_buf_init(struct tern_buf *b);
 
 /** Frees the allocation (if any) and leaves the buffer empty and reusable. */
-void tern_buf_free(struct tern_buf *b);
+TERN_EXPORT void tern_buf_free(struct tern_buf *b);
 
 /**
  * Ensures at least @p n writable bytes after the readable ones, compacting
@@ -85,14 +87,14 @@ void tern_buf_free(struct tern_buf *b);
  * growing geometrically otherwise. Invalidates borrowed pointers.
  * Returns 0, -ENOMEM, or -EOVERFLOW if the size would wrap.
  */
-int tern_buf_reserve(struct tern_buf *b, size_t n);
+TERN_EXPORT int tern_buf_reserve(struct tern_buf *b, size_t n);
 
 /** Marks @p n bytes written at tern_buf_tail() as readable. @p n must not exceed
  * tern_buf_writable(). */
-void tern_buf_commit(struct tern_buf *b, size_t n);
+TERN_EXPORT void tern_buf_commit(struct tern_buf *b, size_t n);
 
 /** Appends a copy of @p len bytes from @p data (borrowed). Returns 0 or -ENOMEM. */
-int tern_buf_append(struct tern_buf *b, const void *data, size_t len);
+TERN_EXPORT int tern_buf_append(struct tern_buf *b, const void *data, size_t len);
 
 /**
  * Puts a copy of @p len bytes in front of the readable bytes. O(len) when the
@@ -100,19 +102,19 @@ int tern_buf_append(struct tern_buf *b, const void *data, size_t len);
  * buffer was allocated or emptied), otherwise moves the data.
  * Returns 0 or -ENOMEM.
  */
-int tern_buf_prepend(struct tern_buf *b, const void *data, size_t len);
+TERN_EXPORT int tern_buf_prepend(struct tern_buf *b, const void *data, size_t len);
 
 /** Drops @p n bytes from the front (n <= tern_buf_len()). When the buffer
  * empties, offsets reset so the whole allocation is free again. */
-void tern_buf_consume(struct tern_buf *b, size_t n);
+TERN_EXPORT void tern_buf_consume(struct tern_buf *b, size_t n);
 
 /** Keeps only the first @p len readable bytes, dropping the rest from the
  * tail (len <= tern_buf_len()). Undoes a partial append: an encoder that
  * failed half-way, or a reply abandoned mid-build. [owner] */
-void tern_buf_truncate(struct tern_buf *b, size_t len);
+TERN_EXPORT void tern_buf_truncate(struct tern_buf *b, size_t len);
 
 /** Frees the allocation if the buffer holds no readable bytes. */
-void tern_buf_release_if_empty(struct tern_buf *b);
+TERN_EXPORT void tern_buf_release_if_empty(struct tern_buf *b);
 
 /**
  * Reads once from @p fd with readv(2) into the buffer's writable space plus
@@ -124,6 +126,6 @@ void tern_buf_release_if_empty(struct tern_buf *b);
  * -ECONNRESET, -ENOMEM when the spill could not be appended: those bytes are
  * lost and the caller must treat the stream as broken).
  */
-ssize_t tern_buf_read_fd(struct tern_buf *b, int fd, uint8_t *spill, size_t spill_len);
+TERN_EXPORT ssize_t tern_buf_read_fd(struct tern_buf *b, int fd, uint8_t *spill, size_t spill_len);
 
 #endif

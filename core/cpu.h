@@ -9,6 +9,8 @@
 #ifndef TERN_CPU_H
 #define TERN_CPU_H
 
+#include "export.h"
+
 /** What tern_cpu_limit() found. */
 struct tern_cpu_limit {
         int count;      /**< what to run on: min(affinity, quota_cpus), >= 1 */
@@ -25,6 +27,6 @@ struct tern_cpu_limit {
  * too). Anything it cannot read counts as "no limit", so it never fails:
  * returns 0. [any]
  */
-int tern_cpu_limit(struct tern_cpu_limit *out);
+TERN_EXPORT int tern_cpu_limit(struct tern_cpu_limit *out);
 
 #endif

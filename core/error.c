@@ -7,8 +7,6 @@ const char *tern_strerror(int err)
         switch (err) {
         case 0:
                 return "success";
-        case TERN_ESTALE:
-                return "stale connection handle";
         case TERN_EOUTLIMIT:
                 return "output buffer limit exceeded";
         case TERN_EFRAME:

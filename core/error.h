@@ -10,8 +10,9 @@
 #ifndef TERN_ERROR_H
 #define TERN_ERROR_H
 
-#define TERN_EBASE     (-10000)         /**< every TERN_E* code lies below this */
-#define TERN_ESTALE    (TERN_EBASE - 1) /**< handle refers to a closed connection */
+#include "export.h"
+
+#define TERN_EBASE     (-10000)         /**< every TERN_E* code lies below this (-10001 was TERN_ESTALE, never returned, removed in 0.2) */
 #define TERN_EOUTLIMIT (TERN_EBASE - 2) /**< output buffer passed its hard cap */
 #define TERN_EFRAME    (TERN_EBASE - 3) /**< codec rejected the byte stream */
 #define TERN_ETOOBIG   (TERN_EBASE - 4) /**< a frame passed the codec's limit */
@@ -23,6 +24,6 @@
  * Returns a static string; never NULL. Thread-safe (any thread, any context
  * except signal handlers).
  */
-const char *tern_strerror(int err);
+TERN_EXPORT const char *tern_strerror(int err);
 
 #endif

@@ -1,6 +1,6 @@
 #include "live_internal.h"
 
-long tern__live[5];
+long tern__live[8];
 
 void tern_live_counts(struct tern_live_counts *out)
 {
@@ -10,4 +10,7 @@ void tern_live_counts(struct tern_live_counts *out)
         out->buf_bytes = __atomic_load_n(&tern__live[TERN__LIVE_BUF_BYTES], __ATOMIC_RELAXED);
         out->buf_bytes_peak =
             __atomic_load_n(&tern__live[TERN__LIVE_BUF_BYTES_PEAK], __ATOMIC_RELAXED);
+        out->loops = __atomic_load_n(&tern__live[TERN__LIVE_LOOPS], __ATOMIC_RELAXED);
+        out->watches = __atomic_load_n(&tern__live[TERN__LIVE_WATCHES], __ATOMIC_RELAXED);
+        out->connectors = __atomic_load_n(&tern__live[TERN__LIVE_CONNECTORS], __ATOMIC_RELAXED);
 }

@@ -7,6 +7,8 @@
 #ifndef TERN_LIVE_H
 #define TERN_LIVE_H
 
+#include "export.h"
+
 /** The counters, as tern_live_counts() copies them out. */
 struct tern_live_counts {
         long conns;  /**< connection objects not yet freed */
@@ -19,10 +21,13 @@ struct tern_live_counts {
         long buf_bytes;
         long buf_bytes_peak;
         /** @} */
+        long loops;      /**< event loops not yet freed */
+        long watches;    /**< fd watches (tern_loop_watch) not yet freed */
+        long connectors; /**< connectors not yet freed */
 };
 
 /** Snapshot of the counters. Any thread; lock-free; each field is exact, the
  * set is not one atomic snapshot. */
-void tern_live_counts(struct tern_live_counts *out);
+TERN_EXPORT void tern_live_counts(struct tern_live_counts *out);
 
 #endif

@@ -3,7 +3,7 @@
 
 #include "live.h"
 
-extern long tern__live[5];
+extern long tern__live[8];
 
 enum tern__live_kind {
         TERN__LIVE_CONNS,
@@ -11,6 +11,9 @@ enum tern__live_kind {
         TERN__LIVE_TIMERS,
         TERN__LIVE_BUF_BYTES,
         TERN__LIVE_BUF_BYTES_PEAK,
+        TERN__LIVE_LOOPS,
+        TERN__LIVE_WATCHES,
+        TERN__LIVE_CONNECTORS,
 };
 
 static inline void tern__live_add(enum tern__live_kind kind, long delta)

@@ -12,6 +12,8 @@
 #ifndef TERN_LOG_H
 #define TERN_LOG_H
 
+#include "export.h"
+
 #include <stdbool.h>
 
 /** Severity of a log line, lowest first. */
@@ -37,24 +39,24 @@ typedef void (*tern_log_sink_cb)(enum tern_log_level level, const char *thread, 
                                  void *arg);
 
 /** Sets the minimum level written. Any thread; takes effect at once. */
-void tern_log_set_level(enum tern_log_level level);
-enum tern_log_level tern_log_level(void);
+TERN_EXPORT void tern_log_set_level(enum tern_log_level level);
+TERN_EXPORT enum tern_log_level tern_log_level(void);
 /** Sets the stderr line format. Any thread. */
-void tern_log_set_format(enum tern_log_format fmt);
+TERN_EXPORT void tern_log_set_format(enum tern_log_format fmt);
 /**
  * Replaces stderr with @p sink (NULL restores stderr). @p arg is borrowed and
  * must stay valid until the sink is replaced. Call before starting threads
  * that log.
  */
-void tern_log_set_sink(tern_log_sink_cb sink, void *arg);
+TERN_EXPORT void tern_log_set_sink(tern_log_sink_cb sink, void *arg);
 /** Names the calling thread in log lines (copied; at most 15 bytes kept). */
-void tern_log_set_thread_name(const char *name);
+TERN_EXPORT void tern_log_set_thread_name(const char *name);
 
 /** Parses "debug|info|warn|error|off"; returns false on anything else. */
-bool tern_log_level_parse(const char *s, enum tern_log_level *out);
+TERN_EXPORT bool tern_log_level_parse(const char *s, enum tern_log_level *out);
 
 /** Logs one printf-style line at @p level if @p level is enabled. Any thread. */
-void tern_log(enum tern_log_level level, const char *fmt, ...)
+TERN_EXPORT void tern_log(enum tern_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /** Whether a line at @p lvl would be written; cheap, for guarding costly arguments. */

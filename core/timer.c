@@ -34,19 +34,28 @@
  * the wheel never touches a timer after its callback returns. A callback's
  * own arm or cancel overrides the automatic re-arm.
  */
-#include "timer.h"
+#include "timer_internal.h"
+
+#include <errno.h>
 
 #include <assert.h>
 #include <string.h>
 
 #include "live_internal.h"
 
-#define LEVEL_SHIFT(l)  ((unsigned)(l)*TERN_WHEEL_BITS)
-#define SLOT_MASK       ((uint64_t)TERN_WHEEL_SLOTS - 1)
-#define WHEEL_SPAN_BITS (TERN_WHEEL_LEVELS * TERN_WHEEL_BITS)
+#define LEVEL_SHIFT(l)  ((unsigned)(l)*TERN__WHEEL_BITS)
+#define SLOT_MASK       ((uint64_t)TERN__WHEEL_SLOTS - 1)
+#define WHEEL_SPAN_BITS (TERN__WHEEL_LEVELS * TERN__WHEEL_BITS)
 
-_Static_assert(TERN_WHEEL_SLOTS == 64, "occupied[] holds one 64-bit word per level");
+_Static_assert(TERN__WHEEL_SLOTS == 64, "occupied[] holds one 64-bit word per level");
 _Static_assert(WHEEL_SPAN_BITS < 64, "the wheel must not span the whole clock");
+
+/* An unarmed timer belongs to no wheel: the release publishes everything
+ * this wheel wrote to it to the next one that claims it. */
+static void release(struct tern_timer *t)
+{
+        __atomic_store_n(&t->owner, NULL, __ATOMIC_RELEASE);
+}
 
 static void list_push(struct tern_timer **head, struct tern_timer *t)
 {
@@ -62,7 +71,7 @@ static void list_push(struct tern_timer **head, struct tern_timer *t)
  * the slot's occupied bit goes too: pprev pointing into slots[][] is how a
  * timer tells where it lives without storing its level.
  */
-static void list_unlink(struct tern_timer_wheel *w, struct tern_timer *t)
+static void list_unlink(struct tern__wheel *w, struct tern_timer *t)
 {
         struct tern_timer **pprev = t->pprev;
         uintptr_t off = (uintptr_t)pprev - (uintptr_t)&w->slots[0][0];
@@ -74,20 +83,20 @@ static void list_unlink(struct tern_timer_wheel *w, struct tern_timer *t)
         if (off < sizeof(w->slots) && *pprev == NULL) {
                 size_t idx = off / sizeof(w->slots[0][0]);
 
-                w->occupied[idx / TERN_WHEEL_SLOTS] &= ~((uint64_t)1 << (idx % TERN_WHEEL_SLOTS));
+                w->occupied[idx / TERN__WHEEL_SLOTS] &= ~((uint64_t)1 << (idx % TERN__WHEEL_SLOTS));
         }
         t->next = NULL;
         t->pprev = NULL;
 }
 
 /* Links @t, which expires after w->base, into its level (or overflow). */
-static void wheel_insert(struct tern_timer_wheel *w, struct tern_timer *t)
+static void wheel_insert(struct tern__wheel *w, struct tern_timer *t)
 {
         uint64_t diff = t->expires ^ w->base;
-        unsigned level = (63u - (unsigned)__builtin_clzll(diff)) / TERN_WHEEL_BITS;
+        unsigned level = (63u - (unsigned)__builtin_clzll(diff)) / TERN__WHEEL_BITS;
         unsigned slot;
 
-        if (level >= TERN_WHEEL_LEVELS) {
+        if (level >= TERN__WHEEL_LEVELS) {
                 if (!w->overflow || t->expires < w->overflow_min)
                         w->overflow_min = t->expires;
                 list_push(&w->overflow, t);
@@ -98,8 +107,8 @@ static void wheel_insert(struct tern_timer_wheel *w, struct tern_timer *t)
         w->occupied[level] |= (uint64_t)1 << slot;
 }
 
-/* Placement for tern_timer_arm(): see "Rule for arming from a callback". */
-static void place(struct tern_timer_wheel *w, struct tern_timer *t)
+/* Placement for tern__timer_arm(): see "Rule for arming from a callback". */
+static void place(struct tern__wheel *w, struct tern_timer *t)
 {
         if (t->expires <= w->now)
                 list_push(&w->due, t);
@@ -109,7 +118,7 @@ static void place(struct tern_timer_wheel *w, struct tern_timer *t)
 
 /* Placement while visiting tick w->base: due timers join this expire()'s
  * firing list. */
-static void replace(struct tern_timer_wheel *w, struct tern_timer *t)
+static void replace(struct tern__wheel *w, struct tern_timer *t)
 {
         if (t->expires <= w->base)
                 list_push(&w->firing, t);
@@ -125,12 +134,12 @@ static uint64_t sat_add(uint64_t a, uint64_t b)
 /*
  * Finds the earliest tick after base at which something may expire (a level
  * slot starts) or must be re-placed (the overflow block starts). Returns the
- * level of that list, TERN_WHEEL_LEVELS for overflow, or -1 when the wheel
+ * level of that list, TERN__WHEEL_LEVELS for overflow, or -1 when the wheel
  * holds nothing beyond the due and firing lists.
  */
-static int next_event(const struct tern_timer_wheel *w, uint64_t *tick)
+static int next_event(const struct tern__wheel *w, uint64_t *tick)
 {
-        for (unsigned l = 0; l < TERN_WHEEL_LEVELS; l++) {
+        for (unsigned l = 0; l < TERN__WHEEL_LEVELS; l++) {
                 unsigned slot;
 
                 if (!w->occupied[l])
@@ -142,7 +151,7 @@ static int next_event(const struct tern_timer_wheel *w, uint64_t *tick)
         }
         if (w->overflow) {
                 *tick = w->overflow_min >> WHEEL_SPAN_BITS << WHEEL_SPAN_BITS;
-                return TERN_WHEEL_LEVELS;
+                return TERN__WHEEL_LEVELS;
         }
         return -1;
 }
@@ -153,14 +162,14 @@ static int next_event(const struct tern_timer_wheel *w, uint64_t *tick)
  * where L is the level of the tick's lowest non-zero digit (slot 0 of a level
  * is never occupied), or the overflow list when all wheel digits are zero.
  */
-static void visit(struct tern_timer_wheel *w, uint64_t tick)
+static void visit(struct tern__wheel *w, uint64_t tick)
 {
-        unsigned level = (unsigned)__builtin_ctzll(tick) / TERN_WHEEL_BITS;
+        unsigned level = (unsigned)__builtin_ctzll(tick) / TERN__WHEEL_BITS;
         struct tern_timer *t, *next;
 
         w->base = tick;
         w->steps++;
-        if (level >= TERN_WHEEL_LEVELS) {
+        if (level >= TERN__WHEEL_LEVELS) {
                 t = w->overflow;
                 w->overflow = NULL;
         } else {
@@ -177,7 +186,7 @@ static void visit(struct tern_timer_wheel *w, uint64_t tick)
 }
 
 /* Fires the firing list, one head at a time. Returns the callbacks run. */
-static size_t fire_list(struct tern_timer_wheel *w)
+static size_t fire_list(struct tern__wheel *w)
 {
         size_t n = 0;
         struct tern_timer *t;
@@ -195,6 +204,7 @@ static size_t fire_list(struct tern_timer_wheel *w)
                 } else {
                         w->count--;
                         tern__live_add(TERN__LIVE_TIMERS, -1);
+                        release(t); /* the callback may arm it again, anywhere */
                 }
                 w->running = t;
                 cb(t, arg);
@@ -204,31 +214,32 @@ static size_t fire_list(struct tern_timer_wheel *w)
         return n;
 }
 
-void tern_timer_wheel_init(struct tern_timer_wheel *w, uint64_t now_ms)
+void tern__wheel_init(struct tern__wheel *w, uint64_t now_ms)
 {
         memset(w, 0, sizeof(*w));
         w->now = now_ms;
         w->base = now_ms;
 }
 
-static size_t unlink_all(struct tern_timer_wheel *w, struct tern_timer **head)
+static size_t unlink_all(struct tern__wheel *w, struct tern_timer **head)
 {
         size_t n = 0;
         struct tern_timer *t;
 
         while ((t = *head) != NULL) {
                 list_unlink(w, t);
+                release(t);
                 n++;
         }
         return n;
 }
 
-size_t tern_timer_wheel_destroy(struct tern_timer_wheel *w)
+size_t tern__wheel_destroy(struct tern__wheel *w)
 {
         size_t n = 0;
 
-        for (unsigned l = 0; l < TERN_WHEEL_LEVELS; l++)
-                for (unsigned s = 0; s < TERN_WHEEL_SLOTS; s++)
+        for (unsigned l = 0; l < TERN__WHEEL_LEVELS; l++)
+                for (unsigned s = 0; s < TERN__WHEEL_SLOTS; s++)
                         n += unlink_all(w, &w->slots[l][s]);
         n += unlink_all(w, &w->overflow);
         n += unlink_all(w, &w->due);
@@ -247,11 +258,18 @@ void tern_timer_init(struct tern_timer *t, tern_timer_cb cb, void *arg)
         t->repeat = 0;
         t->cb = cb;
         t->arg = arg;
+        t->owner = NULL;
 }
 
-void tern_timer_arm(struct tern_timer_wheel *w, struct tern_timer *t, uint64_t expires_ms,
+int tern__timer_arm(struct tern__wheel *w, struct tern_timer *t, uint64_t expires_ms,
                     uint64_t repeat_ms)
 {
+        void *owner = NULL;
+        /* Claim it: acquire pairs with the release of its last owner. */
+        if (!__atomic_compare_exchange_n(&t->owner, &owner, w, false, __ATOMIC_ACQUIRE,
+                                         __ATOMIC_ACQUIRE) &&
+            owner != w)
+                return -EBUSY;
         if (t->pprev) {
                 list_unlink(w, t);
         } else {
@@ -261,18 +279,26 @@ void tern_timer_arm(struct tern_timer_wheel *w, struct tern_timer *t, uint64_t e
         t->expires = expires_ms;
         t->repeat = repeat_ms;
         place(w, t);
+        return 0;
 }
 
-void tern_timer_cancel(struct tern_timer_wheel *w, struct tern_timer *t)
+int tern__timer_cancel(struct tern__wheel *w, struct tern_timer *t)
 {
-        if (!t->pprev)
-                return;
-        list_unlink(w, t);
-        w->count--;
-        tern__live_add(TERN__LIVE_TIMERS, -1);
+        void *owner = __atomic_load_n(&t->owner, __ATOMIC_ACQUIRE);
+        if (!owner)
+                return 0;
+        if (owner != w)
+                return -EBUSY;
+        if (t->pprev) {
+                list_unlink(w, t);
+                w->count--;
+                tern__live_add(TERN__LIVE_TIMERS, -1);
+        }
+        release(t);
+        return 0;
 }
 
-int64_t tern_timer_wheel_timeout(const struct tern_timer_wheel *w, uint64_t now_ms)
+int64_t tern__wheel_timeout(const struct tern__wheel *w, uint64_t now_ms)
 {
         uint64_t earliest;
         int level;
@@ -283,7 +309,7 @@ int64_t tern_timer_wheel_timeout(const struct tern_timer_wheel *w, uint64_t now_
         if (level < 0)
                 return -1;
         /* Overflow_min bounds the expiry itself, tighter than the block. */
-        if (level == TERN_WHEEL_LEVELS)
+        if (level == TERN__WHEEL_LEVELS)
                 earliest = w->overflow_min;
         if (earliest <= now_ms)
                 return 0;
@@ -292,7 +318,7 @@ int64_t tern_timer_wheel_timeout(const struct tern_timer_wheel *w, uint64_t now_
         return (int64_t)(earliest - now_ms);
 }
 
-size_t tern_timer_wheel_expire(struct tern_timer_wheel *w, uint64_t now_ms)
+size_t tern__wheel_expire(struct tern__wheel *w, uint64_t now_ms)
 {
         size_t n = 0;
         uint64_t tick;

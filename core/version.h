@@ -18,10 +18,12 @@
 #ifndef TERN_VERSION_H
 #define TERN_VERSION_H
 
+#include "export.h"
+
 #define TERN_VERSION_MAJOR  0       /**< Incompatible API changes (from 1.0). */
-#define TERN_VERSION_MINOR  1       /**< Added features; while major is 0, also breaks. */
+#define TERN_VERSION_MINOR  2       /**< Added features; while major is 0, also breaks. */
 #define TERN_VERSION_PATCH  0       /**< Fixes only. */
-#define TERN_VERSION_STRING "0.1.0" /**< "MAJOR.MINOR.PATCH". */
+#define TERN_VERSION_STRING "0.2.0" /**< "MAJOR.MINOR.PATCH". */
 
 /**
  * One integer for a version, so versions compare with < and >, for example
@@ -39,12 +41,12 @@
  * The library's version as "MAJOR.MINOR.PATCH". [any]
  * Returns a static string; never NULL.
  */
-const char *tern_version(void);
+TERN_EXPORT const char *tern_version(void);
 
 /**
  * The library's version as TERN_VERSION_ENCODE() makes it, for comparing
  * with TERN_VERSION_NUMBER at run time. [any]
  */
-unsigned tern_version_number(void);
+TERN_EXPORT unsigned tern_version_number(void);
 
 #endif

@@ -27,7 +27,6 @@
 
 #include "acceptor_internal.h"
 #include "clock.h"
-#include "conn_internal.h"
 #include "fault_internal.h"
 #include "log.h"
 #include "server_internal.h"
@@ -43,35 +42,41 @@ static void acc_stat_add(struct tern_server *s, size_t idx)
         ck_pr_store_64(&s->acc_stats.v[idx], s->acc_stats.v[idx] + 1);
 }
 
-static void hand_off(struct tern_server *s, int w, int fd)
+/* Ring full: the fd and its listener travel in the task's argument. */
+static void adopt_task(tern_loop *l, void *arg)
+{
+        uintptr_t v = (uintptr_t)arg;
+        struct tern_server *s = l->owner;
+        tern__server_adopt(&s->workers[l->index], (int)(v & 0xffffffffu), (int)(v >> 32));
+}
+
+static void hand_off(struct tern_server *s, int w, int fd, int li)
 {
         struct tern__acceptor *a = &s->acc;
-        struct tern_loop *l = &s->loops[w];
+        struct tern__worker *wk = &s->workers[w];
         a->took = true;
-        if (l == a->home) { /* our own share: no ring, no wake-up */
-                tern__conn_new(l, fd);
+        if (wk->loop == a->home) { /* our own share: no ring, no wake-up */
+                tern__server_adopt(wk, fd, li);
                 return;
         }
         a->woken[w] = 1;
-        if (tern__ring_push(l, fd))
+        if (tern__ring_push(wk, fd, li))
                 return;
         /* Ring full (a worker far behind): fall back to its mailbox, which
          * wakes it by itself. Never drop an accepted connection silently. */
-        struct tern__task *t = TERN__MALLOC(sizeof(*t));
-        if (t) {
-                t->kind = TERN__TASK_NEW_FD;
-                t->fd = fd;
-                if (tern__loop_enqueue(l, t) == 0)
-                        return;
-                free(t);
-        }
+        if (tern_loop_post(wk->loop, adopt_task,
+                           (void *)(((uintptr_t)li << 32) | (uint32_t)fd)) == 0)
+                return;
         close(fd);
         __atomic_fetch_sub(&s->live_conns, 1, __ATOMIC_RELAXED);
 }
 
-/* Accepts until EAGAIN. Returns false, errno set, if accepting must pause. */
-static bool accept_burst(struct tern_server *s, int lfd)
+/* Accepts until EAGAIN on listening socket @k. Returns false, errno set, if
+ * accepting must pause. */
+static bool accept_burst(struct tern_server *s, int k)
 {
+        int lfd = s->lfds[k].io.fd;
+        int li = s->lfds[k].listener;
         struct tern__acceptor *a = &s->acc;
         const uint32_t max = s->opts.max_conns;
         for (;;) {
@@ -102,7 +107,7 @@ static bool accept_burst(struct tern_server *s, int lfd)
                                 return false;
                         default: {
                                 int e = errno;
-                                tern_error("accept: %s", strerror(e));
+                                tern_error("accept on listener %d: %s", li, strerror(e));
                                 acc_stat_add(s, TERN__STAT(accept_errors));
                                 errno = e;
                                 return false;
@@ -119,7 +124,7 @@ static bool accept_burst(struct tern_server *s, int lfd)
                 __atomic_fetch_add(&s->live_conns, 1, __ATOMIC_RELAXED);
                 int w = a->next;
                 a->next = (w + 1) % s->nworkers;
-                hand_off(s, w, fd);
+                hand_off(s, w, fd, li);
         }
 }
 
@@ -135,7 +140,7 @@ static unsigned end_round(struct tern_server *s, bool ok, int err, bool retry)
         for (int w = 0; w < s->nworkers; w++) {
                 if (a->woken[w]) {
                         a->woken[w] = 0;
-                        tern__loop_wake(&s->loops[w]);
+                        tern__loop_wake(s->workers[w].loop);
                 }
         }
         bool took = a->took;
@@ -161,13 +166,13 @@ static unsigned end_round(struct tern_server *s, bool ok, int err, bool retry)
         return a->pause_ms;
 }
 
-/* Bursts on listener @i, or on every listener when @i < 0. Returns false,
- * with accept4's error in *@err, when accepting must pause. */
+/* Bursts on listening socket @i, or on every one when @i < 0. Returns
+ * false, with accept4's error in *@err, when accepting must pause. */
 static bool accept_round(struct tern_server *s, int i, int *err)
 {
-        int end = i < 0 ? s->nlisteners : i + 1;
+        int end = i < 0 ? s->nlfds : i + 1;
         for (int k = i < 0 ? 0 : i; k < end; k++) {
-                if (!accept_burst(s, s->listen_fds[k])) {
+                if (!accept_burst(s, k)) {
                         *err = errno;
                         return false;
                 }
@@ -184,7 +189,7 @@ static void *acceptor_thread(void *arg)
         pthread_setname_np(pthread_self(), "tern-acceptor");
 
         uint64_t paused_until = 0;
-        struct epoll_event evs[TERN__MAX_LISTENERS + 1];
+        struct epoll_event evs[TERN__MAX_LFDS + 1];
 
         while (!__atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE)) {
                 int timeout = -1;
@@ -192,7 +197,7 @@ static void *acceptor_thread(void *arg)
                         uint64_t now = tern_now_ms();
                         timeout = now >= paused_until ? 0 : (int)(paused_until - now);
                 }
-                int n = epoll_wait(s->acc_epfd, evs, TERN__MAX_LISTENERS + 1, timeout);
+                int n = epoll_wait(s->acc_epfd, evs, TERN__MAX_LFDS + 1, timeout);
                 if (n < 0 && errno != EINTR) {
                         tern_error("acceptor: epoll_wait: %s", strerror(errno));
                         break;
@@ -213,7 +218,7 @@ static void *acceptor_thread(void *arg)
                         ok = accept_round(s, -1, &err);
                 } else {
                         for (int k = 0; k < n && ok; k++)
-                                if (evs[k].data.u32 < (uint32_t)s->nlisteners) /* not the eventfd */
+                                if (evs[k].data.u32 < (uint32_t)s->nlfds) /* not the eventfd */
                                         ok = accept_round(s, (int)evs[k].data.u32, &err);
                 }
                 unsigned pause = end_round(s, ok, err, retry);
@@ -223,12 +228,9 @@ static void *acceptor_thread(void *arg)
 
         /* Graceful stop: no new connections, then let every worker drain. */
         tern__server_close_listeners(s);
-        for (int w = 0; w < s->nworkers; w++) {
-                __atomic_store_n(&s->loops[w].stop_req, true, __ATOMIC_RELEASE);
-                tern__loop_wake(&s->loops[w]);
-        }
+        tern__server_stop_workers(s, NULL);
         for (int w = 0; w < s->nworkers; w++)
-                pthread_join(s->loops[w].thread, NULL);
+                pthread_join(s->workers[w].thread, NULL);
         return NULL;
 }
 
@@ -255,32 +257,38 @@ static void resume_cb(struct tern_timer *t, void *arg)
         home_round(s, -1, true);
 }
 
-void tern__acceptor_on_listener(struct tern_loop *l, uint32_t i)
+/* A listening socket's event on the home loop. */
+static void lfd_on_events(struct tern__io *io, uint32_t events)
 {
-        struct tern_server *s = l->server;
+        struct tern__lfd *lf = (struct tern__lfd *)io;
+        struct tern_server *s = lf->s;
         /* Paused: the resume timer retries every listener, edges or not. */
-        if (s->acc.paused || l->draining || i >= (uint32_t)s->nlisteners)
+        if (s->acc.paused || io->loop->draining)
                 return;
-        home_round(s, (int)i, false);
+        home_round(s, (int)(lf - s->lfds), false);
 }
 
-void tern__acceptor_stop_home(struct tern_loop *l)
+/* Embedded in the server, which frees it. */
+static void lfd_on_free(struct tern__io *io)
 {
-        struct tern_server *s = l->server;
-        tern_loop_timer_stop(l, &s->acc.resume_timer);
-        /* Unregister before close: a forked child holding a listener would
-         * keep it registered, and its events would name a closed fd. */
-        for (int i = 0; i < s->nlisteners; i++)
-                epoll_ctl(l->epfd, EPOLL_CTL_DEL, s->listen_fds[i], NULL);
+        (void)io;
+}
+
+static const struct tern__io_kind lfd_kind = {
+    .name = "listener",
+    .on_events = lfd_on_events,
+    .on_free = lfd_on_free,
+    .on_destroy = lfd_on_free,
+};
+
+/* The home loop drains: the listeners close first, then the others are
+ * told, so nothing can be handed to a worker that already finished. */
+static void home_drain(struct tern__hook *h, struct tern_loop *l)
+{
+        struct tern_server *s = caa_container_of(h, struct tern_server, acc.drain_hook);
+        tern__loop_timer_cancel(l, &s->acc.resume_timer);
         tern__server_close_listeners(s);
-        /* Only now the other workers: nothing can be handed to them any more,
-         * so none can finish its drain with a connection still in its ring. */
-        for (int w = 0; w < s->nworkers; w++) {
-                if (&s->loops[w] != l) {
-                        __atomic_store_n(&s->loops[w].stop_req, true, __ATOMIC_RELEASE);
-                        tern__loop_wake(&s->loops[w]);
-                }
-        }
+        tern__server_stop_workers(s, l);
 }
 
 /* ---- set-up ---- */
@@ -293,14 +301,9 @@ int tern__acceptor_init(struct tern_server *s)
                 mode = s->nworkers == 1 ? TERN_ACCEPT_WORKER : TERN_ACCEPT_THREAD;
         a->pause_ms = ACCEPT_PAUSE_MIN_MS;
         if (mode == TERN_ACCEPT_WORKER) {
-                a->home = &s->loops[0];
+                a->home = s->workers[0].loop;
                 tern_timer_init(&a->resume_timer, resume_cb, s);
-                for (int i = 0; i < s->nlisteners; i++) {
-                        struct epoll_event ev = {.events = EPOLLIN | EPOLLET,
-                                                 .data.u64 = TERN__TAG_LISTENER(i)};
-                        if (epoll_ctl(a->home->epfd, EPOLL_CTL_ADD, s->listen_fds[i], &ev) < 0)
-                                return -errno;
-                }
+                tern__hook_add(a->home, TERN__HOOK_DRAIN, &a->drain_hook, home_drain);
                 return 0;
         }
         s->acc_epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -312,13 +315,22 @@ int tern__acceptor_init(struct tern_server *s)
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
         if (epoll_ctl(s->acc_epfd, EPOLL_CTL_ADD, s->acc_evfd, &ev) < 0)
                 return -errno;
-        for (int i = 0; i < s->nlisteners; i++) {
-                ev.events = EPOLLIN | EPOLLET;
-                ev.data.u32 = (uint32_t)i;
-                if (epoll_ctl(s->acc_epfd, EPOLL_CTL_ADD, s->listen_fds[i], &ev) < 0)
-                        return -errno;
-        }
         return 0;
+}
+
+int tern__acceptor_watch(struct tern_server *s, int k)
+{
+        struct tern__lfd *lf = &s->lfds[k];
+        if (s->acc.home) {
+                lf->io.kind = &lfd_kind;
+                lf->io.loop = s->acc.home;
+                int r = tern__io_register(&lf->io, EPOLLIN | EPOLLET);
+                if (r < 0)
+                        lf->io.loop = NULL; /* nothing to release */
+                return r;
+        }
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u32 = (uint32_t)k};
+        return epoll_ctl(s->acc_epfd, EPOLL_CTL_ADD, lf->io.fd, &ev) < 0 ? -errno : 0;
 }
 
 int tern__acceptor_start(struct tern_server *s)
@@ -332,8 +344,7 @@ void tern__acceptor_request_stop(struct tern_server *s)
 {
         uint64_t one = 1;
         if (s->acc.home) {
-                __atomic_store_n(&s->acc.home->stop_req, true, __ATOMIC_RELEASE);
-                tern__loop_wake(s->acc.home);
+                tern_loop_stop(s->acc.home);
         } else if (s->acc_evfd >= 0) {
                 ssize_t r = write(s->acc_evfd, &one, sizeof(one));
                 (void)r;
@@ -346,7 +357,7 @@ int tern__acceptor_join(struct tern_server *s)
                 return -pthread_join(s->acc_thread, NULL);
         int r = 0;
         for (int w = 0; w < s->nworkers; w++) {
-                int e = -pthread_join(s->loops[w].thread, NULL);
+                int e = -pthread_join(s->workers[w].thread, NULL);
                 if (e && !r)
                         r = e;
         }

@@ -5,9 +5,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "loop_internal.h"
 #include "timer.h"
 
-struct tern_loop;
 struct tern_server;
 
 /* Written only by the thread that accepts, so no atomics. */
@@ -20,11 +20,15 @@ struct tern__acceptor {
         bool took;                      /* this round handed out a connection */
         uint8_t woken[256];             /* workers to wake at the end of the round */
         struct tern_timer resume_timer; /* home only */
+        struct tern__hook drain_hook;   /* home only: listeners first */
 };
 
-/* tern_server_new, after the loops exist: picks the mode and registers the
- * listeners with the acceptor's epoll or the home loop's. Returns 0 or -errno. */
+/* tern_server_new, once the workers exist: picks the mode; makes the
+ * acceptor thread's epoll or joins the home loop. Returns 0 or -errno. */
 int tern__acceptor_init(struct tern_server *s);
+/* Listening socket @k of the server is new: watch it (the acceptor's epoll
+ * or the home loop). Returns 0 or -errno. */
+int tern__acceptor_watch(struct tern_server *s, int k);
 /* Starts the acceptor thread (none at home). Returns 0 or -errno. */
 int tern__acceptor_start(struct tern_server *s);
 /* Async-signal-safe: tells whoever accepts to close the listeners and start
@@ -33,9 +37,5 @@ void tern__acceptor_request_stop(struct tern_server *s);
 /* Joins the acceptor thread, which joins the workers; at home, the workers.
  * Returns 0 or -errno. */
 int tern__acceptor_join(struct tern_server *s);
-
-/* Home loop only: a listener's event (index @i), and the start of its drain. */
-void tern__acceptor_on_listener(struct tern_loop *l, uint32_t i);
-void tern__acceptor_stop_home(struct tern_loop *l);
 
 #endif

@@ -15,20 +15,20 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "client_internal.h"
+#include "addr.h"
 #include "conn_internal.h"
 #include "error.h"
 #include "fault_internal.h"
 #include "live_internal.h"
 #include "log.h"
 #include "loop_internal.h"
-#include "server_internal.h"
 
 static const struct tern_conn_ops no_ops;
 
@@ -57,14 +57,9 @@ static inline ssize_t sys_send(int fd, const void *buf, size_t len, int flags)
  */
 static inline void fault_edge(struct tern_conn *c)
 {
-        if (TERN__FAULT_EDGE_OWED(c->fd)) {
+        if (TERN__FAULT_EDGE_OWED(c->io.fd)) {
                 int e = errno;
-                /* the mask the connection was registered with */
-                struct epoll_event ev = {
-                    .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                    .data.u64 = tern__slot_handle(c->loop, c->slot),
-                };
-                epoll_ctl(c->loop->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+                tern__io_modify(&c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
                 errno = e;
         }
 }
@@ -76,13 +71,23 @@ const char *tern_close_reason_str(enum tern_close_reason r)
         return (unsigned)r < sizeof(names) / sizeof(names[0]) ? names[r] : "unknown";
 }
 
-static inline const struct tern_server_opts *opts_of(const struct tern_conn *c)
+void tern_conn_limits_init(struct tern_conn_limits *l)
 {
-        return &c->loop->server->opts;
+        memset(l, 0, sizeof(*l));
+        l->max_outbuf = 64u << 20;
+        l->max_inbuf = 16u << 20;
+        l->read_budget = 256u << 10;
+        l->linger_ms = 5000;
+}
+
+static inline const struct tern_conn_limits *limits_of(const struct tern_conn *c)
+{
+        return &c->cfg->limits;
 }
 
 static void idle_timer_cb(struct tern_timer *t, void *arg);
 static void close_after_flush(struct tern_conn *c, enum tern_close_reason reason, int err);
+static const struct tern__io_kind conn_kind;
 
 /* A connection the loop could not take on (no memory for it, its slot or its
  * codec state; epoll_ctl refused: @err) is closed at once. Say so, but at 1, 2, 4,
@@ -93,56 +98,60 @@ static void note_setup_error(struct tern_loop *l, int fd, int err)
         tern__stat_add(l, TERN__STAT(setup_errors), 1);
         uint64_t n = l->stats.v[TERN__STAT(setup_errors)];
         if ((n & (n - 1)) == 0)
-                tern_warn("worker %d: dropped a new connection (fd %d): %s (%llu so far)", l->index,
+                tern_warn("loop %d: dropped a new connection (fd %d): %s (%llu so far)", l->index,
                           fd, strerror(err), (unsigned long long)n);
 }
 
-struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, const struct tern__conn_params *p)
+void tern__conn_cfg_put(struct tern__conn_cfg *cfg)
+{
+        if (cfg->refs && --cfg->refs == 0)
+                free(cfg);
+}
+
+static void conn_connected(struct tern_conn *c);
+
+struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, struct tern__conn_cfg *cfg,
+                                   bool connecting)
 {
         int err = ENOMEM;
         struct tern_conn *c = TERN__CALLOC(1, sizeof(*c));
         if (!c)
                 goto out_close_fd;
-        c->fd = fd;
-        c->loop = l;
-        c->ops = p->ops ? p->ops : &no_ops;
-        c->connector = p->connector;
-        if (p->connector)
+        c->io.kind = &conn_kind;
+        c->io.loop = l;
+        c->io.fd = fd;
+        c->cfg = cfg;
+        c->ops = cfg->ops ? cfg->ops : &no_ops;
+        if (connecting)
                 c->flags = TERN__CONN_CLIENT | TERN__CONN_CONNECTING;
-        c->idle_ms = p->idle_timeout_ms; /* armed when the connection opens */
+        if (cfg->unix_domain)
+                c->flags |= TERN__CONN_UNIX;
+        c->idle_ms = cfg->idle_timeout_ms; /* armed when the connection opens */
         tern_timer_init(&c->idle_timer, idle_timer_cb, c);
-        int r = tern__slot_alloc(l, c, &c->slot);
+        int r = cfg->codec ? tern_conn_set_codec(c, cfg->codec, cfg->codec_config) : 0;
         if (r < 0) {
                 err = -r;
                 goto out_free_conn;
         }
-        r = p->codec ? tern_conn_set_codec(c, p->codec, p->codec_config) : 0;
-        if (r < 0) {
-                err = -r;
-                goto out_free_slot;
-        }
-
-        if (!p->no_delay_off) {
+        if (cfg->nodelay && !cfg->unix_domain) {
                 int one = 1;
                 setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
         /* Also for a connect in progress: its completion is the EPOLLOUT
          * edge (or EPOLLERR), so this stays the only epoll_ctl. The event
-         * carries the handle, not the pointer: see tern__conn_close. */
-        struct epoll_event ev = {
-            .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-            .data.u64 = tern__slot_handle(l, c->slot),
-        };
-        if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-                err = errno;
+         * carries the handle, not the pointer: see finish_close. */
+        r = tern__io_register(&c->io, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+        if (r < 0) {
+                err = -r;
                 goto out_free_codec;
         }
-
+        if (cfg->refs)
+                cfg->refs++;
         tern__live_add(TERN__LIVE_CONNS, 1);
-        l->nconns++;
-        if (!p->connector) {
+        tern__loop_ref(l);
+        if (!connecting) {
                 tern__stat_add(l, TERN__STAT(accepted), 1);
-                tern__conn_connected(c);
+                conn_connected(c);
         }
         /* Data may have arrived before registration; the ET edge for it was
          * reported at EPOLL_CTL_ADD, so nothing to do here. */
@@ -151,19 +160,19 @@ struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, const struct ter
 out_free_codec:
         if (c->codec && c->codec->state_free)
                 c->codec->state_free(c->codec_state);
-out_free_slot:
-        tern__slot_free(l, c->slot);
 out_free_conn:
         free(c);
 out_close_fd:
         note_setup_error(l, fd, err); /* before the peer can see the close */
         close(fd);
+        if (cfg->live && !connecting) /* the acceptor counted it against max_conns */
+                __atomic_fetch_sub(cfg->live, 1, __ATOMIC_RELAXED);
         return NULL;
 }
 
-void tern__conn_connected(struct tern_conn *c)
+static void conn_connected(struct tern_conn *c)
 {
-        struct tern_loop *l = c->loop;
+        struct tern_loop *l = c->io.loop;
         c->flags &= ~TERN__CONN_CONNECTING;
         if (c->flags & TERN__CONN_CLIENT)
                 tern__stat_add(l, TERN__STAT(connects), 1);
@@ -175,56 +184,53 @@ void tern__conn_connected(struct tern_conn *c)
                 c->ops->on_open(c);
 }
 
-struct tern_conn *tern__conn_new(struct tern_loop *l, int fd)
+static void conn_free(struct tern__io *io)
 {
-        const struct tern_server_opts *o = &l->server->opts;
-        struct tern__conn_params p = {
-            .ops = o->ops,
-            .codec = o->codec,
-            .codec_config = o->codec_config,
-            .idle_timeout_ms = o->idle_timeout_ms,
-            .no_delay_off = o->no_delay_off,
-        };
-        struct tern_conn *c = tern__conn_setup(l, fd, &p);
-        if (!c) /* the acceptor counted it against max_conns */
-                __atomic_fetch_sub(&l->server->live_conns, 1, __ATOMIC_RELAXED);
-        return c;
-}
-
-void tern__conn_free(struct tern_conn *c)
-{
-        struct tern_loop *l = c->loop;
+        struct tern_conn *c = (struct tern_conn *)io;
         tern_buf_free(&c->in);
         tern_buf_free(&c->out);
         bool accepted = !(c->flags & TERN__CONN_CLIENT);
+        long *live = c->cfg->live;
+        tern__conn_cfg_put(c->cfg);
         free(c);
         tern__live_add(TERN__LIVE_CONNS, -1);
-        if (accepted) /* only accepted connections count against max_conns */
-                __atomic_fetch_sub(&l->server->live_conns, 1, __ATOMIC_RELAXED);
+        if (accepted && live) /* only accepted connections count against max_conns */
+                __atomic_fetch_sub(live, 1, __ATOMIC_RELAXED);
 }
 
 void tern__conn_close(struct tern_conn *c, enum tern_close_reason reason, int err)
 {
         if (c->flags & TERN__CONN_CLOSED)
                 return;
-        struct tern_loop *l = c->loop;
-        c->flags |= TERN__CONN_CLOSED; /* first: on_close may call close again */
-        tern_timer_cancel(&l->wheel, &c->idle_timer);
-        l->nconns--;
-        bool opened = !(c->flags & TERN__CONN_CONNECTING);
-        if (opened) {
+        struct tern_loop *l = c->io.loop;
+        c->flags |= TERN__CONN_CLOSED;
+        c->close_reason = (uint8_t)reason;
+        c->close_err = err;
+        tern__loop_timer_cancel(l, &c->idle_timer);
+        if (!(c->flags & TERN__CONN_CONNECTING)) {
+                /* Counted now, before the peer can see the close. */
                 tern__stat_sub(l, TERN__STAT(conns), 1);
                 tern__stat_add(l, TERN__STAT(closed), 1);
-                /* on_close still sees the connection's handle, to unregister it. */
-                if (c->ops->on_close)
-                        c->ops->on_close(c, reason, err);
         }
-        /* Read only now: on_close may have freed the connector, unlinking it. */
-        if (c->connector)
-                tern__connector_conn_closed(c->connector, c, opened, err);
-        /* The handle goes stale now; the memory stays until the iteration ends. */
-        tern__slot_free(l, c->slot);
-        c->flags |= TERN__CONN_STALE;
+        /* on_close and the rest of the close run from the loop's top level
+         * (finish_close), never inside the call that closed. */
+        tern__io_defer(&c->io);
+}
+
+/* The rest of a close, from the loop: on_close, then the fd goes. */
+static void finish_close(struct tern_conn *c)
+{
+        struct tern_loop *l = c->io.loop;
+        bool opened = !(c->flags & TERN__CONN_CONNECTING);
+        /* on_close still sees the handle (to unregister it) and the socket
+         * (tern_conn_peer for its log line). */
+        if (opened && c->ops->on_close)
+                c->ops->on_close(c, (enum tern_close_reason)c->close_reason, c->close_err);
+        /* Read only now: on_close may have freed the connector. */
+        struct tern__conn_cfg *cfg = c->cfg;
+        if (cfg->owner && cfg->owner_ops)
+                cfg->owner_ops->closed(cfg->owner, c, opened, c->close_err);
+        tern__loop_unref(l);
         if (c->codec && c->codec->state_free)
                 c->codec->state_free(c->codec_state);
         c->codec = NULL;
@@ -233,12 +239,46 @@ void tern__conn_close(struct tern_conn *c, enum tern_close_reason reason, int er
          * posix_spawn in flight, a dup). Then its events keep coming with
          * this connection's handle, which the slot's new generation makes
          * stale, so the loop drops them: safe without a syscall per close. */
-        close(c->fd);
-        c->fd = -1;
+        tern__io_release(&c->io, false);
+        c->flags |= TERN__CONN_STALE;
+        close(c->io.fd);
+        c->io.fd = -1;
         tern_buf_free(&c->in);
         tern_buf_free(&c->out);
-        c->next_closed = l->closed;
-        l->closed = c;
+}
+
+/* Callbacks owed by calls the application made, now that none is running. */
+static void conn_on_pending(struct tern__io *io)
+{
+        struct tern_conn *c = (struct tern_conn *)io;
+        if (c->flags & TERN__CONN_CLOSED) {
+                finish_close(c);
+                return;
+        }
+        /* Each may close the connection or owe more: then it is deferred
+         * again and comes back here. */
+        if (c->owed & TERN__OWE_HIGH) {
+                c->owed &= (uint8_t)~TERN__OWE_HIGH;
+                c->ops->on_high_water(c, tern_buf_len(&c->out));
+                if (c->flags & TERN__CONN_CLOSED)
+                        return;
+        }
+        if (c->owed & TERN__OWE_LOW) {
+                c->owed &= (uint8_t)~TERN__OWE_LOW;
+                c->ops->on_low_water(c, tern_buf_len(&c->out));
+                if (c->flags & TERN__CONN_CLOSED)
+                        return;
+        }
+        if (c->owed & TERN__OWE_WRITTEN) {
+                c->owed &= (uint8_t)~TERN__OWE_WRITTEN;
+                c->ops->on_write_complete(c);
+        }
+}
+
+static void owe(struct tern_conn *c, uint8_t what)
+{
+        c->owed |= what;
+        tern__io_defer(&c->io);
 }
 
 /* ---- writing ---- */
@@ -247,8 +287,8 @@ void tern__conn_close(struct tern_conn *c, enum tern_close_reason reason, int er
 static ssize_t sock_sendv(struct tern_conn *c, const struct iovec *iov, int iovcnt)
 {
         struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-        int fd = c->fd;
-        tern__stat_add(c->loop, TERN__STAT(writes), 1);
+        int fd = c->io.fd;
+        tern__stat_add(c->io.loop, TERN__STAT(writes), 1);
         for (;;) {
                 /* One buffer is the common case; send() skips sendmsg()'s
                  * msghdr and iovec copy-in. MSG_NOSIGNAL: never SIGPIPE. */
@@ -268,17 +308,19 @@ static ssize_t sock_sendv(struct tern_conn *c, const struct iovec *iov, int iovc
 
 static void note_progress(struct tern_conn *c)
 {
-        c->last_active = (uint32_t)c->loop->now;
+        c->last_active = (uint32_t)c->io.loop->now;
 }
 
 /* Called after the output buffer shrank or emptied. */
 static void after_flush(struct tern_conn *c)
 {
         size_t q = tern_buf_len(&c->out);
-        if ((c->flags & TERN__CONN_HIGH) && q <= opts_of(c)->low_water) {
+        const struct tern_conn_limits *lim = limits_of(c);
+        if ((c->flags & TERN__CONN_HIGH) &&
+            q <= (lim->low_water ? lim->low_water : lim->high_water / 2)) {
                 c->flags &= ~TERN__CONN_HIGH;
                 if (c->ops->on_low_water)
-                        c->ops->on_low_water(c, q);
+                        owe(c, TERN__OWE_LOW);
         }
         if (q)
                 return;
@@ -286,12 +328,12 @@ static void after_flush(struct tern_conn *c)
         if (c->flags & TERN__CONN_WAS_QUEUED) {
                 c->flags &= ~TERN__CONN_WAS_QUEUED;
                 if (c->ops->on_write_complete && !(c->flags & TERN__CONN_CLOSED))
-                        c->ops->on_write_complete(c);
+                        owe(c, TERN__OWE_WRITTEN);
         }
         if ((c->flags & (TERN__CONN_CLOSING | TERN__CONN_CLOSED)) == TERN__CONN_CLOSING)
                 tern__conn_close(c, c->close_reason, c->close_err);
         else if ((c->flags & (TERN__CONN_SHUTWR | TERN__CONN_CLOSED)) == TERN__CONN_SHUTWR)
-                shutdown(c->fd, SHUT_WR); /* the FIN follows the last byte */
+                shutdown(c->io.fd, SHUT_WR); /* the FIN follows the last byte */
 }
 
 static void flush_out(struct tern_conn *c)
@@ -306,7 +348,7 @@ static void flush_out(struct tern_conn *c)
                 if (n == 0)
                         break;
                 tern_buf_consume(&c->out, (size_t)n);
-                tern__stat_add(c->loop, TERN__STAT(bytes_out), (uint64_t)n);
+                tern__stat_add(c->io.loop, TERN__STAT(bytes_out), (uint64_t)n);
                 note_progress(c);
         }
         after_flush(c);
@@ -315,9 +357,11 @@ static void flush_out(struct tern_conn *c)
 /* Output would pass max_outbuf: close this connection only, with a reason. */
 static int over_limit(struct tern_conn *c, size_t queued)
 {
-        tern_warn("worker %d: fd %d: output would reach %zu bytes, over max_outbuf %zu; closing",
-                  c->loop->index, c->fd, queued, opts_of(c)->max_outbuf);
-        tern__stat_add(c->loop, TERN__STAT(outbuf_overflows), 1);
+        char peer[80];
+        tern_warn("loop %d: %s: output would reach %zu bytes, over max_outbuf %zu; closing",
+                  c->io.loop->index, tern_conn_peer_str(c, peer, sizeof(peer)), queued,
+                  limits_of(c)->max_outbuf);
+        tern__stat_add(c->io.loop, TERN__STAT(outbuf_overflows), 1);
         tern__conn_close(c, TERN_CLOSE_OUTLIMIT, TERN_EOUTLIMIT);
         return TERN_EOUTLIMIT;
 }
@@ -325,13 +369,13 @@ static int over_limit(struct tern_conn *c, size_t queued)
 /* Bytes were added to the output buffer. */
 static void note_queued(struct tern_conn *c)
 {
-        const struct tern_server_opts *o = opts_of(c);
+        const struct tern_conn_limits *lim = limits_of(c);
         size_t queued = tern_buf_len(&c->out);
         c->flags |= TERN__CONN_WAS_QUEUED;
-        if (o->high_water && queued >= o->high_water && !(c->flags & TERN__CONN_HIGH)) {
+        if (lim->high_water && queued >= lim->high_water && !(c->flags & TERN__CONN_HIGH)) {
                 c->flags |= TERN__CONN_HIGH;
                 if (c->ops->on_high_water)
-                        c->ops->on_high_water(c, queued);
+                        owe(c, TERN__OWE_HIGH); /* from the loop, not inside this send */
         }
 }
 
@@ -353,12 +397,12 @@ int tern_conn_sendv(tern_conn *c, const struct iovec *iov, int iovcnt)
                         return (int)n;
                 }
                 written = (size_t)n;
-                tern__stat_add(c->loop, TERN__STAT(bytes_out), written);
+                tern__stat_add(c->io.loop, TERN__STAT(bytes_out), written);
                 if (written == total)
                         return 0;
         }
 
-        if (tern_buf_len(&c->out) + (total - written) > opts_of(c)->max_outbuf)
+        if (tern_buf_len(&c->out) + (total - written) > limits_of(c)->max_outbuf)
                 return over_limit(c, tern_buf_len(&c->out) + (total - written));
         /* Queue what the kernel did not take, skipping the written prefix. */
         for (int i = 0; i < iovcnt; i++) {
@@ -402,7 +446,7 @@ int tern_conn_send_frame(tern_conn *c, const void *payload, size_t len)
                         tern_buf_release_if_empty(&c->out);
                         return r;
                 }
-                if (tern_buf_len(&c->out) > opts_of(c)->max_outbuf)
+                if (tern_buf_len(&c->out) > limits_of(c)->max_outbuf)
                         return over_limit(c, tern_buf_len(&c->out));
                 note_queued(c);
                 return 0;
@@ -411,16 +455,16 @@ int tern_conn_send_frame(tern_conn *c, const void *payload, size_t len)
          * A frame sent from inside that write (an on_close that sends on
          * another connection) gets a buffer of its own. */
         struct tern_buf local = TERN_BUF_INIT;
-        struct tern_buf *b = c->loop->scratch_busy ? &local : &c->loop->scratch;
-        bool own = b == &c->loop->scratch;
+        struct tern_buf *b = c->io.loop->scratch_busy ? &local : &c->io.loop->scratch;
+        bool own = b == &c->io.loop->scratch;
         if (own)
-                c->loop->scratch_busy = true;
+                c->io.loop->scratch_busy = true;
         r = c->codec->encode(c->codec_state, b, payload, len);
         if (r == 0)
                 r = tern_conn_send(c, tern_buf_data(b), tern_buf_len(b));
         tern_buf_consume(b, tern_buf_len(b));
         if (own)
-                c->loop->scratch_busy = false;
+                c->io.loop->scratch_busy = false;
         tern_buf_free(&local);
         return r;
 }
@@ -449,9 +493,11 @@ static void deliver(struct tern_conn *c, struct tern_buf *in)
                         break;
                 if (n < 0 || (size_t)n > len) {
                         int err = n < 0 ? (int)n : TERN_EFRAME;
-                        tern_warn("worker %d: fd %d: codec %s: %s; closing", c->loop->index, c->fd,
-                                  c->codec->name, tern_strerror(err));
-                        tern__stat_add(c->loop, TERN__STAT(codec_errors), 1);
+                        char peer[80];
+                        tern_warn("loop %d: %s: codec %s: %s; closing", c->io.loop->index,
+                                  tern_conn_peer_str(c, peer, sizeof(peer)), c->codec->name,
+                                  tern_strerror(err));
+                        tern__stat_add(c->io.loop, TERN__STAT(codec_errors), 1);
                         if (c->ops->on_codec_error)
                                 c->ops->on_codec_error(c, err);
                         close_after_flush(c, TERN_CLOSE_PROTOCOL, err);
@@ -487,11 +533,7 @@ static void on_eof(struct tern_conn *c)
 
 static void mark_ready(struct tern_conn *c)
 {
-        if (c->flags & TERN__CONN_READY)
-                return;
-        c->flags |= TERN__CONN_READY;
-        c->next_ready = c->loop->ready;
-        c->loop->ready = c;
+        tern__io_ready(&c->io);
 }
 
 /*
@@ -503,12 +545,13 @@ static void mark_ready(struct tern_conn *c)
 static bool over_in_limit(struct tern_conn *c)
 {
         size_t held = tern_buf_len(&c->in);
-        if (c->codec || held <= opts_of(c)->max_inbuf || (c->flags & TERN__CONN_CLOSED))
+        if (c->codec || held <= limits_of(c)->max_inbuf || (c->flags & TERN__CONN_CLOSED))
                 return false;
-        tern_warn("worker %d: fd %d: %zu bytes of input left unconsumed, over max_inbuf %zu; "
-                  "closing",
-                  c->loop->index, c->fd, held, opts_of(c)->max_inbuf);
-        tern__stat_add(c->loop, TERN__STAT(inbuf_overflows), 1);
+        char peer[80];
+        tern_warn("loop %d: %s: %zu bytes of input left unconsumed, over max_inbuf %zu; closing",
+                  c->io.loop->index, tern_conn_peer_str(c, peer, sizeof(peer)), held,
+                  limits_of(c)->max_inbuf);
+        tern__stat_add(c->io.loop, TERN__STAT(inbuf_overflows), 1);
         tern__conn_close(c, TERN_CLOSE_INLIMIT, TERN_EINLIMIT);
         return true;
 }
@@ -521,8 +564,8 @@ static bool over_in_limit(struct tern_conn *c)
  */
 static void do_read(struct tern_conn *c)
 {
-        struct tern_loop *l = c->loop;
-        size_t budget = opts_of(c)->read_budget;
+        struct tern_loop *l = c->io.loop;
+        size_t budget = limits_of(c)->read_budget;
 
         while (!(c->flags &
                  (TERN__CONN_CLOSED | TERN__CONN_CLOSING | TERN__CONN_PAUSED | TERN__CONN_EOF))) {
@@ -532,7 +575,7 @@ static void do_read(struct tern_conn *c)
                         /* Nothing pending: read into the spill and lend it out. */
                         asked = TERN__SPILL_SIZE;
                         do
-                                n = sys_read(c->fd, l->spill, asked);
+                                n = sys_read(c->io.fd, l->spill, asked);
                         while (n < 0 && errno == EINTR);
                         if (n < 0)
                                 n = -errno;
@@ -554,7 +597,7 @@ static void do_read(struct tern_conn *c)
                         }
                 } else {
                         asked = tern_buf_writable(&c->in) + TERN__SPILL_SIZE;
-                        n = tern_buf_read_fd(&c->in, c->fd, l->spill, TERN__SPILL_SIZE);
+                        n = tern_buf_read_fd(&c->in, c->io.fd, l->spill, TERN__SPILL_SIZE);
                         fault_edge(c);
                         if (n > 0) {
                                 tern__stat_add(l, TERN__STAT(bytes_in), (uint64_t)n);
@@ -583,7 +626,10 @@ static void do_read(struct tern_conn *c)
                  * peer's FIN is pending (EPOLLRDHUP) and must be read as EOF. */
                 if ((size_t)n < asked && !(c->flags & TERN__CONN_RDHUP))
                         return;
-                if ((size_t)n >= budget) {
+                /* Callbacks owed by what this read set off (a high-water
+                 * mark that pauses us, say) run before we read on: the
+                 * loop runs them once we return, and serves us next time. */
+                if ((size_t)n >= budget || l->pending) {
                         mark_ready(c); /* no new edge will come: serve it next time */
                         return;
                 }
@@ -596,7 +642,7 @@ static bool finish_connect(struct tern_conn *c, uint32_t events)
 {
         int err = 0;
         socklen_t len = sizeof(err);
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        if (getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
                 err = errno;
         if (!err && (events & (EPOLLERR | EPOLLHUP)))
                 err = ECONNREFUSED;
@@ -606,19 +652,24 @@ static bool finish_connect(struct tern_conn *c, uint32_t events)
         }
         if (!(events & EPOLLOUT))
                 return false; /* still in progress */
-        tern__connector_connected(c->connector, c);
-        tern__conn_connected(c);
+        struct tern__conn_cfg *cfg = c->cfg;
+        if (cfg->owner && cfg->owner_ops)
+                cfg->owner_ops->connected(cfg->owner, c);
+        conn_connected(c);
         return !(c->flags & TERN__CONN_CLOSED);
 }
 
-void tern__conn_on_events(struct tern_conn *c, uint32_t events)
+static void conn_on_events(struct tern__io *io, uint32_t events)
 {
+        struct tern_conn *c = (struct tern_conn *)io;
+        if (c->flags & TERN__CONN_CLOSED) /* closed earlier in this batch */
+                return;
         if ((c->flags & TERN__CONN_CONNECTING) && !finish_connect(c, events))
                 return;
         if ((events & EPOLLERR) && !(events & EPOLLIN)) {
                 int err = 0;
                 socklen_t len = sizeof(err);
-                getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+                getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len);
                 tern__conn_close(c, TERN_CLOSE_ERROR, err ? -err : -EIO);
                 return;
         }
@@ -632,8 +683,11 @@ void tern__conn_on_events(struct tern_conn *c, uint32_t events)
                 do_read(c);
 }
 
-void tern__conn_on_ready(struct tern_conn *c)
+static void conn_on_ready(struct tern__io *io)
 {
+        struct tern_conn *c = (struct tern_conn *)io;
+        if (c->flags & TERN__CONN_CLOSED)
+                return;
         /* Resumed: first what was already buffered while paused. */
         if (!tern_buf_empty(&c->in) && !(c->flags & TERN__CONN_PAUSED)) {
                 deliver(c, &c->in);
@@ -660,7 +714,7 @@ static void close_after_flush(struct tern_conn *c, enum tern_close_reason reason
         /* Flush first, but not forever: the idle timer becomes a linger
          * deadline for a peer that stopped reading. */
         c->flags |= TERN__CONN_CLOSING;
-        uint32_t linger = opts_of(c)->drain_timeout_ms;
+        uint32_t linger = limits_of(c)->linger_ms;
         if (!c->idle_ms || c->idle_ms > linger)
                 tern_conn_set_idle_timeout(c, linger);
 }
@@ -676,7 +730,7 @@ void tern_conn_shutdown(tern_conn *c)
                 return;
         c->flags |= TERN__CONN_SHUTWR;
         if (tern_buf_empty(&c->out))
-                shutdown(c->fd, SHUT_WR);
+                shutdown(c->io.fd, SHUT_WR);
         /* else after_flush() sends the FIN once the queue has drained */
 }
 
@@ -685,13 +739,25 @@ void tern_conn_abort(tern_conn *c)
         tern__conn_close(c, TERN_CLOSE_LOCAL, 0);
 }
 
-bool tern_conn_closed(const tern_conn *c)
+bool tern_conn_closing(const tern_conn *c)
 {
         return c->flags & (TERN__CONN_CLOSED | TERN__CONN_CLOSING);
 }
 
-void tern__conn_drain(struct tern_conn *c)
+/* The loop drains: on_drain, then a graceful close; past the deadline, now. */
+static void conn_on_drain(struct tern__io *io, bool deadline)
 {
+        struct tern_conn *c = (struct tern_conn *)io;
+        if (c->flags & TERN__CONN_CLOSED)
+                return;
+        if (deadline) {
+                char peer[80];
+                tern_warn("loop %d: %s still has %zu bytes queued at the drain deadline, closing",
+                          c->io.loop->index, tern_conn_peer_str(c, peer, sizeof(peer)),
+                          tern_buf_len(&c->out));
+                tern__conn_close(c, TERN_CLOSE_SHUTDOWN, 0);
+                return;
+        }
         if (c->flags & TERN__CONN_CONNECTING) { /* never opened: nothing to say */
                 tern__conn_close(c, TERN_CLOSE_SHUTDOWN, -ESHUTDOWN);
                 return;
@@ -701,25 +767,49 @@ void tern__conn_drain(struct tern_conn *c)
         close_after_flush(c, TERN_CLOSE_SHUTDOWN, 0);
 }
 
+/* tern_loop_free() found it: the loop never ran, or was left mid-way. */
+static void conn_on_destroy(struct tern__io *io)
+{
+        struct tern_conn *c = (struct tern_conn *)io;
+        if (c->codec && c->codec->state_free)
+                c->codec->state_free(c->codec_state);
+        tern__timer_cancel(&c->io.loop->wheel, &c->idle_timer);
+        close(c->io.fd);
+        conn_free(io);
+}
+
+static const struct tern__io_kind conn_kind = {
+    .name = "conn",
+    .on_events = conn_on_events,
+    .on_ready = conn_on_ready,
+    .on_pending = conn_on_pending,
+    .on_drain = conn_on_drain,
+    .on_free = conn_free,
+    .on_destroy = conn_on_destroy,
+};
+
 static void idle_timer_cb(struct tern_timer *t, void *arg)
 {
         struct tern_conn *c = arg;
-        struct tern_loop *l = c->loop;
+        struct tern_loop *l = c->io.loop;
         /* Progress only stamps last_active; the timer catches up lazily here, so
          * the hot path never touches the wheel. */
         uint32_t idle_for = (uint32_t)l->now - c->last_active; /* wrap-safe */
         if (idle_for < c->idle_ms) {
-                tern_timer_arm(&l->wheel, t, l->now + (c->idle_ms - idle_for), 0);
+                tern__timer_arm(&l->wheel, t, l->now + (c->idle_ms - idle_for), 0);
                 return;
         }
+        char peer[80];
         if (c->flags & TERN__CONN_CLOSING) {
-                tern_warn("worker %d: fd %d: peer not reading, %zu bytes unsent at close "
-                          "deadline; aborting",
-                          l->index, c->fd, tern_buf_len(&c->out));
+                tern_warn("loop %d: %s: peer not reading, %zu bytes unsent at close deadline; "
+                          "aborting",
+                          l->index, tern_conn_peer_str(c, peer, sizeof(peer)),
+                          tern_buf_len(&c->out));
                 tern__conn_close(c, TERN_CLOSE_LOCAL, -ETIMEDOUT);
                 return;
         }
-        tern_debug("worker %d: fd %d idle for %u ms; closing", l->index, c->fd, c->idle_ms);
+        tern_debug("loop %d: %s idle for %u ms; closing", l->index,
+                   tern_conn_peer_str(c, peer, sizeof(peer)), c->idle_ms);
         tern__stat_add(l, TERN__STAT(idle_timeouts), 1);
         tern__conn_close(c, TERN_CLOSE_IDLE, -ETIMEDOUT);
 }
@@ -728,11 +818,11 @@ void tern_conn_set_idle_timeout(tern_conn *c, uint32_t ms)
 {
         c->idle_ms = ms;
         if (!ms) {
-                tern_timer_cancel(&c->loop->wheel, &c->idle_timer);
+                tern__timer_cancel(&c->io.loop->wheel, &c->idle_timer);
                 return;
         }
-        c->last_active = (uint32_t)c->loop->now;
-        tern_timer_arm(&c->loop->wheel, &c->idle_timer, c->loop->now + ms + 1, 0);
+        c->last_active = (uint32_t)c->io.loop->now;
+        tern__timer_arm(&c->io.loop->wheel, &c->idle_timer, c->io.loop->now + ms + 1, 0);
 }
 
 void tern_conn_cork(tern_conn *c)
@@ -801,27 +891,27 @@ tern_handle tern_conn_handle(const tern_conn *c)
 {
         if (c->flags & TERN__CONN_STALE)
                 return TERN_HANDLE_NONE;
-        return tern__slot_handle(c->loop, c->slot);
+        return tern__io_handle(&c->io);
 }
 
 tern_loop *tern_conn_loop(const tern_conn *c)
 {
-        return c->loop;
+        return c->io.loop;
 }
 
-tern_connector *tern_conn_connector(const tern_conn *c)
+void *tern__conn_owner(const struct tern_conn *c, const struct tern__conn_owner_ops *ops)
 {
-        return c->connector;
+        return c->cfg->owner_ops == ops ? c->cfg->owner : NULL;
 }
 
-tern_server *tern_conn_server(const tern_conn *c)
+void *tern_conn_listener_user(const tern_conn *c)
 {
-        return c->loop->server;
+        return c->flags & TERN__CONN_CLIENT ? NULL : c->cfg->user;
 }
 
 int tern_conn_fd(const tern_conn *c)
 {
-        return c->fd;
+        return c->io.fd;
 }
 
 size_t tern_conn_queued(const tern_conn *c)
@@ -831,62 +921,74 @@ size_t tern_conn_queued(const tern_conn *c)
 
 int tern_conn_peer(const tern_conn *c, struct sockaddr *addr, socklen_t *len)
 {
-        if (c->fd < 0)
+        if (c->io.fd < 0)
                 return -EBADF;
-        return getpeername(c->fd, addr, len) < 0 ? -errno : 0;
+        return getpeername(c->io.fd, addr, len) < 0 ? -errno : 0;
+}
+
+const char *tern_conn_peer_str(const tern_conn *c, char *buf, size_t size)
+{
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        if (!size)
+                return buf;
+        if (tern_conn_peer(c, (struct sockaddr *)&ss, &len) < 0) {
+                snprintf(buf, size, "fd %d", c->io.fd);
+                return buf;
+        }
+        tern_sockaddr_str((const struct sockaddr *)&ss, len, buf, size);
+        return buf;
 }
 
 /* ---- cross-thread, through handles ---- */
 
-static struct tern_loop *owner_of(tern_server *s, tern_handle h)
+static void task_send(struct tern__io *io, struct tern__task *t)
 {
-        int w = tern__handle_worker(h);
-        if (w < 0 || w >= s->nworkers)
-                return NULL;
-        return &s->loops[w];
+        struct tern_conn *c = (struct tern_conn *)io;
+        if (c && !(c->flags & (TERN__CONN_CLOSED | TERN__CONN_CLOSING)))
+                tern_conn_send(c, t->data, t->len);
 }
 
-static int post_handle_task(tern_server *s, tern_handle h, struct tern__task *t)
+static void task_close(struct tern__io *io, struct tern__task *t)
 {
-        struct tern_loop *l = owner_of(s, h);
-        if (!l) {
-                free(t);
-                return -EINVAL;
-        }
-        t->handle = h;
-        int r = tern__loop_enqueue(l, t);
-        if (r)
-                free(t);
-        return r;
+        if (io)
+                tern_conn_close((struct tern_conn *)io);
 }
 
-int tern_handle_send(tern_server *s, tern_handle h, const void *data, size_t len)
+static void task_conn(struct tern__io *io, struct tern__task *t)
+{
+        struct tern_conn *c = (struct tern_conn *)io;
+        /* A closed connection is as good as gone: its on_close is owed. */
+        if (c && (c->flags & TERN__CONN_CLOSED))
+                c = NULL;
+        tern_conn_task_cb cb = (tern_conn_task_cb)(uintptr_t)t->data_fn;
+        cb(c, t->arg);
+}
+
+int tern__conn_post_send(struct tern_loop *l, tern_handle h, const void *data, size_t len)
 {
         struct tern__task *t = TERN__MALLOC(sizeof(*t) + len);
         if (!t)
                 return -ENOMEM;
-        t->kind = TERN__TASK_CONN_SEND;
         t->len = len;
         memcpy(t->data, data, len);
-        return post_handle_task(s, h, t);
+        return tern__loop_post_io(l, h, task_send, t);
 }
 
-int tern_handle_close(tern_server *s, tern_handle h)
+int tern__conn_post_close(struct tern_loop *l, tern_handle h)
 {
         struct tern__task *t = TERN__MALLOC(sizeof(*t));
         if (!t)
                 return -ENOMEM;
-        t->kind = TERN__TASK_CONN_CLOSE;
-        return post_handle_task(s, h, t);
+        return tern__loop_post_io(l, h, task_close, t);
 }
 
-int tern_handle_post(tern_server *s, tern_handle h, tern_conn_task_cb cb, void *arg)
+int tern__conn_post_task(struct tern_loop *l, tern_handle h, tern_conn_task_cb cb, void *arg)
 {
         struct tern__task *t = TERN__MALLOC(sizeof(*t));
         if (!t)
                 return -ENOMEM;
-        t->kind = TERN__TASK_CONN;
-        t->conn_cb = cb;
+        t->data_fn = (void (*)(void))cb;
         t->arg = arg;
-        return post_handle_task(s, h, t);
+        return tern__loop_post_io(l, h, task_conn, t);
 }

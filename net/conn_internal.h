@@ -1,4 +1,5 @@
-/* Private: the connection object and what the loop calls on it. */
+/* Private: the connection object, its configuration, and what the layers
+ * above (acceptor, connector, server) call on it. */
 #ifndef TERN_CONN_INTERNAL_H
 #define TERN_CONN_INTERNAL_H
 
@@ -7,13 +8,14 @@
 
 #include "buf.h"
 #include "conn.h"
+#include "loop_internal.h"
 #include "timer.h"
 
+/* struct tern_conn.flags */
 enum {
-        TERN__CONN_CLOSED = 1u << 0,      /* fd closed, waiting to be freed */
+        TERN__CONN_CLOSED = 1u << 0,      /* closed: on_close owed or run */
         TERN__CONN_CLOSING = 1u << 1,     /* flushing output, then close */
         TERN__CONN_PAUSED = 1u << 2,      /* reads paused by the application */
-        TERN__CONN_READY = 1u << 3,       /* on the loop's ready list */
         TERN__CONN_EOF = 1u << 4,         /* peer half-closed */
         TERN__CONN_HIGH = 1u << 5,        /* above high water, low-water cb owed */
         TERN__CONN_WAS_QUEUED = 1u << 6,  /* write-complete owed when drained */
@@ -23,6 +25,44 @@ enum {
         TERN__CONN_CONNECTING = 1u << 10, /* outgoing connect() not finished */
         TERN__CONN_CLIENT = 1u << 11,     /* made by a connector, not accepted */
         TERN__CONN_SHUTWR = 1u << 12,     /* FIN once output has flushed */
+        TERN__CONN_UNIX = 1u << 13,       /* a Unix-domain socket: no TCP options */
+};
+
+/* Callbacks owed from the loop's top level (on_pending). */
+enum {
+        TERN__OWE_HIGH = 1u << 0,
+        TERN__OWE_LOW = 1u << 1,
+        TERN__OWE_WRITTEN = 1u << 2,
+};
+
+/* Who made an outgoing connection (connector.c), told from the loop. */
+struct tern__conn_owner_ops {
+        /* @c's connect() succeeded; on_open follows. */
+        void (*connected)(void *owner, struct tern_conn *c);
+        /* @c closed after on_close ran; @opened: it had connected (else the
+         * attempt failed with @err). */
+        void (*closed)(void *owner, struct tern_conn *c, bool opened, int err);
+};
+
+/*
+ * What a connection runs with: a listener's stack, or a connector's. Shared
+ * by every connection it makes; a listener's lives as long as its server
+ * (refs 0), a connector's is counted (refs > 0), since a connection may
+ * outlive its connector while it flushes.
+ */
+struct tern__conn_cfg {
+        const struct tern_conn_ops *ops;
+        const struct tern_codec *codec;
+        const void *codec_config;
+        struct tern_conn_limits limits;
+        uint32_t idle_timeout_ms;
+        bool nodelay;
+        bool unix_domain;
+        long *live; /* accepted: the server's count for max_conns, or NULL */
+        const struct tern__conn_owner_ops *owner_ops;
+        void *owner;   /* the connector; NULL once it is freed */
+        uint32_t refs; /* 0: not counted (outlives its connections) */
+        void *user;    /* tern_conn_listener_user() */
 };
 
 /*
@@ -30,61 +70,49 @@ enum {
  * nothing else (buffers are released when empty).
  */
 struct tern_conn {
-        int fd;
+        struct tern__io io; /* first: the loop hands us &io */
         uint16_t flags;
         uint8_t close_reason; /* reported when a graceful close completes */
-        uint32_t slot;        /* index in the loop's slot table */
+        uint8_t owed;         /* TERN__OWE_* */
         uint32_t idle_ms;
         uint32_t last_active; /* low 32 bits of loop ms at the last consumed input
                                  or write progress; compared wrap-safe, like jiffies */
         int close_err;
-        struct tern_loop *loop;
+        struct tern__conn_cfg *cfg;
         const struct tern_conn_ops *ops;
         void *data;
         struct tern_buf in;
         struct tern_buf out;
         const struct tern_codec *codec;
         void *codec_state;
-        struct tern_conn *next_ready;
-        struct tern_connector *connector; /* NULL for accepted connections */
-        union {
-                struct tern_timer idle_timer;
-                /* Once closed the idle timer is dead: its storage links the
-                 * loop's list of connections to free. */
-                struct tern_conn *next_closed;
-        };
+        struct tern_timer idle_timer;
 };
 
-/* Creates and registers a connection for accepted @fd; closes @fd on failure. */
-struct tern_conn *tern__conn_new(struct tern_loop *l, int fd);
-
-/* What differs between an accepted and an outgoing connection. */
-struct tern__conn_params {
-        const struct tern_conn_ops *ops;
-        const struct tern_codec *codec;
-        const void *codec_config;
-        uint32_t idle_timeout_ms;
-        bool no_delay_off;
-        struct tern_connector *connector; /* NULL: accepted */
-};
+/* The loop of @c; the connection's own fields through io. */
+#define TERN__CONN_LOOP(c) ((c)->io.loop)
 
 /*
- * Creates and registers a connection for @fd, accepted or outgoing: one
- * registration (IN|OUT|RDHUP|ET) for both. An outgoing one (@p->connector
- * set) starts out CONNECTING: no on_open, no idle timer and no counters
- * until tern__conn_connected(). Closes @fd and returns NULL on failure.
+ * Creates and registers a connection for @fd, accepted (@connecting false:
+ * counted and opened at once, on_open runs here) or outgoing (@connecting:
+ * no on_open, no idle timer and no counters until tern__conn_connected()).
+ * One registration (IN|OUT|RDHUP|ET) for both. On failure closes @fd, gives
+ * back its place in @cfg->live, and returns NULL.
  */
-struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, const struct tern__conn_params *p);
-/* An outgoing connection's connect() succeeded: count it, on_open. */
-void tern__conn_connected(struct tern_conn *c);
-/* epoll readiness for @c. */
-void tern__conn_on_events(struct tern_conn *c, uint32_t events);
-/* Serves a connection taken off the ready list. */
-void tern__conn_on_ready(struct tern_conn *c);
-/* Frees a closed connection (end of iteration). */
-void tern__conn_free(struct tern_conn *c);
-/* Server stop: on_drain then graceful close. */
-void tern__conn_drain(struct tern_conn *c);
+struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, struct tern__conn_cfg *cfg,
+                                   bool connecting);
+/* Closes @c now (the fd stays open until on_close has run, from the loop). */
 void tern__conn_close(struct tern_conn *c, enum tern_close_reason reason, int err);
+
+/* Cross-thread operations on handle @h of loop @l (server.c resolves the
+ * loop): the same returns as tern_handle_send() & co. */
+int tern__conn_post_send(struct tern_loop *l, tern_handle h, const void *data, size_t len);
+int tern__conn_post_close(struct tern_loop *l, tern_handle h);
+int tern__conn_post_task(struct tern_loop *l, tern_handle h, tern_conn_task_cb cb, void *arg);
+
+/* Drops a reference to a counted @cfg (refs > 0), freeing it at the last. */
+void tern__conn_cfg_put(struct tern__conn_cfg *cfg);
+
+/* The owner (connector) of @c if its ops are @ops, else NULL. */
+void *tern__conn_owner(const struct tern_conn *c, const struct tern__conn_owner_ops *ops);
 
 #endif

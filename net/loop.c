@@ -1,19 +1,27 @@
 /*
- * The worker loop. One iteration reads top to bottom:
+ * The loop. One iteration reads top to bottom:
  *
- *   1. apply deferred changes   (take the ready list: connections that used
- *                                their read budget and get no new edge)
- *   2. compute the timeout      (0 if something is ready, else the wheel's)
+ *   1. take the ready list        (objects that used their read budget and
+ *                                  get no new edge)
+ *   2. compute the timeout        (0 if something is ready, else the wheel's)
  *   3. RCU-offline, epoll_wait, RCU-online
- *   4. dispatch                 (socket events, then the ready list)
+ *   4. dispatch                   (events, then the ready list)
  *   5. expire timers
- *   6. drain the mailbox        (hand-off ring, then cross-thread tasks)
- *   7. free what was closed     (never during dispatch)
- *   8. RCU quiescent state
+ *   6. drain the mailbox          (cross-thread tasks)
+ *   7. end-of-iteration hooks     (the acceptor's hand-off ring, ...)
+ *   8. free what was closed       (never during dispatch)
+ *   9. RCU quiescent state
+ *
+ * After every step that runs callbacks, the pending list: callbacks owed
+ * by calls the application made inside the step (a close, a water mark, a
+ * write completion) run here, at the top level, never inside those calls.
+ *
+ * This file includes nothing from the layers above: they register objects
+ * of a kind (loop_internal.h) and hooks.
  */
 #include <errno.h>
 #include <limits.h>
-#include <signal.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,13 +31,13 @@
 
 #include <urcu-qsbr.h>
 
-#include "client_internal.h"
 #include "clock.h"
-#include "conn_internal.h"
 #include "fault_internal.h"
+#include "live_internal.h"
 #include "log.h"
 #include "loop_internal.h"
-#include "server_internal.h"
+
+#define TAG_EVENTFD 0u /* the wake-up eventfd; a handle's top byte is never 0 */
 
 static __thread struct tern_loop *current_loop;
 
@@ -43,23 +51,72 @@ int tern_loop_index(const tern_loop *l)
         return l->index;
 }
 
+void *tern_loop_user(const tern_loop *l)
+{
+        return l->opts.user;
+}
+
+bool tern_loop_draining(const tern_loop *l)
+{
+        return l->draining;
+}
+
 uint64_t tern_loop_now(const tern_loop *l)
 {
         return l->now;
 }
 
-void tern_loop_timer_start(tern_loop *l, struct tern_timer *t, uint64_t after_ms,
-                           uint64_t repeat_ms)
+void tern__counters_add(struct tern_stats *dst, const struct tern__counters *src)
+{
+        uint64_t *d = (uint64_t *)dst;
+        for (size_t i = 0; i < sizeof(*dst) / sizeof(uint64_t); i++)
+                d[i] += ck_pr_load_64((uint64_t *)&src->v[i]);
+}
+
+void tern_loop_stats(const tern_loop *l, struct tern_stats *out)
+{
+        memset(out, 0, sizeof(*out));
+        tern__counters_add(out, &l->stats);
+}
+
+/* ---- timers ---- */
+
+int tern__loop_timer_arm(struct tern_loop *l, struct tern_timer *t, uint64_t after_ms,
+                         uint64_t repeat_ms)
 {
         /* +1: the clock is truncated to whole ms, so "now" may be up to 1 ms
          * behind real time; rounding up keeps the never-early promise. */
-        tern_timer_arm(&l->wheel, t, tern_now_ms() + after_ms + 1, repeat_ms);
+        return tern__timer_arm(&l->wheel, t, tern_now_ms() + after_ms + 1, repeat_ms);
 }
 
-void tern_loop_timer_stop(tern_loop *l, struct tern_timer *t)
+void tern__loop_timer_cancel(struct tern_loop *l, struct tern_timer *t)
 {
-        tern_timer_cancel(&l->wheel, t);
+        tern__timer_cancel(&l->wheel, t);
 }
+
+/* [loop]: the loop's own thread while it runs, anyone while it does not.
+ * A wrong thread would corrupt the wheel; refuse instead. */
+static bool wrong_thread(const struct tern_loop *l)
+{
+        return current_loop != l && __atomic_load_n(&l->running, __ATOMIC_ACQUIRE);
+}
+
+int tern_loop_timer_start(tern_loop *l, struct tern_timer *t, uint64_t after_ms,
+                          uint64_t repeat_ms)
+{
+        if (wrong_thread(l))
+                return -EPERM;
+        return tern__loop_timer_arm(l, t, after_ms, repeat_ms);
+}
+
+int tern_loop_timer_stop(tern_loop *l, struct tern_timer *t)
+{
+        if (wrong_thread(l))
+                return -EPERM;
+        return tern__timer_cancel(&l->wheel, t);
+}
+
+/* ---- the mailbox ---- */
 
 void tern__loop_wake(struct tern_loop *l)
 {
@@ -70,7 +127,7 @@ void tern__loop_wake(struct tern_loop *l)
 
 int tern__loop_enqueue(struct tern_loop *l, struct tern__task *t)
 {
-        /* Dekker-style handshake with loop_close_mailbox(): either we see
+        /* Dekker-style handshake with close_mailbox(): either we see
          * mb_closed, or the loop sees our in-flight mark and waits for us. */
         __atomic_fetch_add(&l->mb_inflight, 1, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&l->mb_closed, __ATOMIC_SEQ_CST)) {
@@ -92,7 +149,7 @@ int tern_loop_post(tern_loop *l, tern_task_cb cb, void *arg)
         struct tern__task *t = TERN__MALLOC(sizeof(*t));
         if (!t)
                 return -ENOMEM;
-        t->kind = TERN__TASK_LOOP;
+        t->handle = 0;
         t->loop_cb = cb;
         t->arg = arg;
         int r = tern__loop_enqueue(l, t);
@@ -101,9 +158,55 @@ int tern_loop_post(tern_loop *l, tern_task_cb cb, void *arg)
         return r;
 }
 
-/* ---- slot table (owner thread only) ---- */
+int tern__loop_post_io(struct tern_loop *l, tern__handle_t h, tern__io_task_fn fn,
+                       struct tern__task *t)
+{
+        t->handle = h;
+        t->io_fn = fn;
+        int r = tern__loop_enqueue(l, t);
+        if (r)
+                free(t);
+        return r;
+}
 
-int tern__slot_alloc(struct tern_loop *l, struct tern_conn *c, uint32_t *slot)
+/* ---- hooks ---- */
+
+void tern__hook_add(struct tern_loop *l, enum tern__hook_point p, struct tern__hook *h,
+                    void (*fn)(struct tern__hook *h, struct tern_loop *l))
+{
+        struct tern__hook **pp = &l->hooks[p];
+        while (*pp)
+                pp = &(*pp)->next;
+        h->fn = fn;
+        h->next = NULL;
+        h->pprev = pp;
+        *pp = h;
+}
+
+void tern__hook_del(struct tern__hook *h)
+{
+        if (!h->pprev)
+                return;
+        *h->pprev = h->next;
+        if (h->next)
+                h->next->pprev = h->pprev;
+        h->next = NULL;
+        h->pprev = NULL;
+}
+
+static void run_hooks(struct tern_loop *l, enum tern__hook_point p)
+{
+        struct tern__hook *h = l->hooks[p];
+        while (h) {
+                struct tern__hook *next = h->next; /* h may remove itself */
+                h->fn(h, l);
+                h = next;
+        }
+}
+
+/* ---- the slot table and I/O objects (owner thread only) ---- */
+
+static int slot_alloc(struct tern_loop *l, struct tern__io *io)
 {
         if (l->free_slot == UINT32_MAX) {
                 uint32_t n = l->nslots ? l->nslots * 2 : 64;
@@ -113,7 +216,7 @@ int tern__slot_alloc(struct tern_loop *l, struct tern_conn *c, uint32_t *slot)
                 if (!s)
                         return -ENOMEM;
                 for (uint32_t i = l->nslots; i < n; i++) {
-                        s[i].conn = NULL;
+                        s[i].io = NULL;
                         s[i].gen = 1;
                         s[i].next_free = i + 1 < n ? i + 1 : UINT32_MAX;
                 }
@@ -124,179 +227,237 @@ int tern__slot_alloc(struct tern_loop *l, struct tern_conn *c, uint32_t *slot)
         uint32_t i = l->free_slot;
         struct tern__slot *s = &l->slots[i];
         l->free_slot = s->next_free;
-        s->conn = c;
-        *slot = i;
+        s->io = io;
+        io->slot = i;
         return 0;
 }
 
-void tern__slot_free(struct tern_loop *l, uint32_t i)
+static void slot_free(struct tern_loop *l, uint32_t i)
 {
         struct tern__slot *s = &l->slots[i];
-        s->conn = NULL;
+        s->io = NULL;
         /* A new generation makes every outstanding handle stale; 0 is skipped
-         * so that no valid handle is ever TERN_HANDLE_NONE-like in its gen. */
+         * so that no valid handle is ever 0 in its generation. */
         if (++s->gen == 0)
                 s->gen = 1;
         s->next_free = l->free_slot;
         l->free_slot = i;
 }
 
-/* ---- init / destroy ---- */
-
-int tern__loop_init(struct tern_loop *l, struct tern_server *s, int index)
+int tern__io_register(struct tern__io *io, uint32_t events)
 {
-        memset(l, 0, sizeof(*l));
-        l->server = s;
+        struct tern_loop *l = io->loop;
+        io->state = 0;
+        int r = slot_alloc(l, io);
+        if (r < 0)
+                return r;
+        struct epoll_event ev = {.events = events, .data.u64 = tern__io_handle(io)};
+        if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0) {
+                r = -errno;
+                slot_free(l, io->slot);
+                return r;
+        }
+        return 0;
+}
+
+int tern__io_modify(struct tern__io *io, uint32_t events)
+{
+        struct epoll_event ev = {.events = events, .data.u64 = tern__io_handle(io)};
+        return epoll_ctl(io->loop->epfd, EPOLL_CTL_MOD, io->fd, &ev) < 0 ? -errno : 0;
+}
+
+void tern__io_release(struct tern__io *io, bool unregister)
+{
+        struct tern_loop *l = io->loop;
+        if (io->state & TERN__IO_DEAD)
+                return;
+        if (unregister)
+                epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+        slot_free(l, io->slot);
+        /* Off the pending list's duty: a dead object is owed nothing more. */
+        io->state |= TERN__IO_DEAD;
+        if (io->state & TERN__IO_PENDING) {
+                struct tern__io **pp = &l->pending;
+                while (*pp != io)
+                        pp = &(*pp)->next_pending;
+                *pp = io->next_pending;
+                if (l->pending_tail == &io->next_pending)
+                        l->pending_tail = pp;
+                io->state &= ~TERN__IO_PENDING;
+        }
+        io->next_pending = l->closed;
+        l->closed = io;
+}
+
+/* ---- new / free ---- */
+
+void tern_loop_opts_init(struct tern_loop_opts *o)
+{
+        memset(o, 0, sizeof(*o));
+        o->drain_timeout_ms = 5000;
+}
+
+struct tern_loop *tern__loop_new(const struct tern_loop_opts *o, int index, void *owner)
+{
+        struct tern_loop *l = TERN__CALLOC(1, sizeof(*l));
+        if (!l)
+                return NULL;
+        if (o)
+                l->opts = *o;
+        else
+                tern_loop_opts_init(&l->opts);
         l->index = index;
+        l->owner = owner;
         l->free_slot = UINT32_MAX;
+        l->pending_tail = &l->pending;
         l->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (l->epfd < 0)
-                return -errno;
+                goto out_free_loop;
         l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (l->evfd < 0)
                 goto out_close_epfd;
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = TERN__TAG_EVENTFD};
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = TAG_EVENTFD};
         if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev) < 0)
                 goto out_close_evfd;
-        l->ring_buf = TERN__CALLOC(TERN__RING_SIZE, sizeof(*l->ring_buf));
-        if (!l->ring_buf) {
-                errno = ENOMEM;
-                goto out_close_evfd;
-        }
-        ck_ring_init(&l->ring, TERN__RING_SIZE);
         l->spill = TERN__MALLOC(TERN__SPILL_SIZE);
         if (!l->spill) {
                 errno = ENOMEM;
-                goto out_free_ring;
+                goto out_close_evfd;
         }
         __cds_wfcq_init((struct __cds_wfcq_head *)&l->mb_head, &l->mb_tail);
         l->now = tern_now_ms();
-        tern_timer_wheel_init(&l->wheel, l->now);
-        return 0;
+        tern__wheel_init(&l->wheel, l->now);
+        tern__live_add(TERN__LIVE_LOOPS, 1);
+        return l;
 
-out_free_ring:
-        free(l->ring_buf);
 out_close_evfd:
         close(l->evfd);
 out_close_epfd : {
         int e = errno;
         close(l->epfd);
-        return -e;
+        errno = e;
+}
+out_free_loop : {
+        int e = errno;
+        free(l);
+        errno = e;
+        return NULL;
 }
 }
 
+tern_loop *tern_loop_new(const struct tern_loop_opts *o)
+{
+        return tern__loop_new(o, 0, NULL);
+}
+
+static void run_pending(struct tern_loop *l);
 static void free_closed(struct tern_loop *l);
 
-void tern__loop_destroy(struct tern_loop *l)
+void tern_loop_free(tern_loop *l)
 {
-        /* Connectors the application did not free; a connection one of them
-         * closed before the loop ever ran waits on the closed list. */
-        tern__connectors_free_all(l);
+        if (!l)
+                return;
+        /* What the application left behind: connectors first (their
+         * connections close silently, never having opened or the loop
+         * having finished), then whatever is still registered. */
+        run_hooks(l, TERN__HOOK_DESTROY);
+        run_pending(l);
         free_closed(l);
-        size_t left = tern_timer_wheel_destroy(&l->wheel);
+        for (uint32_t i = 0; i < l->nslots; i++) {
+                struct tern__io *io = l->slots[i].io;
+                if (io && io->kind->on_destroy) {
+                        tern__io_release(io, false);
+                        io->kind->on_destroy(io);
+                }
+        }
+        l->closed = NULL; /* on_destroy freed them */
+        size_t left = tern__wheel_destroy(&l->wheel);
         if (left)
-                tern_warn("worker %d: %zu timer(s) still armed at teardown", l->index, left);
+                tern_warn("loop %d: %zu timer(s) still armed at teardown", l->index, left);
         free(l->slots);
         tern_buf_free(&l->scratch);
         free(l->spill);
-        free(l->ring_buf);
         close(l->evfd);
         close(l->epfd);
+        free(l);
+        tern__live_add(TERN__LIVE_LOOPS, -1);
 }
 
 /* ---- the iteration's steps ---- */
 
-static void serve_ready(struct tern_conn *list)
+static void run_pending(struct tern_loop *l)
+{
+        struct tern__io *io;
+        while ((io = l->pending) != NULL) {
+                l->pending = io->next_pending;
+                if (!l->pending)
+                        l->pending_tail = &l->pending;
+                io->state &= ~TERN__IO_PENDING;
+                io->kind->on_pending(io);
+        }
+}
+
+static void serve_ready(struct tern_loop *l, struct tern__io *list)
 {
         while (list) {
-                struct tern_conn *c = list;
-                list = c->next_ready;
-                c->flags &= ~TERN__CONN_READY;
-                if (!(c->flags & TERN__CONN_CLOSED))
-                        tern__conn_on_ready(c);
+                struct tern__io *io = list;
+                list = io->next_ready;
+                io->state &= ~TERN__IO_READY;
+                if (!(io->state & TERN__IO_DEAD)) {
+                        io->kind->on_ready(io);
+                        if (l->pending)
+                                run_pending(l);
+                }
+        }
+}
+
+/* Every registered object's on_drain (@deadline: the drain timed out). */
+static void drain_objects(struct tern_loop *l, bool deadline)
+{
+        for (uint32_t i = 0; i < l->nslots; i++) {
+                struct tern__io *io = l->slots[i].io;
+                if (io && io->kind->on_drain) {
+                        io->kind->on_drain(io, deadline);
+                        if (l->pending)
+                                run_pending(l);
+                }
         }
 }
 
 static void drain_timer_cb(struct tern_timer *t, void *arg)
 {
         struct tern_loop *l = arg;
-        for (uint32_t i = 0; i < l->nslots; i++) {
-                struct tern_conn *c = l->slots[i].conn;
-                if (c && !(c->flags & TERN__CONN_CLOSED)) {
-                        tern_warn("worker %d: fd %d still has %zu bytes queued at the drain "
-                                  "deadline, closing",
-                                  l->index, c->fd, tern_buf_len(&c->out));
-                        tern__conn_close(c, TERN_CLOSE_SHUTDOWN, 0);
-                }
-        }
+        tern_warn("loop %d: drain deadline (%u ms) passed with %u connection(s) open; "
+                  "closing them",
+                  l->index, l->opts.drain_timeout_ms, l->nlive);
+        drain_objects(l, true);
 }
 
 static void begin_drain(struct tern_loop *l)
 {
         l->draining = true;
-        if (l == l->server->acc.home)
-                tern__acceptor_stop_home(l); /* listeners first, then the others */
-        tern__connectors_drain(l);           /* no more attempts; connected ones drain below */
-        for (uint32_t i = 0; i < l->nslots; i++) {
-                struct tern_conn *c = l->slots[i].conn;
-                if (c && !(c->flags & TERN__CONN_CLOSED))
-                        tern__conn_drain(c);
-        }
-        if (l->nconns) {
+        run_hooks(l, TERN__HOOK_DRAIN); /* listeners first, connectors */
+        run_pending(l);
+        drain_objects(l, false);
+        if (l->nlive) {
                 tern_timer_init(&l->drain_timer, drain_timer_cb, l);
-                tern_loop_timer_start(l, &l->drain_timer, l->server->opts.drain_timeout_ms, 0);
+                tern__loop_timer_arm(l, &l->drain_timer, l->opts.drain_timeout_ms, 0);
         }
 }
 
-static void close_handed_fd(struct tern_loop *l, int fd)
+static void run_task(struct tern_loop *l, struct tern__task *t)
 {
-        close(fd);
-        __atomic_fetch_sub(&l->server->live_conns, 1, __ATOMIC_RELAXED);
-}
-
-static void run_task(struct tern_loop *l, struct tern__task *t, bool final)
-{
-        struct tern_conn *c = NULL;
-        switch (t->kind) {
-        case TERN__TASK_LOOP:
+        if (!t->handle) {
                 t->loop_cb(l, t->arg);
-                break;
-        case TERN__TASK_CONN:
-                c = tern__slot_lookup(l, t->handle);
-                if (c && (c->flags & TERN__CONN_CLOSED))
-                        c = NULL;
-                t->conn_cb(c, t->arg);
-                break;
-        case TERN__TASK_CONN_SEND:
-                c = tern__slot_lookup(l, t->handle);
-                if (c && !(c->flags & (TERN__CONN_CLOSED | TERN__CONN_CLOSING)))
-                        tern_conn_send(c, t->data, t->len);
-                break;
-        case TERN__TASK_CONN_CLOSE:
-                c = tern__slot_lookup(l, t->handle);
-                if (c)
-                        tern_conn_close(c);
-                break;
-        case TERN__TASK_NEW_FD:
-                if (final || l->draining)
-                        close_handed_fd(l, t->fd);
-                else
-                        tern__conn_new(l, t->fd);
-                break;
+        } else {
+                struct tern__io *io = tern__slot_lookup(l, t->handle);
+                t->io_fn(io, t);
         }
         free(t);
 }
 
-static void drain_mailbox(struct tern_loop *l, bool final)
+static void drain_mailbox(struct tern_loop *l)
 {
-        int fd;
-        while (tern__ring_pop(l, &fd)) {
-                if (final || l->draining)
-                        close_handed_fd(l, fd);
-                else
-                        tern__conn_new(l, fd);
-        }
-
         if (cds_wfcq_empty(&l->mb_head, &l->mb_tail))
                 return;
         /* Splice once, then run: tasks posted by the tasks themselves wait
@@ -309,7 +470,9 @@ static void drain_mailbox(struct tern_loop *l, bool final)
         while ((n = __cds_wfcq_dequeue_blocking(&head, &tail))) {
                 struct tern__task *t = caa_container_of(n, struct tern__task, node);
                 TERN__HB_ACQUIRE(t);
-                run_task(l, t, final);
+                run_task(l, t);
+                if (l->pending)
+                        run_pending(l);
         }
 }
 
@@ -317,21 +480,21 @@ static void free_closed(struct tern_loop *l)
 {
         if (!l->closed)
                 return;
-        /* A closed connection may still sit on the ready list for the next
+        /* A dead object may still sit on the ready list for the next
          * iteration: unlink those first so nothing points at freed memory. */
-        struct tern_conn **pp = &l->ready;
+        struct tern__io **pp = &l->ready;
         while (*pp) {
-                if ((*pp)->flags & TERN__CONN_CLOSED)
+                if ((*pp)->state & TERN__IO_DEAD)
                         *pp = (*pp)->next_ready;
                 else
                         pp = &(*pp)->next_ready;
         }
-        struct tern_conn *c = l->closed;
+        struct tern__io *io = l->closed;
         l->closed = NULL;
-        while (c) {
-                struct tern_conn *next = c->next_closed;
-                tern__conn_free(c);
-                c = next;
+        while (io) {
+                struct tern__io *next = io->next_pending;
+                io->kind->on_free(io);
+                io = next;
         }
 }
 
@@ -343,22 +506,22 @@ static void read_eventfd(struct tern_loop *l)
         tern__stat_add(l, TERN__STAT(wakeups), 1);
 }
 
-static void loop_run(struct tern_loop *l)
+static void loop_iterate(struct tern_loop *l)
 {
         struct epoll_event events[TERN__MAX_EVENTS];
 
-        while (!(l->draining && l->nconns == 0)) {
-                /* 1. deferred changes */
-                struct tern_conn *ready = l->ready;
+        while (!(l->draining && l->nlive == 0)) {
+                /* 1. deferred work */
+                struct tern__io *ready = l->ready;
                 l->ready = NULL;
 
                 /* 2. timeout (no clock read, no wheel scan when nothing is armed) */
                 int timeout = 0;
-                if (!ready && !tern_timer_wheel_count(&l->wheel)) {
+                if (!ready && !tern__wheel_count(&l->wheel)) {
                         timeout = -1;
                 } else if (!ready) {
                         l->now = tern_now_ms();
-                        int64_t t = tern_timer_wheel_timeout(&l->wheel, l->now);
+                        int64_t t = tern__wheel_timeout(&l->wheel, l->now);
                         timeout = t < 0 ? -1 : (t > INT_MAX ? INT_MAX : (int)t);
                 }
 
@@ -368,89 +531,89 @@ static void loop_run(struct tern_loop *l)
                 rcu_thread_online();
                 if (n < 0) {
                         if (errno != EINTR)
-                                tern_error("worker %d: epoll_wait: %s", l->index, strerror(errno));
+                                tern_error("loop %d: epoll_wait: %s", l->index, strerror(errno));
                         n = 0;
                 }
                 l->now = tern_now_ms();
 
-                /* 4. dispatch */
+                /* 4. dispatch: NULL for an object released earlier in this
+                 * batch, or for a stale registration (fork) */
                 for (int i = 0; i < n; i++) {
                         uint64_t tag = events[i].data.u64;
-                        if (tag == TERN__TAG_EVENTFD) {
+                        if (tag == TAG_EVENTFD) {
                                 read_eventfd(l);
-                        } else if (!(tag >> 56)) {
-                                tern__acceptor_on_listener(l, (uint32_t)(tag - 1));
-                        } else {
-                                /* NULL for a connection closed earlier in this
-                                 * batch, or for a stale registration (fork). */
-                                struct tern_conn *c = tern__slot_lookup(l, tag);
-                                if (c && !(c->flags & TERN__CONN_CLOSED))
-                                        tern__conn_on_events(c, events[i].events);
+                                continue;
+                        }
+                        struct tern__io *io = tern__slot_lookup(l, tag);
+                        if (io) {
+                                io->kind->on_events(io, events[i].events);
+                                if (l->pending)
+                                        run_pending(l);
                         }
                 }
-                serve_ready(ready);
+                serve_ready(l, ready);
 
                 /* 5. timers */
-                if (tern_timer_wheel_count(&l->wheel))
-                        tern_timer_wheel_expire(&l->wheel, l->now);
+                if (tern__wheel_count(&l->wheel)) {
+                        tern__wheel_expire(&l->wheel, l->now);
+                        run_pending(l);
+                }
 
-                /* 6. mailbox */
-                drain_mailbox(l, false);
+                /* 6. mailbox, 7. hooks */
+                drain_mailbox(l);
+                run_hooks(l, TERN__HOOK_END_ITER);
+                run_pending(l);
                 if (!l->draining && __atomic_load_n(&l->stop_req, __ATOMIC_ACQUIRE))
                         begin_drain(l);
 
-                /* 7. free */
+                /* 8. free */
                 free_closed(l);
 
-                /* 8. quiescent: this thread holds no RCU references now */
+                /* 9. quiescent: this thread holds no RCU references now */
                 rcu_quiescent_state();
                 tern__stat_add(l, TERN__STAT(loop_iters), 1);
         }
-        tern_timer_cancel(&l->wheel, &l->drain_timer);
+        tern__timer_cancel(&l->wheel, &l->drain_timer);
 }
 
-static void loop_close_mailbox(struct tern_loop *l)
+static void close_mailbox(struct tern_loop *l)
 {
         __atomic_store_n(&l->mb_closed, true, __ATOMIC_SEQ_CST);
         while (__atomic_load_n(&l->mb_inflight, __ATOMIC_SEQ_CST))
                 sched_yield();
-        drain_mailbox(l, true);
+        drain_mailbox(l);
+        run_hooks(l, TERN__HOOK_END_ITER);
+        run_pending(l);
         free_closed(l);
 }
 
-static void loop_main(struct tern_loop *l)
+int tern_loop_run(tern_loop *l)
 {
+        if (__atomic_exchange_n(&l->ran, true, __ATOMIC_ACQ_REL))
+                return -EALREADY;
+        struct tern_loop *outer = current_loop;
         current_loop = l;
+        __atomic_store_n(&l->running, true, __ATOMIC_RELEASE);
         rcu_register_thread();
         l->now = tern_now_ms();
-        if (l->server->opts.on_worker_start)
-                l->server->opts.on_worker_start(l, l->server->opts.user);
-        loop_run(l);
-        if (l->server->opts.on_worker_stop)
-                l->server->opts.on_worker_stop(l, l->server->opts.user);
-        loop_close_mailbox(l);
+        if (l->opts.on_start) {
+                l->opts.on_start(l, l->opts.user);
+                run_pending(l);
+        }
+        loop_iterate(l);
+        if (l->opts.on_stop) {
+                l->opts.on_stop(l, l->opts.user);
+                run_pending(l);
+        }
+        close_mailbox(l);
         rcu_unregister_thread();
-        current_loop = NULL;
+        __atomic_store_n(&l->running, false, __ATOMIC_RELEASE);
+        current_loop = outer;
+        return 0;
 }
 
-void *tern__loop_thread(void *arg)
+void tern_loop_stop(tern_loop *l)
 {
-        struct tern_loop *l = arg;
-        char name[16];
-        snprintf(name, sizeof(name), "worker-%d", l->index);
-        tern_log_set_thread_name(name);
-        pthread_setname_np(pthread_self(), name);
-        loop_main(l);
-        return NULL;
-}
-
-void tern__loop_run_here(struct tern_loop *l)
-{
-        /* The caller's thread: its log name changes while it serves, its
-         * process-visible name (comm) does not. */
-        char name[16];
-        snprintf(name, sizeof(name), "worker-%d", l->index);
-        tern_log_set_thread_name(name);
-        loop_main(l);
-        tern_log_set_thread_name("main");
+        __atomic_store_n(&l->stop_req, true, __ATOMIC_RELEASE);
+        tern__loop_wake(l);
 }

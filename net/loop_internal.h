@@ -1,18 +1,33 @@
-/* Private: the worker loop, its mailbox and its connection slot table. */
+/*
+ * Private: the loop and what the layers above it register with it.
+ *
+ * The loop knows nothing about connections, listeners, connectors or
+ * servers. It owns epoll, the timer wheel, the mailbox, and a slot table of
+ * I/O objects (struct tern__io) that each carry a kind: a const table of
+ * what to do on an event, when taken off the ready list, for deferred
+ * callbacks, at the drain, and to free. conn.c, watch.c and acceptor.c each
+ * define a kind and register their objects; the loop calls through the
+ * kind (redis ae's file procs, libuv's uv__io_t, muduo's Channel).
+ *
+ * It also keeps the lists that make "callbacks never re-enter" cheap: the
+ * pending list (objects owed a callback, run from the loop's top level
+ * after the current callback has returned, as libuv's closing phase) and
+ * the closed list (freed at the end of the iteration, never during
+ * dispatch), plus hooks where the layers above do batch work.
+ */
 #ifndef TERN_LOOP_INTERNAL_H
 #define TERN_LOOP_INTERNAL_H
 
-#include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include <ck_ring.h>
+#include <ck_pr.h>
 #include <urcu/wfcqueue.h>
 
-#include "loop.h"
-#include "server.h"
 #include "buf.h"
-#include "timer.h"
+#include "loop.h"
+#include "timer_internal.h"
 
 /*
  * ck_ring and wfcqueue publish through inline-asm fences that ThreadSanitizer
@@ -36,37 +51,85 @@ void __tsan_ignore_thread_end(void);
 #endif
 
 #define TERN__SPILL_SIZE (64 * 1024)
-#define TERN__RING_SIZE  4096 /* power of two; hand-off ring entries */
 #define TERN__MAX_EVENTS 256
 
-struct tern_conn;
+/* A handle: loop index + 1 (top byte, never 0), slot (24 bits), generation. */
+typedef uint64_t tern__handle_t;
 
-enum tern__task_kind {
-        TERN__TASK_LOOP,       /* cb(loop, arg) */
-        TERN__TASK_CONN,       /* conn_cb(conn or NULL, arg) */
-        TERN__TASK_CONN_SEND,  /* copy of bytes for a handle */
-        TERN__TASK_CONN_CLOSE, /* graceful close of a handle */
-        TERN__TASK_NEW_FD,     /* ring overflow: a new connection's fd */
+struct tern__io;
+
+/* What the loop does with an I/O object; every entry may be NULL but
+ * on_events and on_free. All run on the loop's thread. */
+struct tern__io_kind {
+        const char *name;
+        /* epoll reported @events for it. */
+        void (*on_events)(struct tern__io *io, uint32_t events);
+        /* Taken off the ready list (tern__io_ready). */
+        void (*on_ready)(struct tern__io *io);
+        /* Taken off the pending list (tern__io_defer): run what is owed. */
+        void (*on_pending)(struct tern__io *io);
+        /* The loop drains (@deadline false), or its drain deadline passed
+         * (true): close gracefully, or now. */
+        void (*on_drain)(struct tern__io *io, bool deadline);
+        /* End of the iteration after tern__io_release(): free it. */
+        void (*on_free)(struct tern__io *io);
+        /* tern_loop_free() found it still registered: free it at once,
+         * without callbacks (a watch the application left behind). */
+        void (*on_destroy)(struct tern__io *io);
 };
 
-/* One mailbox entry; SEND tasks carry their bytes inline. */
+enum {
+        TERN__IO_READY = 1u << 0,   /* on the ready list */
+        TERN__IO_PENDING = 1u << 1, /* on the pending list */
+        TERN__IO_DEAD = 1u << 2,    /* released: no events, on the closed list */
+};
+
+/* An I/O object, embedded first in its owner (conn, watch, listener). */
+struct tern__io {
+        const struct tern__io_kind *kind;
+        struct tern_loop *loop;
+        struct tern__io *next_ready;
+        struct tern__io *next_pending; /* also the closed list, once dead */
+        int fd;
+        uint32_t slot;
+        uint8_t state; /* TERN__IO_* */
+};
+
+/* A task in the mailbox; SEND-like tasks carry their bytes inline. */
+struct tern__task;
+/* An I/O task: @io is the live object behind the task's handle, or NULL if
+ * the handle turned stale. The loop frees @t after it returns. */
+typedef void (*tern__io_task_fn)(struct tern__io *io, struct tern__task *t);
+
 struct tern__task {
         struct cds_wfcq_node node;
-        enum tern__task_kind kind;
-        tern_handle handle;
+        tern__handle_t handle; /* 0: a loop task (loop_cb) */
         union {
                 tern_task_cb loop_cb;
-                tern_conn_task_cb conn_cb;
+                tern__io_task_fn io_fn;
         };
+        void (*data_fn)(void); /* an I/O task's own callback, for its io_fn */
         void *arg;
-        int fd;
         size_t len;
         uint8_t data[];
 };
 
+/* A hook: batch work the layers above do at a point of every iteration. */
+struct tern__hook {
+        void (*fn)(struct tern__hook *h, struct tern_loop *l);
+        struct tern__hook *next, **pprev;
+};
+
+enum tern__hook_point {
+        TERN__HOOK_END_ITER, /* after the mailbox, before closed objects are freed */
+        TERN__HOOK_DRAIN,    /* the drain begins, before every object's on_drain */
+        TERN__HOOK_DESTROY,  /* tern_loop_free(): free what was left behind */
+        TERN__HOOK_POINTS,
+};
+
 /* Slot table entry: owner-thread only, so no atomics. */
 struct tern__slot {
-        struct tern_conn *conn; /* NULL when free */
+        struct tern__io *io; /* NULL when free */
         uint32_t gen;
         uint32_t next_free;
 };
@@ -86,29 +149,31 @@ struct tern_loop {
         struct cds_wfcq_tail mb_tail;
         int mb_inflight; /* posters between "is it open?" and enqueue */
         bool mb_closed;  /* no more posts accepted */
-        bool stop_req;   /* acceptor asks for a graceful drain */
+        bool stop_req;   /* tern_loop_stop() */
+        bool running;    /* inside tern_loop_run() (atomic) */
+        bool ran;        /* tern_loop_run() was called */
 
         int epfd;
         int evfd;
         int index;
-        pthread_t thread;
-        struct tern_server *server;
-        struct ck_ring ring; /* acceptor -> worker, single producer */
-        struct ck_ring_buffer *ring_buf;
+        struct tern_loop_opts opts;
+        void *owner; /* the server whose worker this is, or NULL */
 
-        struct tern_timer_wheel wheel;
+        struct tern__wheel wheel;
         uint64_t now;
 
         struct tern__slot *slots;
         uint32_t nslots;
         uint32_t free_slot; /* head of the free list, UINT32_MAX if none */
-        uint32_t nconns;
+        uint32_t nlive;     /* objects the drain waits for (connections) */
 
-        struct tern_connector *connectors; /* client.c; freed with the loop */
-        struct tern_conn *ready;           /* must be served without waiting for an edge */
-        struct tern_conn *closed;          /* free at the end of the iteration */
+        struct tern__io *ready;          /* served without waiting for an edge */
+        struct tern__io *pending;        /* owed a callback from the top level */
+        struct tern__io **pending_tail;  /* FIFO: reported in the order owed */
+        struct tern__io *closed;         /* freed at the end of the iteration */
+        struct tern__hook *hooks[TERN__HOOK_POINTS];
 
-        uint8_t *spill;
+        uint8_t *spill;          /* read buffer lent to connections (conn.c) */
         struct tern_buf scratch; /* frame encoding, reused; see send_frame */
         bool scratch_busy;
         bool draining;
@@ -126,74 +191,101 @@ static inline void tern__stat_sub(struct tern_loop *l, size_t idx, uint64_t n)
         ck_pr_store_64(&l->stats.v[idx], l->stats.v[idx] - n);
 }
 
-/* Acceptor -> worker hand-off of a new fd (single producer). */
-static inline bool tern__ring_push(struct tern_loop *l, int fd)
-{
-        TERN__HB_RELEASE(&l->ring);
-        TERN__TSAN_IGNORE_BEGIN(); /* the ring's slots are ordered by its fences */
-        /* The ring holds void *: the fd travels as one, no allocation per accept. */
-        bool ok = ck_ring_enqueue_spsc(&l->ring, l->ring_buf, (void *)(intptr_t)fd);
-        TERN__TSAN_IGNORE_END();
-        return ok;
-}
+/* Adds @src's counters to @dst (any thread). */
+void tern__counters_add(struct tern_stats *dst, const struct tern__counters *src);
 
-/* Worker side of the hand-off (single consumer). */
-static inline bool tern__ring_pop(struct tern_loop *l, int *fd)
-{
-        void *p;
-        TERN__TSAN_IGNORE_BEGIN();
-        bool ok = ck_ring_dequeue_spsc(&l->ring, l->ring_buf, &p);
-        TERN__TSAN_IGNORE_END();
-        if (ok) {
-                TERN__HB_ACQUIRE(&l->ring);
-                *fd = (int)(intptr_t)p;
-        }
-        return ok;
-}
-
-int tern__loop_init(struct tern_loop *l, struct tern_server *s, int index);
-void tern__loop_destroy(struct tern_loop *l);
-void *tern__loop_thread(void *arg);
-/* Runs @l's loop on the calling thread until it has drained (tern_server_run). */
-void tern__loop_run_here(struct tern_loop *l);
+/* A server's worker: tern_loop_new() with an index and an owner. */
+struct tern_loop *tern__loop_new(const struct tern_loop_opts *o, int index, void *owner);
 /* Wakes the loop's epoll_wait. Async-signal-safe. */
 void tern__loop_wake(struct tern_loop *l);
 /* Posts a prepared task. Returns 0 or -ESHUTDOWN (task not taken). */
 int tern__loop_enqueue(struct tern_loop *l, struct tern__task *t);
-/* Slot table: owner thread. */
-int tern__slot_alloc(struct tern_loop *l, struct tern_conn *c, uint32_t *slot);
-void tern__slot_free(struct tern_loop *l, uint32_t slot);
+/* Posts an I/O task for handle @h: @fn(io or NULL, t) runs on @l. @t is
+ * the caller's allocation (with t->arg, t->len, t->data filled); freed
+ * here on failure. Returns 0, -ESHUTDOWN. */
+int tern__loop_post_io(struct tern_loop *l, tern__handle_t h, tern__io_task_fn fn,
+                       struct tern__task *t);
 
-/* A handle: worker index + 1 (top byte, never 0), slot (24 bits), generation. */
-static inline tern_handle tern__slot_handle(const struct tern_loop *l, uint32_t slot)
+/* Hooks run in the order added. A hook may remove itself while it runs. */
+void tern__hook_add(struct tern_loop *l, enum tern__hook_point p, struct tern__hook *h,
+                    void (*fn)(struct tern__hook *h, struct tern_loop *l));
+void tern__hook_del(struct tern__hook *h);
+
+/*
+ * Registers @io (kind, loop and fd set by the caller) in the slot table and
+ * epoll set with @events; data carries its handle, so a stale event never
+ * reaches freed memory. Returns 0 or -errno (nothing registered).
+ */
+int tern__io_register(struct tern__io *io, uint32_t events);
+/* Changes the epoll interest of @io. Returns 0 or -errno. */
+int tern__io_modify(struct tern__io *io, uint32_t events);
+/* @io's handle; valid until tern__io_release(). */
+static inline tern__handle_t tern__io_handle(const struct tern__io *io)
 {
-        return ((uint64_t)(l->index + 1) << 56) | ((uint64_t)slot << 32) | l->slots[slot].gen;
+        return ((uint64_t)(io->loop->index + 1) << 56) | ((uint64_t)io->slot << 32) |
+               io->loop->slots[io->slot].gen;
+}
+/*
+ * Unregisters @io: its handle goes stale and its events are dropped; the
+ * kind's on_free runs at the end of the iteration. @unregister: remove the
+ * fd from epoll (pass false when the fd is closed right after and shares
+ * its file with nobody, to save the syscall). Does not close the fd.
+ */
+void tern__io_release(struct tern__io *io, bool unregister);
+/* Serve @io again next iteration without waiting for an edge. */
+static inline void tern__io_ready(struct tern__io *io)
+{
+        if (io->state & (TERN__IO_READY | TERN__IO_DEAD))
+                return;
+        io->state |= TERN__IO_READY;
+        io->next_ready = io->loop->ready;
+        io->loop->ready = io;
+}
+/* @io is owed a callback: on_pending runs from the loop's top level, after
+ * whatever callback is running now has returned. */
+static inline void tern__io_defer(struct tern__io *io)
+{
+        struct tern_loop *l = io->loop;
+        if (io->state & (TERN__IO_PENDING | TERN__IO_DEAD))
+                return;
+        io->state |= TERN__IO_PENDING;
+        io->next_pending = NULL;
+        *l->pending_tail = io;
+        l->pending_tail = &io->next_pending;
+}
+/* Objects the drain waits for: the loop finishes once none is left. */
+static inline void tern__loop_ref(struct tern_loop *l)
+{
+        l->nlive++;
+}
+static inline void tern__loop_unref(struct tern_loop *l)
+{
+        l->nlive--;
 }
 
-/* The live connection behind @h, or NULL if the handle is stale. Inline:
+/* The live object behind @h on @l, or NULL if the handle is stale. Inline:
  * the loop resolves every epoll event through it. */
-static inline struct tern_conn *tern__slot_lookup(struct tern_loop *l, tern_handle h)
+static inline struct tern__io *tern__slot_lookup(const struct tern_loop *l, tern__handle_t h)
 {
         uint32_t i = (uint32_t)(h >> 32) & 0xffffff;
         if (i >= l->nslots)
                 return NULL;
-        struct tern__slot *s = &l->slots[i];
-        if (!s->conn || s->gen != (uint32_t)h)
+        const struct tern__slot *s = &l->slots[i];
+        if (!s->io || s->gen != (uint32_t)h)
                 return NULL;
-        return s->conn;
+        return s->io;
 }
 
-/*
- * What a worker's epoll event carries (data.u64): a connection's handle
- * (top byte = worker index + 1, never 0), or one of these, whose top byte
- * is 0.
- */
-#define TERN__TAG_EVENTFD     0u                   /* the loop's wake-up eventfd */
-#define TERN__TAG_LISTENER(i) (1u + (uint64_t)(i)) /* listener i, inline acceptor */
-
-static inline int tern__handle_worker(tern_handle h)
+/* Loop index + 1 of a handle's owner, minus one: -1 for no handle. */
+static inline int tern__handle_index(tern__handle_t h)
 {
         return (int)(h >> 56) - 1;
 }
+
+/* tern_loop_timer_start/stop for the layers above, which run on the loop's
+ * thread by construction (no thread check); arm returns 0 or -EBUSY. */
+int tern__loop_timer_arm(struct tern_loop *l, struct tern_timer *t, uint64_t after_ms,
+                         uint64_t repeat_ms);
+void tern__loop_timer_cancel(struct tern_loop *l, struct tern_timer *t);
 
 #endif

@@ -1,6 +1,11 @@
 /*
- * The server: listeners, worker threads, and the acceptor (acceptor.c),
- * which runs on its own thread or on worker 0's loop.
+ * The server: listeners, worker loops and their threads, and the acceptor
+ * (acceptor.c), which runs on its own thread or on worker 0's loop.
+ *
+ * The top of the layers: it makes loops (loop.c), gives each listener a
+ * connection stack (conn.c), and lets the acceptor hand connections to the
+ * workers through a ring per worker that the worker's end-of-iteration hook
+ * empties.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -11,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "cpu.h"
@@ -29,16 +36,75 @@ int tern_default_workers(void)
 void tern_server_opts_init(struct tern_server_opts *o)
 {
         memset(o, 0, sizeof(*o));
+        struct tern_conn_limits l;
+        tern_conn_limits_init(&l);
         o->backlog = 1024;
         o->drain_timeout_ms = 5000;
-        o->max_outbuf = 64u << 20;
-        o->max_inbuf = 16u << 20;
-        o->read_budget = 256u << 10;
+        o->max_outbuf = l.max_outbuf;
+        o->max_inbuf = l.max_inbuf;
+        o->read_budget = l.read_budget;
+        o->nodelay = true;
 }
 
-static int listen_on(struct tern_server *s, const struct addrinfo *ai)
+void tern_listener_opts_init(struct tern_listener_opts *o)
 {
-        const struct tern_server_opts *o = &s->opts;
+        memset(o, 0, sizeof(*o));
+        o->nodelay = true;
+}
+
+/* ---- the hand-off ring ---- */
+
+bool tern__ring_push(struct tern__worker *w, int fd, int li)
+{
+        /* The ring holds void *: the fd and its listener travel as one, no
+         * allocation per accept. */
+        void *v = (void *)(((uintptr_t)li << 32) | (uint32_t)fd);
+        TERN__HB_RELEASE(&w->ring);
+        TERN__TSAN_IGNORE_BEGIN(); /* the ring's slots are ordered by its fences */
+        bool ok = ck_ring_enqueue_spsc(&w->ring, w->ring_buf, v);
+        TERN__TSAN_IGNORE_END();
+        return ok;
+}
+
+static bool ring_pop(struct tern__worker *w, int *fd, int *li)
+{
+        void *p;
+        TERN__TSAN_IGNORE_BEGIN();
+        bool ok = ck_ring_dequeue_spsc(&w->ring, w->ring_buf, &p);
+        TERN__TSAN_IGNORE_END();
+        if (ok) {
+                TERN__HB_ACQUIRE(&w->ring);
+                *fd = (int)((uintptr_t)p & 0xffffffffu);
+                *li = (int)((uintptr_t)p >> 32);
+        }
+        return ok;
+}
+
+void tern__server_adopt(struct tern__worker *w, int fd, int li)
+{
+        struct tern_server *s = w->s;
+        if (w->loop->draining) {
+                close(fd);
+                __atomic_fetch_sub(&s->live_conns, 1, __ATOMIC_RELAXED);
+                return;
+        }
+        tern__conn_setup(w->loop, fd, &s->listeners[li]->cfg, false);
+}
+
+/* End of every iteration of a worker: what the acceptor handed over. */
+static void inbox_hook(struct tern__hook *h, struct tern_loop *l)
+{
+        struct tern__worker *w = caa_container_of(h, struct tern__worker, inbox);
+        int fd, li;
+        while (ring_pop(w, &fd, &li))
+                tern__server_adopt(w, fd, li);
+}
+
+/* ---- listeners ---- */
+
+static int listen_tcp_one(struct tern_server *s, struct tern__listener *ln,
+                          const struct tern_listener_opts *o, const struct addrinfo *ai)
+{
         int fd =
             socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0)
@@ -53,67 +119,290 @@ static int listen_on(struct tern_server *s, const struct addrinfo *ai)
 
         struct sockaddr_storage addr;
         memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
-        if (s->port) { /* an ephemeral port chosen by the first listener */
+        if (ln->port) { /* an ephemeral port chosen by the first socket */
                 if (addr.ss_family == AF_INET)
-                        ((struct sockaddr_in *)&addr)->sin_port = htons(s->port);
+                        ((struct sockaddr_in *)&addr)->sin_port = htons(ln->port);
                 else
-                        ((struct sockaddr_in6 *)&addr)->sin6_port = htons(s->port);
+                        ((struct sockaddr_in6 *)&addr)->sin6_port = htons(ln->port);
         }
-        if (bind(fd, (struct sockaddr *)&addr, ai->ai_addrlen) < 0 || listen(fd, o->backlog) < 0) {
+        int backlog = o->backlog ? o->backlog : s->opts.backlog;
+        if (bind(fd, (struct sockaddr *)&addr, ai->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
                 int e = errno;
                 close(fd);
                 return -e;
         }
         socklen_t len = sizeof(addr);
         if (getsockname(fd, (struct sockaddr *)&addr, &len) == 0)
-                s->port =
+                ln->port =
                     ntohs(addr.ss_family == AF_INET ? ((struct sockaddr_in *)&addr)->sin_port
                                                     : ((struct sockaddr_in6 *)&addr)->sin6_port);
         return fd;
 }
 
-static int open_listeners(struct tern_server *s)
+static int add_lfd(struct tern_server *s, int fd, int li)
+{
+        if (s->nlfds == TERN__MAX_LFDS) {
+                close(fd);
+                return -ENOSPC;
+        }
+        struct tern__lfd *lf = &s->lfds[s->nlfds++];
+        memset(lf, 0, sizeof(*lf));
+        lf->io.fd = fd;
+        lf->s = s;
+        lf->listener = li;
+        return 0;
+}
+
+static int listen_tcp(struct tern_server *s, struct tern__listener *ln, int li,
+                      const struct tern_listener_opts *o)
 {
         char port[8];
-        snprintf(port, sizeof(port), "%u", s->opts.port);
+        snprintf(port, sizeof(port), "%u", o->port);
         struct addrinfo hints = {
             .ai_family = AF_UNSPEC,
             .ai_socktype = SOCK_STREAM,
             .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
         };
         struct addrinfo *res;
-        int r = getaddrinfo(s->opts.bind, port, &hints, &res);
+        int r = getaddrinfo(o->bind, port, &hints, &res);
         if (r != 0) {
-                tern_error("cannot resolve bind address '%s': %s",
-                           s->opts.bind ? s->opts.bind : "*", gai_strerror(r));
+                tern_error("cannot resolve bind address '%s': %s", o->bind ? o->bind : "*",
+                           gai_strerror(r));
                 return -EINVAL;
         }
-        int err = 0;
-        for (struct addrinfo *ai = res; ai && s->nlisteners < TERN__MAX_LISTENERS;
-             ai = ai->ai_next) {
-                int fd = listen_on(s, ai);
+        int err = 0, made = 0;
+        for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+                int fd = listen_tcp_one(s, ln, o, ai);
                 if (fd < 0) {
                         err = fd;
                         /* A wildcard bind on a host without IPv6 still serves v4. */
-                        if (!s->opts.bind && fd == -EAFNOSUPPORT)
+                        if (!o->bind && fd == -EAFNOSUPPORT)
                                 continue;
-                        tern_error("cannot listen on %s port %s: %s",
-                                   s->opts.bind ? s->opts.bind : "*", port, tern_strerror(fd));
+                        tern_error("cannot listen on %s port %s: %s", o->bind ? o->bind : "*",
+                                   port, tern_strerror(fd));
                         break;
                 }
-                s->listen_fds[s->nlisteners++] = fd;
+                err = add_lfd(s, fd, li);
+                if (err)
+                        break;
+                made++;
         }
         freeaddrinfo(res);
-        if (s->nlisteners == 0 || (err && err != -EAFNOSUPPORT))
+        if (made == 0 || (err && err != -EAFNOSUPPORT))
                 return err ? err : -EADDRNOTAVAIL;
+        return 0;
+}
+
+/*
+ * A socket file left at @path: a stale one (a server that is gone: connect
+ * is refused) is removed; a live one is EADDRINUSE; anything that is not a
+ * socket is EEXIST and is never removed.
+ */
+static int clear_stale_socket(const struct sockaddr_un *sun)
+{
+        struct stat st;
+        if (lstat(sun->sun_path, &st) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISSOCK(st.st_mode))
+                return -EEXIST;
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        int r = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+        int e = errno;
+        close(fd);
+        if (r == 0)
+                return -EADDRINUSE;
+        if (e != ECONNREFUSED)
+                return e == ENOENT ? 0 : -e;
+        tern_info("removing stale socket file %s", sun->sun_path);
+        return unlink(sun->sun_path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+static int listen_unix(struct tern_server *s, struct tern__listener *ln, int li,
+                       const struct tern_listener_opts *o)
+{
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
+        if (!o->path || !o->path[0] || strlen(o->path) >= sizeof(sun.sun_path))
+                return -EINVAL;
+        strcpy(sun.sun_path, o->path);
+        int r = clear_stale_socket(&sun);
+        if (r < 0) {
+                tern_error("cannot listen on %s: %s", o->path,
+                           r == -EEXIST ? "exists and is not a socket" : tern_strerror(r));
+                return r;
+        }
+        ln->path = strdup(o->path);
+        if (!ln->path)
+                return -ENOMEM;
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        int backlog = o->backlog ? o->backlog : s->opts.backlog;
+        struct stat st;
+        if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+                goto out_close_fd;
+        /* From here the file is ours: remove it on failure and at free. */
+        if (lstat(o->path, &st) == 0) {
+                ln->dev = st.st_dev;
+                ln->ino = st.st_ino;
+        }
+        if ((o->mode && chmod(o->path, o->mode) < 0) || listen(fd, backlog) < 0) {
+                int e = errno;
+                unlink(o->path);
+                ln->ino = 0;
+                errno = e;
+                goto out_close_fd;
+        }
+        return add_lfd(s, fd, li);
+
+out_close_fd : {
+        int e = errno;
+        tern_error("cannot listen on %s: %s", o->path, strerror(e));
+        close(fd);
+        return -e;
+}
+}
+
+/* Removes a listener's socket file if it is still the one it bound. */
+static void unlink_ours(const struct tern__listener *ln)
+{
+        struct stat st;
+        if (ln->path && ln->ino && lstat(ln->path, &st) == 0 && st.st_dev == ln->dev &&
+            st.st_ino == ln->ino)
+                unlink(ln->path);
+}
+
+static void listener_free(struct tern__listener *ln)
+{
+        unlink_ours(ln);
+        free(ln->path);
+        free(ln);
+}
+
+int tern_server_listen(tern_server *s, const struct tern_listener_opts *o)
+{
+        if (s->started)
+                return -EBUSY;
+        if (s->nlisteners == TERN__MAX_LISTENERS)
+                return -ENOSPC;
+        if ((unsigned)o->kind > TERN_LISTEN_UNIX)
+                return -EINVAL;
+        struct tern__listener *ln = TERN__CALLOC(1, sizeof(*ln));
+        if (!ln)
+                return -ENOMEM;
+        ln->kind = o->kind;
+        struct tern__conn_cfg *cfg = &ln->cfg;
+        cfg->ops = o->ops;
+        cfg->codec = o->codec;
+        cfg->codec_config = o->codec_config;
+        cfg->limits = o->limits ? *o->limits : s->limits;
+        cfg->idle_timeout_ms = o->idle_timeout_ms;
+        cfg->nodelay = o->nodelay;
+        cfg->unix_domain = o->kind == TERN_LISTEN_UNIX;
+        cfg->live = &s->live_conns;
+        cfg->user = o->user;
+
+        int li = s->nlisteners, first = s->nlfds;
+        int r = o->kind == TERN_LISTEN_UNIX ? listen_unix(s, ln, li, o) : listen_tcp(s, ln, li, o);
+        for (int k = first; r == 0 && k < s->nlfds; k++)
+                r = tern__acceptor_watch(s, k);
+        if (r < 0) {
+                while (s->nlfds > first) {
+                        struct tern__lfd *lf = &s->lfds[--s->nlfds];
+                        if (lf->io.loop)
+                                tern__io_release(&lf->io, true);
+                        close(lf->io.fd);
+                }
+                listener_free(ln);
+                return r;
+        }
+        s->listeners[s->nlisteners++] = ln;
+        return li;
+}
+
+uint16_t tern_server_listener_port(const tern_server *s, int id)
+{
+        return id >= 0 && id < s->nlisteners ? s->listeners[id]->port : 0;
+}
+
+uint16_t tern_server_port(const tern_server *s)
+{
+        for (int i = 0; i < s->nlisteners; i++)
+                if (s->listeners[i]->kind == TERN_LISTEN_TCP)
+                        return s->listeners[i]->port;
         return 0;
 }
 
 void tern__server_close_listeners(struct tern_server *s)
 {
-        for (int i = 0; i < s->nlisteners; i++)
-                close(s->listen_fds[i]);
-        s->nlisteners = 0;
+        for (int i = 0; i < s->nlfds; i++) {
+                struct tern__lfd *lf = &s->lfds[i];
+                /* Unregister before close: a forked child holding a listener
+                 * would keep it registered, naming a closed fd. */
+                if (lf->io.loop)
+                        tern__io_release(&lf->io, true);
+                close(lf->io.fd);
+        }
+        s->nlfds = 0;
+}
+
+void tern__server_stop_workers(struct tern_server *s, struct tern_loop *except)
+{
+        for (int w = 0; w < s->nworkers; w++)
+                if (s->workers[w].loop != except)
+                        tern_loop_stop(s->workers[w].loop);
+}
+
+/* ---- new / free ---- */
+
+static void workers_free(struct tern_server *s)
+{
+        if (!s->workers)
+                return;
+        for (int i = 0; i < s->nworkers; i++) {
+                struct tern__worker *w = &s->workers[i];
+                if (!w->loop) {
+                        free(w->ring_buf);
+                        continue;
+                }
+                /* Handed over but never taken: the loop has finished. */
+                int fd, li;
+                while (w->ring_buf && ring_pop(w, &fd, &li)) {
+                        close(fd);
+                        __atomic_fetch_sub(&s->live_conns, 1, __ATOMIC_RELAXED);
+                }
+                tern__hook_del(&w->inbox);
+                tern_loop_free(w->loop);
+                free(w->ring_buf);
+        }
+        free(s->workers);
+}
+
+static int workers_new(struct tern_server *s)
+{
+        s->workers = TERN__CALLOC((size_t)s->nworkers, sizeof(*s->workers));
+        if (!s->workers)
+                return -ENOMEM;
+        struct tern_loop_opts lo;
+        tern_loop_opts_init(&lo);
+        lo.drain_timeout_ms = s->opts.drain_timeout_ms;
+        lo.on_start = s->opts.on_worker_start;
+        lo.on_stop = s->opts.on_worker_stop;
+        lo.user = s->opts.user;
+        for (int i = 0; i < s->nworkers; i++) {
+                struct tern__worker *w = &s->workers[i];
+                w->s = s;
+                w->ring_buf = TERN__CALLOC(TERN__RING_SIZE, sizeof(*w->ring_buf));
+                if (!w->ring_buf)
+                        return -ENOMEM;
+                ck_ring_init(&w->ring, TERN__RING_SIZE);
+                w->loop = tern__loop_new(&lo, i, s);
+                if (!w->loop)
+                        return -errno;
+                tern__hook_add(w->loop, TERN__HOOK_END_ITER, &w->inbox, inbox_hook);
+        }
+        return 0;
 }
 
 tern_server *tern_server_new(const struct tern_server_opts *o)
@@ -127,50 +416,68 @@ tern_server *tern_server_new(const struct tern_server_opts *o)
         if (!s)
                 return NULL;
         s->opts = *o;
-        if (!s->opts.low_water)
-                s->opts.low_water = s->opts.high_water / 2;
+        struct tern_conn_limits *l = &s->limits;
+        l->max_outbuf = o->max_outbuf;
+        l->max_inbuf = o->max_inbuf;
+        l->high_water = o->high_water;
+        l->low_water = o->low_water ? o->low_water : o->high_water / 2;
+        l->read_budget = o->read_budget;
+        l->linger_ms = o->drain_timeout_ms;
         s->nworkers = o->workers ? o->workers : tern_default_workers();
         if (s->nworkers > 255)
                 s->nworkers = 255;
         s->acc_epfd = -1;
         s->acc_evfd = -1;
 
-        int r = o->no_listen ? 0 : open_listeners(s);
+        int r = workers_new(s);
         if (r < 0)
-                goto out_free_server;
-        s->loops = TERN__CALLOC((size_t)s->nworkers, sizeof(*s->loops));
-        if (!s->loops) {
-                r = -ENOMEM;
-                goto out_close_fds;
-        }
-        int i;
-        for (i = 0; i < s->nworkers; i++) {
-                r = tern__loop_init(&s->loops[i], s, i);
-                if (r < 0)
-                        goto out_destroy_loops;
-        }
+                goto out_free_workers;
         r = tern__acceptor_init(s);
         if (r < 0)
-                goto out_destroy_loops;
+                goto out_free_workers;
+        if (!o->no_listen) {
+                struct tern_listener_opts lo;
+                tern_listener_opts_init(&lo);
+                lo.bind = o->bind;
+                lo.port = o->port;
+                lo.reuseport = o->reuseport;
+                lo.nodelay = o->nodelay;
+                lo.ops = o->ops;
+                lo.codec = o->codec;
+                lo.codec_config = o->codec_config;
+                lo.idle_timeout_ms = o->idle_timeout_ms;
+                r = tern_server_listen(s, &lo);
+                if (r < 0)
+                        goto out_free_workers;
+        }
         return s;
 
-out_destroy_loops:
-        while (i-- > 0)
-                tern__loop_destroy(&s->loops[i]);
-        free(s->loops);
-out_close_fds:
+out_free_workers:
+        tern__server_close_listeners(s);
+        for (int i = 0; i < s->nlisteners; i++)
+                listener_free(s->listeners[i]);
         if (s->acc_epfd >= 0)
                 close(s->acc_epfd);
         if (s->acc_evfd >= 0)
                 close(s->acc_evfd);
-        tern__server_close_listeners(s);
-out_free_server:
+        workers_free(s);
         free(s);
         errno = -r;
         return NULL;
 }
 
-/* Starts the threads of loops @first.. and the acceptor's, if it has one. */
+static void *worker_thread(void *arg)
+{
+        struct tern__worker *w = arg;
+        char name[16];
+        snprintf(name, sizeof(name), "worker-%d", tern_loop_index(w->loop));
+        tern_log_set_thread_name(name);
+        pthread_setname_np(pthread_self(), name);
+        tern_loop_run(w->loop);
+        return NULL;
+}
+
+/* Starts the threads of workers @first.. and the acceptor's, if it has one. */
 static int start_threads(struct tern_server *s, int first)
 {
         /* Threads tern starts never take process signals: the application's
@@ -180,7 +487,7 @@ static int start_threads(struct tern_server *s, int first)
         pthread_sigmask(SIG_BLOCK, &all, &old);
         int r = 0, w;
         for (w = first; w < s->nworkers; w++) {
-                r = -pthread_create(&s->loops[w].thread, NULL, tern__loop_thread, &s->loops[w]);
+                r = -pthread_create(&s->workers[w].thread, NULL, worker_thread, &s->workers[w]);
                 if (r)
                         break;
         }
@@ -190,19 +497,24 @@ static int start_threads(struct tern_server *s, int first)
         if (r) {
                 tern_error("cannot start threads: %s", tern_strerror(r));
                 for (int i = first; i < w; i++) {
-                        __atomic_store_n(&s->loops[i].stop_req, true, __ATOMIC_RELEASE);
-                        tern__loop_wake(&s->loops[i]);
-                        pthread_join(s->loops[i].thread, NULL);
+                        tern_loop_stop(s->workers[i].loop);
+                        pthread_join(s->workers[i].thread, NULL);
                 }
         }
         return r;
 }
 
+static int prepare(struct tern_server *s)
+{
+        return s->started ? -EALREADY : 0;
+}
+
 int tern_server_start(tern_server *s)
 {
-        if (s->started)
-                return -EALREADY;
-        int r = start_threads(s, 0);
+        int r = prepare(s);
+        if (r)
+                return r;
+        r = start_threads(s, 0);
         if (!r)
                 s->started = true;
         return r;
@@ -225,24 +537,31 @@ int tern_server_wait(tern_server *s)
 
 int tern_server_run(tern_server *s)
 {
+        int r = prepare(s);
+        if (r)
+                return r;
         if (!s->acc.home) {
-                int r = tern_server_start(s);
+                r = tern_server_start(s);
                 return r ? r : tern_server_wait(s);
         }
         /* Worker 0 accepts: let it be the caller's thread, which would only
          * sleep in pthread_join otherwise. With one worker the process then
          * has no thread of tern's at all, and the kernel's single-threaded
          * fast paths (no file reference counting per system call) apply. */
-        if (s->started)
-                return -EALREADY;
-        int r = start_threads(s, 1);
+        r = start_threads(s, 1);
         if (r)
                 return r;
         s->started = true;
         s->run_here = true;
-        tern__loop_run_here(&s->loops[0]);
+        /* The caller's thread: its log name changes while it serves, its
+         * process-visible name (comm) does not. */
+        tern_log_set_thread_name("worker-0");
+        if (__atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE))
+                tern_loop_stop(s->workers[0].loop); /* stopped before it ran */
+        tern_loop_run(s->workers[0].loop);
+        tern_log_set_thread_name("main");
         for (int w = 1; w < s->nworkers; w++) {
-                int e = -pthread_join(s->loops[w].thread, NULL);
+                int e = -pthread_join(s->workers[w].thread, NULL);
                 if (e && !r)
                         r = e;
         }
@@ -259,20 +578,15 @@ void tern_server_free(tern_server *s)
                 tern_server_stop(s);
                 tern_server_wait(s);
         }
-        for (int i = 0; i < s->nworkers; i++)
-                tern__loop_destroy(&s->loops[i]);
-        free(s->loops);
         tern__server_close_listeners(s);
+        workers_free(s);
+        for (int i = 0; i < s->nlisteners; i++)
+                listener_free(s->listeners[i]);
         if (s->acc_epfd >= 0)
                 close(s->acc_epfd);
         if (s->acc_evfd >= 0)
                 close(s->acc_evfd);
         free(s);
-}
-
-uint16_t tern_server_port(const tern_server *s)
-{
-        return s->port;
 }
 
 int tern_server_workers(const tern_server *s)
@@ -287,14 +601,17 @@ void *tern_server_user(const tern_server *s)
 
 tern_loop *tern_server_loop(const tern_server *s, int i)
 {
-        return i >= 0 && i < s->nworkers ? &s->loops[i] : NULL;
+        return i >= 0 && i < s->nworkers ? s->workers[i].loop : NULL;
 }
 
-static void add_counters(struct tern_stats *dst, const struct tern__counters *src)
+tern_server *tern_loop_server(const tern_loop *l)
 {
-        uint64_t *d = (uint64_t *)dst;
-        for (size_t i = 0; i < sizeof(*dst) / sizeof(uint64_t); i++)
-                d[i] += ck_pr_load_64((uint64_t *)&src->v[i]);
+        return l->owner;
+}
+
+tern_server *tern_conn_server(const tern_conn *c)
+{
+        return tern_conn_loop(c)->owner;
 }
 
 void tern_server_stats(const tern_server *s, struct tern_stats *total,
@@ -303,13 +620,39 @@ void tern_server_stats(const tern_server *s, struct tern_stats *total,
         struct tern_stats sum;
         memset(&sum, 0, sizeof(sum));
         for (int w = 0; w < s->nworkers; w++) {
-                add_counters(&sum, &s->loops[w].stats);
-                if (per_worker) {
-                        memset(&per_worker[w], 0, sizeof(per_worker[w]));
-                        add_counters(&per_worker[w], &s->loops[w].stats);
-                }
+                tern__counters_add(&sum, &s->workers[w].loop->stats);
+                if (per_worker)
+                        tern_loop_stats(s->workers[w].loop, &per_worker[w]);
         }
-        add_counters(&sum, &s->acc_stats);
+        tern__counters_add(&sum, &s->acc_stats);
         if (total)
                 *total = sum;
+}
+
+/* ---- cross-thread, through handles ---- */
+
+static struct tern_loop *owner_of(tern_server *s, tern_handle h)
+{
+        int w = tern__handle_index(h);
+        if (w < 0 || w >= s->nworkers)
+                return NULL;
+        return s->workers[w].loop;
+}
+
+int tern_handle_send(tern_server *s, tern_handle h, const void *data, size_t len)
+{
+        struct tern_loop *l = owner_of(s, h);
+        return l ? tern__conn_post_send(l, h, data, len) : -EINVAL;
+}
+
+int tern_handle_close(tern_server *s, tern_handle h)
+{
+        struct tern_loop *l = owner_of(s, h);
+        return l ? tern__conn_post_close(l, h) : -EINVAL;
+}
+
+int tern_handle_post(tern_server *s, tern_handle h, tern_conn_task_cb cb, void *arg)
+{
+        struct tern_loop *l = owner_of(s, h);
+        return l ? tern__conn_post_task(l, h, cb, arg) : -EINVAL;
 }

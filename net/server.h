@@ -1,13 +1,17 @@
 /**
  * @file
- * Servers: an acceptor plus N worker loops.
+ * Servers: listeners, an acceptor and N worker loops.
  *
- * The acceptor accepts in bursts and hands each connection round-robin to a
- * worker through a single-producer ring, waking each worker once per burst.
- * From then on the worker owns the connection (see conn.h). The acceptor runs
- * on a thread of its own, or on worker 0's loop (see tern_accept_mode).
+ * A server listens on one or more addresses (TCP over IPv4/IPv6, or a
+ * Unix-domain stream socket), each listener with its own stack: callbacks,
+ * codec, limits. The acceptor accepts in bursts and hands each connection
+ * round-robin to a worker through a single-producer ring, waking each
+ * worker once per burst; from then on the worker owns the connection (see
+ * conn.h). The acceptor runs on a thread of its own, or on worker 0's loop
+ * (see tern_accept_mode). Every listener is served by the same workers.
  *
- * Calling contexts: [any] any thread; [signal] also from a signal handler.
+ * Calling contexts: [any] any thread; [signal] also from a signal handler;
+ * [loop] as in loop.h.
  */
 #ifndef TERN_SERVER_H
 #define TERN_SERVER_H
@@ -16,9 +20,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/types.h>
+
 #include "codec.h"
 #include "conn.h"
+#include "export.h"
 #include "loop.h"
+
+/** A server (opaque). */
+typedef struct tern_server tern_server;
 
 /** Where the acceptor runs (tern_server_opts.accept). */
 enum tern_accept_mode {
@@ -34,7 +44,12 @@ enum tern_accept_mode {
         TERN_ACCEPT_WORKER,
 };
 
-/** Options for tern_server_new(); start from tern_server_opts_init(). */
+/**
+ * Options for tern_server_new(); start from tern_server_opts_init().
+ * Unless no_listen is set, bind/port/ops/codec describe the server's first
+ * listener (id 0); tern_server_listen() adds more. The limits apply to every
+ * listener that does not bring its own.
+ */
 struct tern_server_opts {
         const char *bind;                /**< address; NULL = every IPv4 and IPv6 address */
         uint16_t port;                   /**< 0 = an ephemeral port (see tern_server_port) */
@@ -53,10 +68,10 @@ struct tern_server_opts {
         size_t low_water;                /**< default high_water / 2 */
         size_t read_budget;              /**< bytes read per connection per iteration;
                                             default 256 KiB */
-        bool no_delay_off;               /**< true: leave Nagle on (TCP_NODELAY is the default) */
+        bool nodelay;                    /**< TCP_NODELAY on TCP connections; default true */
         bool reuseport;                  /**< SO_REUSEPORT on the listeners */
-        bool no_listen;                  /**< no listeners: the workers only run
-                                            connectors (a client-only process) */
+        bool no_listen;                  /**< no first listener from bind/port: only
+                                            those of tern_server_listen(), if any */
         const struct tern_conn_ops *ops; /**< borrowed; must outlive the server */
         const struct tern_codec *codec;  /**< optional, for every connection */
         const void *codec_config;        /**< borrowed until tern_server_free() */
@@ -69,39 +84,66 @@ struct tern_server_opts {
         /** @} */
 };
 
-/** Per-worker counters; readable from any thread without locks. */
-struct tern_stats {
-        uint64_t conns;            /**< open now */
-        uint64_t accepted;         /**< handed to this worker */
-        uint64_t closed;           /**< closed so far */
-        uint64_t rejected;         /**< over max_conns (acceptor only) */
-        uint64_t accept_errors;    /**< EMFILE and friends (acceptor only) */
-        uint64_t bytes_in;         /**< read from sockets */
-        uint64_t bytes_out;        /**< written to sockets */
-        uint64_t writes;           /**< send syscalls */
-        uint64_t loop_iters;       /**< event loop iterations */
-        uint64_t wakeups;          /**< eventfd wake-ups */
-        uint64_t codec_errors;     /**< connections closed by a codec error */
-        uint64_t outbuf_overflows; /**< connections closed past max_outbuf */
-        uint64_t inbuf_overflows;  /**< connections closed past max_inbuf */
-        uint64_t idle_timeouts;    /**< connections closed by the idle timeout */
-        uint64_t connects;         /**< outgoing connections established (client.h) */
-        uint64_t connect_errors;   /**< outgoing connect attempts that failed */
-        uint64_t setup_errors;     /**< new connections dropped: no memory, epoll_ctl */
-};
-
 /** Fills @p o with the defaults documented above. [any] */
-void tern_server_opts_init(struct tern_server_opts *o);
+TERN_EXPORT void tern_server_opts_init(struct tern_server_opts *o);
 
 /**
- * tern_server_new - create a server and bind its listeners. [any]
+ * tern_server_new - create a server and bind its first listener. [any]
  * Copies @p o (pointers inside are borrowed as documented above).
  * Returns NULL with errno set (EADDRINUSE, EINVAL for bad options, ...).
  */
-tern_server *tern_server_new(const struct tern_server_opts *o);
+TERN_EXPORT tern_server *tern_server_new(const struct tern_server_opts *o);
+
+/** What a listener listens on. */
+enum tern_listen_kind {
+        TERN_LISTEN_TCP = 0, /**< bind/port, IPv4 and IPv6 */
+        TERN_LISTEN_UNIX,    /**< a Unix-domain stream socket at path */
+};
+
+/** A further listener for tern_server_listen(); start from tern_listener_opts_init(). */
+struct tern_listener_opts {
+        enum tern_listen_kind kind;     /**< default TERN_LISTEN_TCP */
+        const char *bind;               /**< TCP: address; NULL = every IPv4 and IPv6 one */
+        uint16_t port;                  /**< TCP: 0 = ephemeral (tern_server_listener_port) */
+        const char *path;               /**< UNIX: the socket file (copied) */
+        mode_t mode;                    /**< UNIX: permissions of the socket file
+                                             (e.g. 0660); 0 = as the umask leaves them */
+        int backlog;                    /**< listen(2) backlog; 0 = the server's */
+        bool reuseport;                 /**< TCP: SO_REUSEPORT */
+        bool nodelay;                   /**< TCP: TCP_NODELAY; default true */
+        const struct tern_conn_ops *ops; /**< borrowed; must outlive the server */
+        const struct tern_codec *codec; /**< optional */
+        const void *codec_config;       /**< borrowed until tern_server_free() */
+        uint32_t idle_timeout_ms;       /**< 0 = off */
+        const struct tern_conn_limits *limits; /**< copied; NULL = the server's */
+        void *user;                     /**< tern_conn_listener_user() */
+};
+
+/** Fills @p o with the defaults documented above. [any] */
+TERN_EXPORT void tern_listener_opts_init(struct tern_listener_opts *o);
+
+/**
+ * tern_server_listen - add a listener, bound and listening at once, served
+ * by the same workers as every other. Before tern_server_start() or
+ * tern_server_run() only. [any]
+ *
+ * A Unix-domain socket file left behind by a server that is gone (nothing
+ * accepts on it) is replaced; a live one is EADDRINUSE, and a path that is
+ * not a socket is EEXIST (never removed). The file is removed again by
+ * tern_server_free(), unless something else has replaced it meanwhile.
+ *
+ * Returns the listener's id (>= 0, in the order added, the first listener
+ * of tern_server_new() being 0), or -EBUSY (the server has started),
+ * -ENOSPC (8 listeners already), -EINVAL (bad options, a path too long),
+ * or the error of socket(), bind() or listen().
+ */
+TERN_EXPORT int tern_server_listen(tern_server *s, const struct tern_listener_opts *o);
+
+/** The port listener @p id is bound to (TCP), or 0. [any] */
+TERN_EXPORT uint16_t tern_server_listener_port(const tern_server *s, int id);
 
 /** Starts the workers and the acceptor. Returns 0 or -errno. [any] */
-int tern_server_start(tern_server *s);
+TERN_EXPORT int tern_server_start(tern_server *s);
 
 /**
  * tern_server_stop - begin a graceful stop: listeners close at once, every
@@ -109,12 +151,12 @@ int tern_server_start(tern_server *s);
  * flushed by drain_timeout_ms is aborted. Returns at once; idempotent.
  * [signal] Async-signal-safe: call it from a SIGTERM handler.
  */
-void tern_server_stop(tern_server *s);
+TERN_EXPORT void tern_server_stop(tern_server *s);
 
 /** Waits until a server started with tern_server_start() has stopped and
  * joined all threads. [any, but not a worker of @p s] Returns 0 or -errno
  * (-EINVAL if it was not started, or runs in tern_server_run()). */
-int tern_server_wait(tern_server *s);
+TERN_EXPORT int tern_server_wait(tern_server *s);
 
 /**
  * tern_server_run - start, serve until stopped, then return: start + wait,
@@ -126,24 +168,48 @@ int tern_server_wait(tern_server *s);
  * thread must not be registered with liburcu-qsbr (tern registers it for
  * the run). [any, but not a worker of @p s] Returns 0 or -errno.
  */
-int tern_server_run(tern_server *s);
+TERN_EXPORT int tern_server_run(tern_server *s);
 
 /** Frees a server that was never started or has been waited for. [any] */
-void tern_server_free(tern_server *s);
+TERN_EXPORT void tern_server_free(tern_server *s);
 
-uint16_t tern_server_port(const tern_server *s); /**< bound port [any] */
-int tern_server_workers(const tern_server *s);   /**< [any] */
-void *tern_server_user(const tern_server *s);    /**< [any] */
+/** The port of the first TCP listener, or 0. [any] */
+TERN_EXPORT uint16_t tern_server_port(const tern_server *s);
+TERN_EXPORT int tern_server_workers(const tern_server *s);   /**< [any] */
+TERN_EXPORT void *tern_server_user(const tern_server *s);    /**< [any] */
 /** Loop of worker @p i (0-based), or NULL. [any] */
-tern_loop *tern_server_loop(const tern_server *s, int i);
+TERN_EXPORT tern_loop *tern_server_loop(const tern_server *s, int i);
 
 /** Sums the counters of every worker and the acceptor into @p total (when not
  * NULL); fills @p per_worker[0..workers-1] when it is not NULL. [any] */
-void tern_server_stats(const tern_server *s, struct tern_stats *total,
+TERN_EXPORT void tern_server_stats(const tern_server *s, struct tern_stats *total,
                        struct tern_stats *per_worker);
+
+/** The server whose worker loop owns @p c. [loop] */
+TERN_EXPORT tern_server *tern_conn_server(const tern_conn *c);
+
+/** The server whose worker @p loop is, or NULL for a loop of tern_loop_new(). [any] */
+TERN_EXPORT tern_server *tern_loop_server(const tern_loop *loop);
+
+/** @{ */
+/**
+ * Cross-thread operations on a connection's handle (conn.h). [any]
+ * They copy what they need, post to the owning loop and return at once.
+ * Returns 0 when posted (a stale handle is then silently ignored by the
+ * owner), -EINVAL for a handle that was never valid for @p s, -ENOMEM, or
+ * -ESHUTDOWN once the owner loop has finished.
+ */
+int tern_handle_send(tern_server *s, tern_handle h, const void *data, size_t len);
+int tern_handle_close(tern_server *s, tern_handle h);
+/** @} */
+
+/** Runs @p cb(c, @p arg) on the owner with the live connection, or with c = NULL
+ * if the handle turned stale, so @p arg can always be released. Exactly once
+ * when 0 is returned. [any] Returns what tern_handle_send() returns. */
+TERN_EXPORT int tern_handle_post(tern_server *s, tern_handle h, tern_conn_task_cb cb, void *arg);
 
 /** CPUs this process may use: its affinity mask capped by a cgroup CPU quota
  * (see cpu.h), at least 1. [any] */
-int tern_default_workers(void);
+TERN_EXPORT int tern_default_workers(void);
 
 #endif

@@ -10,7 +10,7 @@
  * server.h (options, start, stop) and conn.h (callbacks, sending, handles
  * for other threads); loop.h has timers and cross-thread tasks; codec.h
  * says how framing plugs in, with line.h, length.h, fixed.h and resp.h as
- * the built-in codecs; client.h makes outgoing connections.
+ * the built-in codecs; connector.h makes outgoing connections; watch.h watches any fd.
  *
  * Every function says which threads may call it: [any] any thread, [loop]
  * only the owning loop's thread, [signal] also from a signal handler. Actions
@@ -23,11 +23,12 @@
 #ifndef TERN_H
 #define TERN_H
 
+#include "addr.h"
 #include "buf.h"
-#include "client.h"
 #include "clock.h"
 #include "codec.h"
 #include "conn.h"
+#include "connector.h"
 #include "cpu.h"
 #include "error.h"
 #include "fixed.h"
@@ -40,5 +41,6 @@
 #include "server.h"
 #include "timer.h"
 #include "version.h"
+#include "watch.h"
 
 #endif

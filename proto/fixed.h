@@ -8,6 +8,8 @@
 #ifndef TERN_FIXED_H
 #define TERN_FIXED_H
 
+#include "export.h"
+
 #include <stddef.h>
 
 #include "codec.h"
@@ -24,14 +26,14 @@ struct tern_fixed_config {
  * default makes sense). Does not validate; see tern_fixed_config_check().
  * Any thread.
  */
-void tern_fixed_config_init(struct tern_fixed_config *cfg, size_t frame_len);
+TERN_EXPORT void tern_fixed_config_init(struct tern_fixed_config *cfg, size_t frame_len);
 
 /**
  * tern_fixed_config_check - whether tern_fixed_codec.state_new() will accept
  * @p cfg (borrowed). Any thread.
  * Returns 0, or -EINVAL when frame_len is 0 or above TERN_FIXED_MAX_LIMIT.
  */
-int tern_fixed_config_check(const struct tern_fixed_config *cfg);
+TERN_EXPORT int tern_fixed_config_check(const struct tern_fixed_config *cfg);
 
 /**
  * The codec. state_new() takes a const struct tern_fixed_config * (borrowed,
@@ -43,6 +45,6 @@ int tern_fixed_config_check(const struct tern_fixed_config *cfg);
  * @p out's writable space. Returns 0, -EINVAL for another length, or
  * -ENOMEM or -EOVERFLOW from growing @p out (nothing appended).
  */
-extern const struct tern_codec tern_fixed_codec;
+TERN_EXPORT extern const struct tern_codec tern_fixed_codec;
 
 #endif

@@ -28,6 +28,8 @@
 #ifndef TERN_LENGTH_H
 #define TERN_LENGTH_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,7 +58,7 @@ struct tern_length_config {
  * big-endian length of the body at offset 0, no adjustment, the header
  * stripped, max_frame_length TERN_LENGTH_DEFAULT_MAX. Any thread.
  */
-void tern_length_config_init(struct tern_length_config *cfg);
+TERN_EXPORT void tern_length_config_init(struct tern_length_config *cfg);
 
 /**
  * tern_length_config_check - whether tern_length_codec.state_new() will
@@ -66,7 +68,7 @@ void tern_length_config_init(struct tern_length_config *cfg);
  * length, or initial_bytes_to_strip above max_frame_length (every frame
  * would be rejected).
  */
-int tern_length_config_check(const struct tern_length_config *cfg);
+TERN_EXPORT int tern_length_config_check(const struct tern_length_config *cfg);
 
 /**
  * The codec. state_new() takes a const struct tern_length_config *
@@ -91,6 +93,6 @@ int tern_length_config_check(const struct tern_length_config *cfg);
  * a negative field value; -EMSGSIZE when the value does not fit the field;
  * -ENOMEM or -EOVERFLOW from growing @p out.
  */
-extern const struct tern_codec tern_length_codec;
+TERN_EXPORT extern const struct tern_codec tern_length_codec;
 
 #endif

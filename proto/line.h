@@ -19,6 +19,8 @@
 #ifndef TERN_LINE_H
 #define TERN_LINE_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,14 +64,14 @@ struct tern_line_config {
  * TERN_LINE_DEFAULT_MAX, overlong lines close the connection, `"\n"` out.
  * Any thread.
  */
-void tern_line_config_init(struct tern_line_config *cfg);
+TERN_EXPORT void tern_line_config_init(struct tern_line_config *cfg);
 
 /**
  * tern_line_config_set_delim - switch @p cfg to delimiter mode with the
  * @p len bytes at @p delim (borrowed; copied). Any thread.
  * Returns 0, or -EINVAL when @p len is 0 or above TERN_LINE_DELIM_MAX.
  */
-int tern_line_config_set_delim(struct tern_line_config *cfg, const void *delim, size_t len);
+TERN_EXPORT int tern_line_config_set_delim(struct tern_line_config *cfg, const void *delim, size_t len);
 
 /**
  * tern_line_config_check - whether tern_line_codec.state_new() will accept
@@ -77,7 +79,7 @@ int tern_line_config_set_delim(struct tern_line_config *cfg, const void *delim, 
  * Returns 0, or -EINVAL naming no field: a bad delimiter length, max_len
  * of 0 or above TERN_LINE_MAX_LEN_LIMIT, or an unknown overlong policy.
  */
-int tern_line_config_check(const struct tern_line_config *cfg);
+TERN_EXPORT int tern_line_config_check(const struct tern_line_config *cfg);
 
 /**
  * The codec. state_new() takes a const struct tern_line_config * (borrowed,
@@ -92,6 +94,6 @@ int tern_line_config_check(const struct tern_line_config *cfg);
  * otherwise point anywhere outside @p out's writable space.
  * Returns 0, or -ENOMEM or -EOVERFLOW from growing @p out (nothing appended).
  */
-extern const struct tern_codec tern_line_codec;
+TERN_EXPORT extern const struct tern_codec tern_line_codec;
 
 #endif

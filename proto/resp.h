@@ -36,6 +36,8 @@
 #ifndef TERN_RESP_H
 #define TERN_RESP_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -86,21 +88,21 @@ struct tern_resp_arg {
 };
 
 /** Fills @p cfg with the TERN_RESP_DEFAULT_* limits. Any thread. */
-void tern_resp_config_init(struct tern_resp_config *cfg);
+TERN_EXPORT void tern_resp_config_init(struct tern_resp_config *cfg);
 
 /**
  * tern_resp_config_check - whether @p cfg (borrowed) is within the ranges
  * documented on struct tern_resp_config. Any thread.
  * Returns 0 or -EINVAL.
  */
-int tern_resp_config_check(const struct tern_resp_config *cfg);
+TERN_EXPORT int tern_resp_config_check(const struct tern_resp_config *cfg);
 
 /**
  * tern_resp_state_init - make @p s a fresh decoder with the limits of @p cfg
  * (borrowed, copied; NULL means the defaults). [the state's thread]
  * Returns 0, or -EINVAL for a config tern_resp_config_check() refuses.
  */
-int tern_resp_state_init(struct tern_resp_state *s, const struct tern_resp_config *cfg);
+TERN_EXPORT int tern_resp_state_init(struct tern_resp_state *s, const struct tern_resp_config *cfg);
 
 /**
  * tern_resp_decode - the decoder, with the contract of tern_codec.decode
@@ -111,12 +113,12 @@ int tern_resp_state_init(struct tern_resp_state *s, const struct tern_resp_confi
  * After an error the state must not be used again without
  * tern_resp_state_init(). [the state's thread]
  */
-ssize_t tern_resp_decode(struct tern_resp_state *s, const uint8_t *in, size_t len,
+TERN_EXPORT ssize_t tern_resp_decode(struct tern_resp_state *s, const uint8_t *in, size_t len,
                          struct tern_frame *out);
 
 /** Static text describing the error the last decode returned, e.g. "invalid
  * bulk length"; NULL when it returned none. [the state's thread] */
-const char *tern_resp_error_reason(const struct tern_resp_state *s);
+TERN_EXPORT const char *tern_resp_error_reason(const struct tern_resp_state *s);
 
 /**
  * tern_resp_args - split a command frame into arguments. [any]
@@ -127,7 +129,7 @@ const char *tern_resp_error_reason(const struct tern_resp_state *s);
  * manner of snprintf), or -EINVAL if @p f does not hold one well-formed
  * command. Never reads outside the frame.
  */
-int tern_resp_args(const struct tern_frame *f, struct tern_resp_arg *argv, size_t max);
+TERN_EXPORT int tern_resp_args(const struct tern_frame *f, struct tern_resp_arg *argv, size_t max);
 
 /**
  * Reply encoders. Each appends one complete RESP2 value to @p b (borrowed),
@@ -137,15 +139,15 @@ int tern_resp_args(const struct tern_frame *f, struct tern_resp_arg *argv, size_
  * Simple strings and errors are single lines by definition: a CR or LF in
  * @p s becomes a space, so text that came from a client cannot forge a reply.
  */
-int tern_resp_put_simple(struct tern_buf *b, const char *s);  /**< `+s\r\n` */
-int tern_resp_put_error(struct tern_buf *b, const char *msg); /**< `-msg\r\n` */
+TERN_EXPORT int tern_resp_put_simple(struct tern_buf *b, const char *s);  /**< `+s\r\n` */
+TERN_EXPORT int tern_resp_put_error(struct tern_buf *b, const char *msg); /**< `-msg\r\n` */
 /** `-<formatted>\r\n`, the message truncated to 511 bytes. */
-int tern_resp_put_errorf(struct tern_buf *b, const char *fmt, ...)
+TERN_EXPORT int tern_resp_put_errorf(struct tern_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-int tern_resp_put_int(struct tern_buf *b, int64_t v);                     /**< `:v\r\n` */
-int tern_resp_put_bulk(struct tern_buf *b, const void *data, size_t len); /**< `$len\r\n..\r\n` */
-int tern_resp_put_null(struct tern_buf *b);                               /**< `$-1\r\n` */
-int tern_resp_put_array(struct tern_buf *b, size_t n); /**< `*n\r\n`; the n values follow */
+TERN_EXPORT int tern_resp_put_int(struct tern_buf *b, int64_t v);                     /**< `:v\r\n` */
+TERN_EXPORT int tern_resp_put_bulk(struct tern_buf *b, const void *data, size_t len); /**< `$len\r\n..\r\n` */
+TERN_EXPORT int tern_resp_put_null(struct tern_buf *b);                               /**< `$-1\r\n` */
+TERN_EXPORT int tern_resp_put_array(struct tern_buf *b, size_t n); /**< `*n\r\n`; the n values follow */
 
 /**
  * The codec. state_new() takes a const struct tern_resp_config * (borrowed,
@@ -154,6 +156,6 @@ int tern_resp_put_array(struct tern_buf *b, size_t n); /**< `*n\r\n`; the n valu
  * bulk string reply, so tern_conn_send_frame() sends a bulk; @p payload must
  * not point into @p out. It returns 0 or -ENOMEM (nothing appended).
  */
-extern const struct tern_codec tern_resp_codec;
+TERN_EXPORT extern const struct tern_codec tern_resp_codec;
 
 #endif

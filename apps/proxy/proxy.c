@@ -3,9 +3,9 @@
  * connection on one worker loop. See proxy.h.
  *
  * A pair is freed when its source, its destination and its connector are
- * all gone; each of the three clears its pointer as it goes. Closing one
- * side can run the other's on_close inside it, so whatever may close
- * brackets itself with hold()/release() and the last release frees.
+ * all gone; each of the three clears its pointer as it goes, and whoever
+ * clears the last frees it. No call runs another callback inside it (tern
+ * reports closes from the loop), so that check needs no reference count.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -20,8 +20,6 @@ struct pair {
         tern_conn *src, *dst;
         tern_connector *cn;
         bool src_eof, dst_eof;
-        int busy; /* callbacks of this pair on the stack: closing one side
-                     closes the other from inside, so free only at the end */
 };
 
 int proxy_init(struct proxy *px, const char *to_host, uint16_t to_port, uint32_t connect_timeout_ms)
@@ -55,14 +53,10 @@ static void note_queued(struct pair *p, tern_conn *c)
                 ;
 }
 
-static void hold(struct pair *p)
+/* The last of source, destination and connector is gone: free the pair. */
+static void free_if_done(struct pair *p)
 {
-        p->busy++;
-}
-
-static void release(struct pair *p)
-{
-        if (--p->busy || p->src || p->dst || p->cn)
+        if (p->src || p->dst || p->cn)
                 return;
         __atomic_fetch_sub(&p->px->pairs, 1, __ATOMIC_RELAXED);
         free(p);
@@ -84,12 +78,10 @@ static void close_if_both_ended(struct pair *p)
 {
         if (!p->src_eof || !p->dst_eof)
                 return;
-        hold(p);
         if (p->src)
                 tern_conn_close(p->src);
         if (p->dst)
                 tern_conn_close(p->dst);
-        release(p);
 }
 
 /* ---- destination (connector) side ---- */
@@ -135,19 +127,17 @@ static void dst_low(tern_conn *c, size_t queued)
 static void dst_close(tern_conn *c, enum tern_close_reason reason, int err)
 {
         struct pair *p = tern_conn_data(c);
-        hold(p);
         p->dst = NULL;
         tern_connector_free(p->cn); /* allowed inside its connection's on_close */
         p->cn = NULL;
         if (p->src)
                 tern_conn_close(p->src); /* what the destination sent still flushes */
-        release(p);
+        free_if_done(p);
 }
 
 static void dst_give_up(tern_connector *cn, int err)
 {
         struct pair *p = tern_connector_user(cn);
-        hold(p);
         __atomic_fetch_add(&p->px->connect_failed, 1, __ATOMIC_RELAXED);
         tern_warn("tern-proxy: cannot connect to %s port %u: %s", p->px->to_host, p->px->to_port,
                   tern_strerror(err));
@@ -155,7 +145,7 @@ static void dst_give_up(tern_connector *cn, int err)
         p->cn = NULL;
         if (p->src)
                 tern_conn_close(p->src);
-        release(p);
+        free_if_done(p);
 }
 
 static const struct tern_conn_ops dst_ops = {
@@ -191,6 +181,7 @@ static void src_open(tern_conn *c)
         o.connect_timeout_ms = px->connect_timeout_ms;
         o.max_attempts = 1;
         o.ops = &dst_ops;
+        o.limits = px->dst_limits; /* the same backpressure both ways */
         o.on_give_up = dst_give_up;
         o.user = p;
         p->cn = tern_connector_new(tern_conn_loop(c), &o);
@@ -242,7 +233,6 @@ static void src_close(tern_conn *c, enum tern_close_reason reason, int err)
         struct pair *p = tern_conn_data(c);
         if (!p)
                 return; /* src_open could not allocate */
-        hold(p);
         p->src = NULL;
         if (p->dst) {
                 tern_conn_close(p->dst); /* dst_close frees the connector */
@@ -250,7 +240,7 @@ static void src_close(tern_conn *c, enum tern_close_reason reason, int err)
                 tern_connector_free(p->cn); /* aborts a connect in progress */
                 p->cn = NULL;
         }
-        release(p);
+        free_if_done(p);
 }
 
 static const struct tern_conn_ops src_ops = {
@@ -270,4 +260,12 @@ void proxy_apply(struct tern_server_opts *o, struct proxy *px)
                 o->high_water = PROXY_DEFAULT_HIGH_WATER;
                 o->low_water = PROXY_DEFAULT_HIGH_WATER / 2;
         }
+        struct tern_conn_limits *l = &px->dst_limits;
+        tern_conn_limits_init(l);
+        l->max_outbuf = o->max_outbuf;
+        l->max_inbuf = o->max_inbuf;
+        l->high_water = o->high_water;
+        l->low_water = o->low_water;
+        l->read_budget = o->read_budget;
+        l->linger_ms = o->drain_timeout_ms;
 }

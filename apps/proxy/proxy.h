@@ -27,6 +27,7 @@ struct proxy {
         char to_host[INET6_ADDRSTRLEN]; /* numeric: resolved once at init */
         uint16_t to_port;
         uint32_t connect_timeout_ms;
+        struct tern_conn_limits dst_limits; /* the server's, for the destinations */
         /* Counters, any thread (atomics). */
         long pairs;          /* pairs alive now */
         long connect_failed; /* sources closed because the destination failed */

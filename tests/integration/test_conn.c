@@ -248,7 +248,7 @@ static void flood_message(tern_conn *c, struct tern_buf *in)
 {
         static uint8_t big[256 * 1024];
         size_t n = tern_buf_len(in);
-        for (size_t i = 0; i < n && !tern_conn_closed(c); i++)
+        for (size_t i = 0; i < n && !tern_conn_closing(c); i++)
                 tern_conn_send(c, big, sizeof(big));
         tern_buf_consume(in, n);
 }

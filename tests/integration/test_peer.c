@@ -43,7 +43,7 @@ static void on_message(tern_conn *c, struct tern_buf *in)
 {
         const uint8_t *p = tern_buf_data(in);
         size_t n = tern_buf_len(in);
-        for (size_t i = 0; i < n && !tern_conn_closed(c); i++) {
+        for (size_t i = 0; i < n && !tern_conn_closing(c); i++) {
                 if (p[i] == 'F')
                         tern_conn_send(c, big, sizeof(big));
                 else

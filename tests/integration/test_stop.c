@@ -241,7 +241,7 @@ static uint8_t reply[256 * 1024];
 
 static void reply_big(tern_conn *c, struct tern_buf *in)
 {
-        for (size_t i = 0; i < tern_buf_len(in) && !tern_conn_closed(c); i++)
+        for (size_t i = 0; i < tern_buf_len(in) && !tern_conn_closing(c); i++)
                 tern_conn_send(c, reply, sizeof(reply));
         tern_buf_consume(in, tern_buf_len(in));
 }

@@ -127,7 +127,7 @@ static void on_message(tern_conn *c, struct tern_buf *in)
         struct loop_state *ls = &loops[tern_loop_index(tern_conn_loop(c))];
         for (int k = 0; k < 3 && ls->nlive > 1; k++) {
                 tern_conn *v = ls->live[rand_r(&ls->seed) % (unsigned)ls->nlive];
-                if (v != c && !tern_conn_closed(v)) {
+                if (v != c && !tern_conn_closing(v)) {
                         tern_conn_abort(v);
                         __atomic_fetch_add(&kills, 1, __ATOMIC_RELAXED);
                 }

@@ -45,6 +45,9 @@ static inline void su_assert_nothing_live(void)
         cr_assert_eq(lc.conns, 0, "%ld connections still live", lc.conns);
         cr_assert_eq(lc.bufs, 0, "%ld buffers still live", lc.bufs);
         cr_assert_eq(lc.timers, 0, "%ld timers still armed", lc.timers);
+        cr_assert_eq(lc.loops, 0, "%ld loops still live", lc.loops);
+        cr_assert_eq(lc.watches, 0, "%ld watches still live", lc.watches);
+        cr_assert_eq(lc.connectors, 0, "%ld connectors still live", lc.connectors);
 }
 
 static inline void su_stop(tern_server *s)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "live.h"
-#include "timer.h"
+#include "timer_internal.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
@@ -35,7 +35,7 @@ static long live_timers(void)
 /* A timer that records when and in which order it fired. */
 struct probe {
         struct tern_timer t;
-        struct tern_timer_wheel *w;
+        struct tern__wheel *w;
         uint64_t armed_for; /* expiry of the current arming */
         uint64_t armed_now; /* wheel's now when it was armed */
         uint64_t fired_now; /* wheel's now at the latest firing */
@@ -72,7 +72,7 @@ static void probe_cb(struct tern_timer *t, void *arg)
         }
 }
 
-static void probe_init(struct probe *p, struct tern_timer_wheel *w)
+static void probe_init(struct probe *p, struct tern__wheel *w)
 {
         memset(p, 0, sizeof(*p));
         p->w = w;
@@ -84,15 +84,15 @@ static void probe_arm(struct probe *p, uint64_t expires, uint64_t repeat)
         p->armed_for = expires;
         p->armed_now = p->w->now;
         p->model_armed = true;
-        tern_timer_arm(p->w, &p->t, expires, repeat);
+        tern__timer_arm(p->w, &p->t, expires, repeat);
 }
 
-static size_t expire(struct tern_timer_wheel *w, uint64_t now)
+static size_t expire(struct tern__wheel *w, uint64_t now)
 {
         size_t n;
 
         prev_now = w->now;
-        n = tern_timer_wheel_expire(w, now);
+        n = tern__wheel_expire(w, now);
         return n;
 }
 
@@ -123,18 +123,18 @@ static const uint64_t edge_delays[] = {
 
 Test(timer, fires_in_expiry_order_across_levels)
 {
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         struct probe p[N_EDGE];
         uint64_t base = 1000003;
         long live0 = live_timers();
 
-        tern_timer_wheel_init(&w, base);
+        tern__wheel_init(&w, base);
         /* Arm latest first so list order cannot masquerade as time order. */
         for (size_t i = N_EDGE; i-- > 0;) {
                 probe_init(&p[i], &w);
                 probe_arm(&p[i], base + edge_delays[i], 0);
         }
-        cr_assert_eq(tern_timer_wheel_count(&w), N_EDGE);
+        cr_assert_eq(tern__wheel_count(&w), N_EDGE);
         cr_assert_eq(live_timers() - live0, (long)N_EDGE);
 
         fire_seq = 0;
@@ -146,10 +146,10 @@ Test(timer, fires_in_expiry_order_across_levels)
                              (unsigned long long)edge_delays[i], p[i].seq);
                 cr_assert_not(tern_timer_armed(&p[i].t));
         }
-        cr_assert_eq(tern_timer_wheel_count(&w), 0);
+        cr_assert_eq(tern__wheel_count(&w), 0);
         cr_assert_eq(live_timers(), live0);
-        cr_assert_eq(tern_timer_wheel_timeout(&w, w.now), -1);
-        cr_assert_eq(tern_timer_wheel_destroy(&w), 0);
+        cr_assert_eq(tern__wheel_timeout(&w, w.now), -1);
+        cr_assert_eq(tern__wheel_destroy(&w), 0);
 }
 
 Test(timer, fires_exactly_at_expiry_from_any_base)
@@ -160,24 +160,24 @@ Test(timer, fires_exactly_at_expiry_from_any_base)
 
         for (size_t b = 0; b < sizeof(bases) / sizeof(bases[0]); b++) {
                 for (size_t i = 0; i < N_EDGE; i++) {
-                        struct tern_timer_wheel w;
+                        struct tern__wheel w;
                         struct probe p;
                         uint64_t exp = bases[b] + edge_delays[i];
 
-                        tern_timer_wheel_init(&w, bases[b]);
+                        tern__wheel_init(&w, bases[b]);
                         probe_init(&p, &w);
                         probe_arm(&p, exp, 0);
                         cr_assert_eq(expire(&w, exp - 1), 0, "base %llu delay %llu fired early",
                                      (unsigned long long)bases[b],
                                      (unsigned long long)edge_delays[i]);
                         /* One tick before, the bound must be exact. */
-                        cr_assert_eq(tern_timer_wheel_timeout(&w, exp - 1), 1);
-                        cr_assert_eq(tern_timer_wheel_timeout(&w, exp), 0);
+                        cr_assert_eq(tern__wheel_timeout(&w, exp - 1), 1);
+                        cr_assert_eq(tern__wheel_timeout(&w, exp), 0);
                         cr_assert_eq(expire(&w, exp), 1, "base %llu delay %llu did not fire",
                                      (unsigned long long)bases[b],
                                      (unsigned long long)edge_delays[i]);
                         cr_assert_eq(p.fires, 1);
-                        cr_assert_eq(tern_timer_wheel_destroy(&w), 0);
+                        cr_assert_eq(tern__wheel_destroy(&w), 0);
                 }
         }
 }
@@ -200,12 +200,12 @@ static void arm_some(struct probe *pool, size_t n, uint64_t now)
 Test(timer, never_early_stepping_one_ms)
 {
         static struct probe pool[POOL];
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         uint64_t now = rnd();
         unsigned total = 0;
 
         now >>= 2; /* room to run */
-        tern_timer_wheel_init(&w, now);
+        tern__wheel_init(&w, now);
         for (size_t i = 0; i < POOL; i++)
                 probe_init(&pool[i], &w);
         for (int step = 0; step < 300000; step++) {
@@ -214,7 +214,7 @@ Test(timer, never_early_stepping_one_ms)
                 now++;
                 total += expire(&w, now);
         }
-        cr_assert_eq(tern_timer_wheel_count(&w), 0, "%zu never fired", tern_timer_wheel_count(&w));
+        cr_assert_eq(tern__wheel_count(&w), 0, "%zu never fired", tern__wheel_count(&w));
         cr_assert_gt(total, 10000);
         for (size_t i = 0; i < POOL; i++) {
                 cr_assert_not(pool[i].early || pool[i].late, "probe %zu fired at %llu for %llu", i,
@@ -230,10 +230,10 @@ Test(timer, never_early_stepping_one_ms)
 Test(timer, never_early_in_random_steps)
 {
         static struct probe pool[POOL];
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         uint64_t now = rnd() >> 2;
 
-        tern_timer_wheel_init(&w, now);
+        tern__wheel_init(&w, now);
         for (size_t i = 0; i < POOL; i++)
                 probe_init(&pool[i], &w);
         for (int step = 0; step < 100000; step++) {
@@ -252,7 +252,7 @@ Test(timer, never_early_in_random_steps)
                                 cr_assert_gt(pool[i].t.expires, now);
         }
         expire(&w, now + 200000);
-        cr_assert_eq(tern_timer_wheel_count(&w), 0);
+        cr_assert_eq(tern__wheel_count(&w), 0);
         for (size_t i = 0; i < POOL; i++)
                 cr_assert_not(pool[i].early || pool[i].late, "probe %zu fired at %llu for %llu", i,
                               (unsigned long long)pool[i].fired_now,
@@ -262,7 +262,7 @@ Test(timer, never_early_in_random_steps)
 /* Cancels the probe passed as "victim" when it fires. */
 struct canceller {
         struct tern_timer t;
-        struct tern_timer_wheel *w;
+        struct tern__wheel *w;
         struct tern_timer *victim;
         unsigned fires;
 };
@@ -272,32 +272,32 @@ static void cancel_cb(struct tern_timer *t, void *arg)
         struct canceller *c = arg;
 
         c->fires++;
-        tern_timer_cancel(c->w, c->victim);
+        tern__timer_cancel(c->w, c->victim);
 }
 
 Test(timer, cancel_by_earlier_callback_in_same_expire)
 {
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         struct canceller a = {.w = &w}, b = {.w = &w};
         struct probe later, far;
         long live0 = live_timers();
 
-        tern_timer_wheel_init(&w, 0);
+        tern__wheel_init(&w, 0);
         /* Same tick: whichever fires first cancels the other. */
         tern_timer_init(&a.t, cancel_cb, &a);
         tern_timer_init(&b.t, cancel_cb, &b);
         a.victim = &b.t;
         b.victim = &a.t;
-        tern_timer_arm(&w, &a.t, 10, 0);
-        tern_timer_arm(&w, &b.t, 10, 0);
+        tern__timer_arm(&w, &a.t, 10, 0);
+        tern__timer_arm(&w, &b.t, 10, 0);
         cr_assert_eq(expire(&w, 10), 1);
         cr_assert_eq(a.fires + b.fires, 1);
-        cr_assert_eq(tern_timer_wheel_count(&w), 0);
+        cr_assert_eq(tern__wheel_count(&w), 0);
 
         /* Earlier tick cancels timers due later in the same call, one in a
          * low level and one that must first cascade down from level 2. */
         a.fires = 0;
-        tern_timer_arm(&w, &a.t, 20, 0);
+        tern__timer_arm(&w, &a.t, 20, 0);
         probe_init(&later, &w);
         probe_init(&far, &w);
         probe_arm(&later, 21, 0);
@@ -313,16 +313,16 @@ Test(timer, cancel_by_earlier_callback_in_same_expire)
         /* An earlier callback cancelling a timer of the very same tick. */
         a.fires = 0;
         probe_arm(&later, 20000, 0);
-        tern_timer_arm(&w, &a.t, 19999, 0);
+        tern__timer_arm(&w, &a.t, 19999, 0);
         cr_assert_eq(expire(&w, 30000), 1);
         cr_assert_eq(later.fires, 0);
-        cr_assert_eq(tern_timer_wheel_destroy(&w), 0);
+        cr_assert_eq(tern__wheel_destroy(&w), 0);
 }
 
 /* Re-arms itself at an offset from the wheel's now (possibly <= now). */
 struct rearmer {
         struct tern_timer t;
-        struct tern_timer_wheel *w;
+        struct tern__wheel *w;
         int64_t offset;
         unsigned fires;
         unsigned max_fires;
@@ -333,21 +333,21 @@ static void rearm_cb(struct tern_timer *t, void *arg)
         struct rearmer *r = arg;
 
         if (++r->fires < r->max_fires)
-                tern_timer_arm(r->w, t, r->w->now + (uint64_t)r->offset, 0);
+                tern__timer_arm(r->w, t, r->w->now + (uint64_t)r->offset, 0);
 }
 
 Test(timer, rearm_from_own_callback)
 {
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         struct rearmer r = {.w = &w, .offset = 0, .max_fires = 1000};
 
-        tern_timer_wheel_init(&w, 100);
+        tern__wheel_init(&w, 100);
         tern_timer_init(&r.t, rearm_cb, &r);
-        tern_timer_arm(&w, &r.t, 100, 0);
+        tern__timer_arm(&w, &r.t, 100, 0);
         /* Re-armed to "now" from its own callback: once per call, no loop. */
         cr_assert_eq(expire(&w, 100), 1);
         cr_assert(tern_timer_armed(&r.t));
-        cr_assert_eq(tern_timer_wheel_timeout(&w, 100), 0);
+        cr_assert_eq(tern__wheel_timeout(&w, 100), 0);
         cr_assert_eq(expire(&w, 100), 1);
         cr_assert_eq(r.fires, 2);
 
@@ -363,13 +363,13 @@ Test(timer, rearm_from_own_callback)
         r.max_fires = r.fires + 1;
         cr_assert_eq(expire(&w, 111), 1);
         cr_assert_not(tern_timer_armed(&r.t));
-        cr_assert_eq(tern_timer_wheel_count(&w), 0);
-        cr_assert_eq(tern_timer_wheel_destroy(&w), 0);
+        cr_assert_eq(tern__wheel_count(&w), 0);
+        cr_assert_eq(tern__wheel_destroy(&w), 0);
 }
 
 struct arm_other {
         struct tern_timer t;
-        struct tern_timer_wheel *w;
+        struct tern__wheel *w;
         struct probe *other;
         uint64_t at;
 };
@@ -380,16 +380,16 @@ static void arm_other_cb(struct tern_timer *t, void *arg)
 
         a->other->armed_for = a->at;
         a->other->model_armed = true;
-        tern_timer_arm(a->w, &a->other->t, a->at, 0);
+        tern__timer_arm(a->w, &a->other->t, a->at, 0);
 }
 
 Test(timer, armed_at_or_before_now_from_callback_fires_next_call)
 {
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         struct arm_other a = {.w = &w};
         struct probe p;
 
-        tern_timer_wheel_init(&w, 0);
+        tern__wheel_init(&w, 0);
         probe_init(&p, &w);
         tern_timer_init(&a.t, arm_other_cb, &a);
         a.other = &p;
@@ -397,27 +397,27 @@ Test(timer, armed_at_or_before_now_from_callback_fires_next_call)
         /* Armed during expire(100) for 50: already reached by this call's
          * now, so it waits for the next call instead of firing now. */
         a.at = 50;
-        tern_timer_arm(&w, &a.t, 10, 0);
+        tern__timer_arm(&w, &a.t, 10, 0);
         cr_assert_eq(expire(&w, 100), 1);
         cr_assert_eq(p.fires, 0);
         cr_assert(tern_timer_armed(&p.t));
-        cr_assert_eq(tern_timer_wheel_timeout(&w, 100), 0);
+        cr_assert_eq(tern__wheel_timeout(&w, 100), 0);
         cr_assert_eq(expire(&w, 100), 1);
         cr_assert_eq(p.fires, 1);
 
         /* Armed for after this call's now: an ordinary timer. */
         a.at = 300;
-        tern_timer_arm(&w, &a.t, 150, 0);
+        tern__timer_arm(&w, &a.t, 150, 0);
         cr_assert_eq(expire(&w, 200), 1);
         cr_assert_eq(expire(&w, 299), 0);
         cr_assert_eq(expire(&w, 300), 1);
         cr_assert_eq(p.fires, 2);
-        cr_assert_eq(tern_timer_wheel_destroy(&w), 0);
+        cr_assert_eq(tern__wheel_destroy(&w), 0);
 }
 
 struct repeater {
         struct tern_timer t;
-        struct tern_timer_wheel *w;
+        struct tern__wheel *w;
         uint64_t fired_at[64];
         unsigned fires;
         unsigned cancel_at; /* cancel itself on this firing (0 = never) */
@@ -430,25 +430,25 @@ static void repeat_cb(struct tern_timer *t, void *arg)
         if (r->fires < 64)
                 r->fired_at[r->fires] = r->w->now;
         if (++r->fires == r->cancel_at)
-                tern_timer_cancel(r->w, t);
+                tern__timer_cancel(r->w, t);
 }
 
 Test(timer, repeating_timer)
 {
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         struct repeater r = {.w = &w};
         long live0 = live_timers();
 
-        tern_timer_wheel_init(&w, 0);
+        tern__wheel_init(&w, 0);
         tern_timer_init(&r.t, repeat_cb, &r);
-        tern_timer_arm(&w, &r.t, 10, 10);
+        tern__timer_arm(&w, &r.t, 10, 10);
         for (uint64_t now = 1; now <= 100; now++)
                 expire(&w, now);
         cr_assert_eq(r.fires, 10);
         for (unsigned i = 0; i < 10; i++)
                 cr_assert_eq(r.fired_at[i], 10 * (i + 1));
         cr_assert(tern_timer_armed(&r.t));
-        cr_assert_eq(tern_timer_wheel_count(&w), 1);
+        cr_assert_eq(tern__wheel_count(&w), 1);
         cr_assert_eq(live_timers() - live0, 1);
 
         /* A long stall fires it once, then it resumes after now. */
@@ -466,31 +466,31 @@ Test(timer, repeating_timer)
         cr_assert_eq(r.fires, r.cancel_at);
         cr_assert_not(tern_timer_armed(&r.t));
         cr_assert_eq(expire(&w, 5000), 0);
-        cr_assert_eq(tern_timer_wheel_count(&w), 0);
+        cr_assert_eq(tern__wheel_count(&w), 0);
         cr_assert_eq(live_timers(), live0);
 }
 
 Test(timer, huge_timeout_fires_only_when_reached)
 {
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         struct probe half, max;
         uint64_t h = UINT64_MAX / 2;
         int64_t to;
 
-        tern_timer_wheel_init(&w, 5);
+        tern__wheel_init(&w, 5);
         probe_init(&half, &w);
         probe_init(&max, &w);
         probe_arm(&half, h, 0);
         probe_arm(&max, UINT64_MAX, 0);
 
-        to = tern_timer_wheel_timeout(&w, 5);
+        to = tern__wheel_timeout(&w, 5);
         cr_assert_gt(to, 0);
         cr_assert_leq((uint64_t)to, h - 5);
 
         cr_assert_eq(expire(&w, 1ull << 40), 0);
         cr_assert_eq(expire(&w, 1ull << 62), 0);
         cr_assert_eq(expire(&w, h - 1), 0);
-        cr_assert_eq(tern_timer_wheel_timeout(&w, h - 1), 1);
+        cr_assert_eq(tern__wheel_timeout(&w, h - 1), 1);
         cr_assert_eq(expire(&w, h), 1);
         cr_assert_eq(half.fires, 1);
         cr_assert_eq(max.fires, 0);
@@ -498,20 +498,20 @@ Test(timer, huge_timeout_fires_only_when_reached)
         cr_assert_eq(expire(&w, UINT64_MAX), 1);
         cr_assert_eq(max.fires, 1);
         /* Jumping across ~2^63 ms visited a handful of ticks, not 2^63. */
-        cr_assert_leq(w.steps, 3 * (TERN_WHEEL_LEVELS + 1), "visited %llu ticks",
+        cr_assert_leq(w.steps, 3 * (TERN__WHEEL_LEVELS + 1), "visited %llu ticks",
                       (unsigned long long)w.steps);
-        cr_assert_eq(tern_timer_wheel_destroy(&w), 0);
+        cr_assert_eq(tern__wheel_destroy(&w), 0);
 }
 
 Test(timer, big_jump_visits_few_ticks)
 {
         enum { N = 300 };
         static struct probe p[N];
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         uint64_t base = 77;
         unsigned last_seq = 0;
 
-        tern_timer_wheel_init(&w, base);
+        tern__wheel_init(&w, base);
         for (int i = 0; i < N; i++) {
                 probe_init(&p[i], &w);
                 probe_arm(&p[i], base + 1 + rnd_below(1ull << (1 + rnd_below(40))), 0);
@@ -519,7 +519,7 @@ Test(timer, big_jump_visits_few_ticks)
         cr_assert_eq(expire(&w, base + (1ull << 41)), N);
         /* Each timer is visited at most once per level plus once in
          * overflow, however many milliseconds passed. */
-        cr_assert_leq(w.steps, (uint64_t)N * (TERN_WHEEL_LEVELS + 1));
+        cr_assert_leq(w.steps, (uint64_t)N * (TERN__WHEEL_LEVELS + 1));
         /* And they fired in expiry order. */
         for (int k = 0; k < N; k++) {
                 int at = -1;
@@ -539,12 +539,12 @@ Test(timer, million_random_ops_keep_count_and_live_counter)
 {
         enum { N = 4096 };
         static struct probe p[N];
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         uint64_t now = 1ull << 33;
         long live0 = live_timers();
         size_t model = 0;
 
-        tern_timer_wheel_init(&w, now);
+        tern__wheel_init(&w, now);
         for (int i = 0; i < N; i++)
                 probe_init(&p[i], &w);
         for (long op = 0; op < 1000000; op++) {
@@ -573,7 +573,7 @@ Test(timer, million_random_ops_keep_count_and_live_counter)
                 } else if (r < 90) {
                         model -= q->model_armed;
                         q->model_armed = false;
-                        tern_timer_cancel(&w, &q->t);
+                        tern__timer_cancel(&w, &q->t);
                 } else {
                         now += rnd_below(r < 99 ? 20 : 100000);
                         expire(&w, now);
@@ -582,7 +582,7 @@ Test(timer, million_random_ops_keep_count_and_live_counter)
                                 model += p[i].model_armed;
                 }
                 if (op % 997 == 0) {
-                        cr_assert_eq(tern_timer_wheel_count(&w), model);
+                        cr_assert_eq(tern__wheel_count(&w), model);
                         cr_assert_eq(live_timers() - live0, (long)model);
                         for (int i = 0; i < N; i += 61)
                                 cr_assert_eq(tern_timer_armed(&p[i].t), p[i].model_armed);
@@ -592,23 +592,23 @@ Test(timer, million_random_ops_keep_count_and_live_counter)
                 cr_assert_not(p[i].early || p[i].late, "probe %d fired at %llu for %llu", i,
                               (unsigned long long)p[i].fired_now,
                               (unsigned long long)p[i].armed_for);
-                tern_timer_cancel(&w, &p[i].t);
+                tern__timer_cancel(&w, &p[i].t);
         }
-        cr_assert_eq(tern_timer_wheel_count(&w), 0);
+        cr_assert_eq(tern__wheel_count(&w), 0);
         cr_assert_eq(live_timers(), live0);
-        cr_assert_eq(tern_timer_wheel_timeout(&w, now), -1);
-        cr_assert_eq(tern_timer_wheel_destroy(&w), 0);
+        cr_assert_eq(tern__wheel_timeout(&w, now), -1);
+        cr_assert_eq(tern__wheel_destroy(&w), 0);
 }
 
 Test(timer, timeout_never_overestimates)
 {
         enum { N = 300 };
         static struct probe p[N];
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         uint64_t now = rnd() >> 4;
         unsigned positive = 0;
 
-        tern_timer_wheel_init(&w, now);
+        tern__wheel_init(&w, now);
         for (int i = 0; i < N; i++)
                 probe_init(&p[i], &w);
         for (int iter = 0; iter < 30000; iter++) {
@@ -622,7 +622,7 @@ Test(timer, timeout_never_overestimates)
 
                         probe_arm(q, now + d - rnd_below(3), 0);
                 } else if (r < 6)
-                        tern_timer_cancel(&w, &q->t);
+                        tern__timer_cancel(&w, &q->t);
 
                 for (int i = 0; i < N; i++) {
                         if (tern_timer_armed(&p[i].t) && p[i].t.expires <= min) {
@@ -632,7 +632,7 @@ Test(timer, timeout_never_overestimates)
                 }
                 for (int k = 0; k < 3; k++) {
                         uint64_t at = now + (k ? rnd_below(k == 1 ? 100 : 1u << 30) : 0);
-                        int64_t to = tern_timer_wheel_timeout(&w, at);
+                        int64_t to = tern__wheel_timeout(&w, at);
 
                         if (!any) {
                                 cr_assert_eq(to, -1);
@@ -650,7 +650,7 @@ Test(timer, timeout_never_overestimates)
                                               (long long)to, (unsigned long long)(min - at));
                 }
                 if (r >= 6) {
-                        int64_t to = tern_timer_wheel_timeout(&w, now);
+                        int64_t to = tern__wheel_timeout(&w, now);
 
                         /* Sleeping one tick less than the timeout finds
                          * nothing due; sleeping exactly finds it maybe. */
@@ -666,16 +666,16 @@ Test(timer, timeout_never_overestimates)
                 }
         }
         cr_assert_gt(positive, 100);
-        tern_timer_wheel_destroy(&w);
+        tern__wheel_destroy(&w);
 }
 
 Test(timer, destroy_returns_still_armed)
 {
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         struct probe p[7];
         long live0 = live_timers();
 
-        tern_timer_wheel_init(&w, 1000);
+        tern__wheel_init(&w, 1000);
         for (int i = 0; i < 7; i++)
                 probe_init(&p[i], &w);
         probe_arm(&p[0], 999, 0);                   /* due */
@@ -685,64 +685,64 @@ Test(timer, destroy_returns_still_armed)
         probe_arm(&p[4], 1020, 0);                  /* cancelled */
         probe_arm(&p[5], 1001, 0);                  /* fired */
         probe_arm(&p[6], 1002, 5);                  /* fired, still repeating */
-        tern_timer_cancel(&w, &p[4].t);
+        tern__timer_cancel(&w, &p[4].t);
         cr_assert_eq(expire(&w, 1002), 3); /* p0, p5, p6 */
-        cr_assert_eq(tern_timer_wheel_count(&w), 4);
+        cr_assert_eq(tern__wheel_count(&w), 4);
         cr_assert_eq(live_timers() - live0, 4);
 
-        cr_assert_eq(tern_timer_wheel_destroy(&w), 4);
+        cr_assert_eq(tern__wheel_destroy(&w), 4);
         for (int i = 0; i < 7; i++)
                 cr_assert_not(tern_timer_armed(&p[i].t));
-        cr_assert_eq(tern_timer_wheel_count(&w), 0);
+        cr_assert_eq(tern__wheel_count(&w), 0);
         cr_assert_eq(live_timers(), live0);
-        cr_assert_eq(tern_timer_wheel_timeout(&w, 1002), -1);
+        cr_assert_eq(tern__wheel_timeout(&w, 1002), -1);
 }
 
 Test(timer, cancel_and_rearm_bookkeeping)
 {
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         struct probe p;
         long live0 = live_timers();
 
-        tern_timer_wheel_init(&w, 0);
+        tern__wheel_init(&w, 0);
         probe_init(&p, &w);
-        tern_timer_cancel(&w, &p.t); /* unarmed: no-op */
-        cr_assert_eq(tern_timer_wheel_count(&w), 0);
+        tern__timer_cancel(&w, &p.t); /* unarmed: no-op */
+        cr_assert_eq(tern__wheel_count(&w), 0);
         cr_assert_eq(live_timers(), live0);
 
         probe_arm(&p, 5000, 0);
         probe_arm(&p, 70, 0); /* re-arm earlier, across levels */
-        cr_assert_eq(tern_timer_wheel_count(&w), 1);
+        cr_assert_eq(tern__wheel_count(&w), 1);
         cr_assert_eq(live_timers() - live0, 1);
-        cr_assert_eq(tern_timer_wheel_timeout(&w, 0), 64); /* bound: slot start */
+        cr_assert_eq(tern__wheel_timeout(&w, 0), 64); /* bound: slot start */
         cr_assert_eq(expire(&w, 69), 0);
         probe_arm(&p, 300, 0); /* and later again */
         cr_assert_eq(expire(&w, 299), 0);
         cr_assert_eq(expire(&w, 300), 1);
         cr_assert_eq(live_timers(), live0);
 
-        tern_timer_cancel(&w, &p.t);
-        tern_timer_cancel(&w, &p.t);
-        cr_assert_eq(tern_timer_wheel_count(&w), 0);
+        tern__timer_cancel(&w, &p.t);
+        tern__timer_cancel(&w, &p.t);
+        cr_assert_eq(tern__wheel_count(&w), 0);
         cr_assert_eq(live_timers(), live0);
 }
 
 Test(timer, cancelled_overflow_minimum_leaves_others_exact)
 {
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         struct probe a, b;
         uint64_t at = (1ull << 38) + 5;
 
-        tern_timer_wheel_init(&w, 0);
+        tern__wheel_init(&w, 0);
         probe_init(&a, &w);
         probe_init(&b, &w);
         probe_arm(&a, 1ull << 37, 0);
         probe_arm(&b, at, 0);
-        tern_timer_cancel(&w, &a.t);
+        tern__timer_cancel(&w, &a.t);
         /* The stale bound may wake the caller early, never late. */
-        cr_assert_leq(tern_timer_wheel_timeout(&w, 0), (int64_t)at);
+        cr_assert_leq(tern__wheel_timeout(&w, 0), (int64_t)at);
         cr_assert_eq(expire(&w, at - 1), 0);
-        cr_assert_eq(tern_timer_wheel_timeout(&w, at - 1), 1);
+        cr_assert_eq(tern__wheel_timeout(&w, at - 1), 1);
         cr_assert_eq(expire(&w, at), 1);
         cr_assert_eq(a.fires, 0);
         cr_assert_eq(b.fires, 1);
@@ -750,10 +750,10 @@ Test(timer, cancelled_overflow_minimum_leaves_others_exact)
 
 Test(timer, clock_going_back_fires_nothing_new)
 {
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         struct probe p, due;
 
-        tern_timer_wheel_init(&w, 1000);
+        tern__wheel_init(&w, 1000);
         probe_init(&p, &w);
         probe_init(&due, &w);
         probe_arm(&p, 1005, 0);
@@ -767,7 +767,7 @@ Test(timer, clock_going_back_fires_nothing_new)
 
 struct owned {
         struct tern_timer t;
-        struct tern_timer_wheel *w;
+        struct tern__wheel *w;
         unsigned *fires;
 };
 
@@ -777,17 +777,17 @@ static void free_self_cb(struct tern_timer *t, void *arg)
 
         (*o->fires)++;
         /* A repeating timer is armed inside its callback: cancel, then free. */
-        tern_timer_cancel(o->w, t);
+        tern__timer_cancel(o->w, t);
         free(o);
 }
 
 Test(timer, callback_may_free_its_own_timer)
 {
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         unsigned fires = 0;
         long live0 = live_timers();
 
-        tern_timer_wheel_init(&w, 0);
+        tern__wheel_init(&w, 0);
         for (int i = 0; i < 64; i++) {
                 struct owned *o = malloc(sizeof(*o));
 
@@ -795,18 +795,18 @@ Test(timer, callback_may_free_its_own_timer)
                 o->w = &w;
                 o->fires = &fires;
                 tern_timer_init(&o->t, free_self_cb, o);
-                tern_timer_arm(&w, &o->t, 1 + (uint64_t)i % 3, i % 2 ? 7 : 0);
+                tern__timer_arm(&w, &o->t, 1 + (uint64_t)i % 3, i % 2 ? 7 : 0);
         }
         /* ASan turns any touch of a freed timer into a failure. */
         cr_assert_eq(expire(&w, 10), 64);
         cr_assert_eq(fires, 64);
-        cr_assert_eq(tern_timer_wheel_count(&w), 0);
+        cr_assert_eq(tern__wheel_count(&w), 0);
         cr_assert_eq(live_timers(), live0);
 }
 
 struct reenter {
         struct tern_timer t;
-        struct tern_timer_wheel *w;
+        struct tern__wheel *w;
         size_t inner;
 };
 
@@ -814,19 +814,19 @@ static void reenter_cb(struct tern_timer *t, void *arg)
 {
         struct reenter *r = arg;
 
-        r->inner = tern_timer_wheel_expire(r->w, r->w->now + 1000);
+        r->inner = tern__wheel_expire(r->w, r->w->now + 1000);
 }
 
 Test(timer, expire_from_callback_runs_nothing)
 {
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         struct reenter r = {.w = &w, .inner = 99};
         struct probe p;
 
-        tern_timer_wheel_init(&w, 0);
+        tern__wheel_init(&w, 0);
         probe_init(&p, &w);
         tern_timer_init(&r.t, reenter_cb, &r);
-        tern_timer_arm(&w, &r.t, 1, 0);
+        tern__timer_arm(&w, &r.t, 1, 0);
         probe_arm(&p, 500, 0);
         cr_assert_eq(expire(&w, 1), 1);
         cr_assert_eq(r.inner, 0);

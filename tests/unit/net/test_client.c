@@ -2,7 +2,7 @@
 #include <criterion/criterion.h>
 #include <stdint.h>
 
-#include "client_internal.h"
+#include "connector_internal.h"
 
 static uint64_t cap_of(uint32_t min, uint32_t max, uint32_t failures)
 {

@@ -1,5 +1,7 @@
 /*
  * Connectors: outgoing connections with timeout, retry and reconnect.
+ * A layer above the connection (conn.c knows a connector only as an owner
+ * with two callbacks) and beside the acceptor.
  *
  * An attempt is a non-blocking connect() whose socket is registered as a
  * connection right away (tern__conn_setup, the same single IN|OUT|RDHUP|ET
@@ -18,10 +20,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "client_internal.h"
 #include "clock.h"
 #include "conn_internal.h"
+#include "connector_internal.h"
 #include "error.h"
+#include "fault_internal.h"
+#include "live_internal.h"
 #include "log.h"
 #include "loop_internal.h"
 
@@ -32,6 +36,8 @@ void tern_connector_opts_init(struct tern_connector_opts *o)
         o->backoff_min_ms = 100;
         o->backoff_max_ms = 30000;
         o->max_attempts = 1;
+        o->nodelay = true;
+        tern_conn_limits_init(&o->limits);
 }
 
 uint32_t tern__backoff_delay(uint32_t min_ms, uint32_t max_ms, uint32_t failures, uint32_t *rng)
@@ -56,6 +62,9 @@ uint32_t tern__backoff_delay(uint32_t min_ms, uint32_t max_ms, uint32_t failures
 }
 
 static void timer_cb(struct tern_timer *t, void *arg);
+static void on_drain_hook(struct tern__hook *h, struct tern_loop *l);
+static void on_destroy_hook(struct tern__hook *h, struct tern_loop *l);
+static const struct tern__conn_owner_ops owner_ops;
 
 static int resolve(struct tern_connector *cn)
 {
@@ -94,31 +103,47 @@ tern_connector *tern_connector_new(tern_loop *l, const struct tern_connector_opt
                 errno = ESHUTDOWN;
                 return NULL;
         }
-        struct tern_connector *cn = calloc(1, sizeof(*cn));
+        struct tern_connector *cn = TERN__CALLOC(1, sizeof(*cn));
         if (!cn)
                 return NULL;
         cn->opts = *o;
         cn->loop = l;
         int r = resolve(cn);
-        if (r < 0) {
-                free(cn);
-                errno = -r;
-                return NULL;
+        if (r < 0)
+                goto out_free_connector;
+        /* The connection's stack, counted: it may outlive the connector. */
+        struct tern__conn_cfg *cfg = TERN__CALLOC(1, sizeof(*cfg));
+        if (!cfg) {
+                r = -ENOMEM;
+                goto out_free_connector;
         }
+        cfg->ops = o->ops;
+        cfg->codec = o->codec;
+        cfg->codec_config = o->codec_config;
+        cfg->limits = o->limits;
+        cfg->idle_timeout_ms = o->idle_timeout_ms;
+        cfg->nodelay = o->nodelay;
+        cfg->owner_ops = &owner_ops;
+        cfg->owner = cn;
+        cfg->refs = 1;
+        cn->cfg = cfg;
         cn->opts.host = NULL; /* borrowed only for the call; never used again */
         cn->rng = (uint32_t)(uintptr_t)cn ^ (uint32_t)tern_now_ms() ^ 0x2545f491u;
         tern_timer_init(&cn->timer, timer_cb, cn);
-        cn->next = l->connectors;
-        if (cn->next)
-                cn->next->pprev = &cn->next;
-        cn->pprev = &l->connectors;
-        l->connectors = cn;
+        tern__hook_add(l, TERN__HOOK_DRAIN, &cn->drain_hook, on_drain_hook);
+        tern__hook_add(l, TERN__HOOK_DESTROY, &cn->destroy_hook, on_destroy_hook);
+        tern__live_add(TERN__LIVE_CONNECTORS, 1);
         return cn;
+
+out_free_connector:
+        free(cn);
+        errno = -r;
+        return NULL;
 }
 
 static void arm(struct tern_connector *cn, uint32_t after_ms)
 {
-        tern_loop_timer_start(cn->loop, &cn->timer, after_ms, 0);
+        tern__loop_timer_arm(cn->loop, &cn->timer, after_ms, 0);
 }
 
 /* Reports a failure from the loop rather than from inside the caller. */
@@ -147,17 +172,9 @@ static int attempt(struct tern_connector *cn)
                 defer_failure(cn, e);
                 return 0;
         }
-        struct tern__conn_params p = {
-            .ops = cn->opts.ops,
-            .codec = cn->opts.codec,
-            .codec_config = cn->opts.codec_config,
-            .idle_timeout_ms = cn->opts.idle_timeout_ms,
-            .no_delay_off = cn->opts.no_delay_off,
-            .connector = cn,
-        };
         /* Registered now; even a connect() that completed at once reports
          * through the EPOLLOUT edge the registration itself produces. */
-        struct tern_conn *c = tern__conn_setup(l, fd, &p);
+        struct tern_conn *c = tern__conn_setup(l, fd, cn->cfg, true);
         if (!c) {
                 defer_failure(cn, -ENOMEM);
                 return 0;
@@ -180,12 +197,12 @@ static void attempt_failed(struct tern_connector *cn, int err)
         bool give_up = cn->opts.max_attempts && cn->failures >= cn->opts.max_attempts;
         if (give_up) {
                 cn->state = TERN__CN_IDLE;
-                tern_debug("worker %d: connector: attempt %u failed (%s); giving up", l->index,
+                tern_debug("loop %d: connector: attempt %u failed (%s); giving up", l->index,
                            cn->failures, tern_strerror(err));
         } else {
                 uint32_t d = tern__backoff_delay(cn->opts.backoff_min_ms, cn->opts.backoff_max_ms,
                                                  cn->failures, &cn->rng);
-                tern_debug("worker %d: connector: attempt %u failed (%s); retry in %u ms", l->index,
+                tern_debug("loop %d: connector: attempt %u failed (%s); retry in %u ms", l->index,
                            cn->failures, tern_strerror(err), d);
                 cn->state = TERN__CN_WAITING;
                 arm(cn, d);
@@ -221,23 +238,24 @@ static void timer_cb(struct tern_timer *t, void *arg)
                 attempt_failed(cn, err);
 }
 
-void tern__connector_connected(struct tern_connector *cn, struct tern_conn *c)
+static void on_connected(void *owner, struct tern_conn *c)
 {
-        tern_loop_timer_stop(cn->loop, &cn->timer);
+        struct tern_connector *cn = owner;
+        tern__loop_timer_cancel(cn->loop, &cn->timer);
         cn->state = TERN__CN_CONNECTED;
         cn->failures = 0;
 }
 
-void tern__connector_conn_closed(struct tern_connector *cn, struct tern_conn *c, bool opened,
-                                 int err)
+/* From the loop, after the connection's on_close (or a failed attempt). */
+static void on_conn_closed(void *owner, struct tern_conn *c, bool opened, int err)
 {
+        struct tern_connector *cn = owner;
         if (cn->conn != c)
                 return;
         cn->conn = NULL;
-        c->connector = NULL; /* nobody reaches the connector through a dead conn */
         if (cn->state == TERN__CN_IDLE)
                 return; /* stopped: the application asked for this */
-        tern_loop_timer_stop(cn->loop, &cn->timer);
+        tern__loop_timer_cancel(cn->loop, &cn->timer);
         if (!opened) {
                 attempt_failed(cn, err);
                 return;
@@ -260,12 +278,17 @@ int tern_connector_start(tern_connector *cn)
         return attempt(cn);
 }
 
+static const struct tern__conn_owner_ops owner_ops = {
+    .connected = on_connected,
+    .closed = on_conn_closed,
+};
+
 void tern_connector_stop(tern_connector *cn)
 {
         enum tern__connector_state was = cn->state;
         cn->state = TERN__CN_IDLE;
         cn->deferred_err = 0;
-        tern_loop_timer_stop(cn->loop, &cn->timer);
+        tern__loop_timer_cancel(cn->loop, &cn->timer);
         if (!cn->conn)
                 return;
         if (was == TERN__CN_CONNECTING)
@@ -279,38 +302,40 @@ void tern_connector_free(tern_connector *cn)
         if (!cn)
                 return;
         tern_connector_stop(cn);
-        if (cn->conn) { /* still flushing: it finishes on its own */
-                cn->conn->connector = NULL;
-                cn->conn = NULL;
-        }
+        /* A connection still flushing finishes on its own, without us: its
+         * stack stays until it is freed (the count). */
+        cn->conn = NULL;
+        cn->cfg->owner = NULL;
+        tern__conn_cfg_put(cn->cfg);
         if (cn->freed)
                 *cn->freed = true;
-        *cn->pprev = cn->next;
-        if (cn->next)
-                cn->next->pprev = cn->pprev;
+        tern__hook_del(&cn->drain_hook);
+        tern__hook_del(&cn->destroy_hook);
         free(cn);
+        tern__live_add(TERN__LIVE_CONNECTORS, -1);
 }
 
-void tern__connectors_drain(struct tern_loop *l)
+/* The loop begins its graceful stop. Established connections drain like
+ * accepted ones (on_drain, then a graceful close) and, with the loop
+ * draining, are not re-established; what is still connecting or waiting
+ * simply stops. */
+static void on_drain_hook(struct tern__hook *h, struct tern_loop *l)
 {
-        /* Established connections drain like accepted ones (on_drain, then a
-         * graceful close) and, with l->draining set, are not re-established;
-         * what is still connecting or waiting simply stops. */
-        for (struct tern_connector *cn = l->connectors; cn; cn = cn->next)
-                if (cn->state != TERN__CN_CONNECTED)
-                        tern_connector_stop(cn);
+        struct tern_connector *cn = caa_container_of(h, struct tern_connector, drain_hook);
+        if (cn->state != TERN__CN_CONNECTED)
+                tern_connector_stop(cn);
 }
 
-void tern__connectors_free_all(struct tern_loop *l)
+/* tern_loop_free(): what the application did not free. The loop has
+ * finished (or never ran), so no callback of a connection can run. */
+static void on_destroy_hook(struct tern__hook *h, struct tern_loop *l)
 {
-        /* The loop has finished (or never ran): no connection is open, so
-         * no callback can run and free another connector under us. */
-        struct tern_connector *cn = l->connectors;
-        while (cn) {
-                struct tern_connector *next = cn->next;
-                tern_connector_free(cn);
-                cn = next;
-        }
+        tern_connector_free(caa_container_of(h, struct tern_connector, destroy_hook));
+}
+
+tern_connector *tern_conn_connector(const tern_conn *c)
+{
+        return tern__conn_owner(c, &owner_ops);
 }
 
 tern_conn *tern_connector_conn(const tern_connector *cn)

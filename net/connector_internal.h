@@ -1,12 +1,13 @@
-/* Private: the connector object and what the loop and connections call on it. */
-#ifndef TERN_CLIENT_INTERNAL_H
-#define TERN_CLIENT_INTERNAL_H
+/* Private: the connector object. */
+#ifndef TERN_CONNECTOR_INTERNAL_H
+#define TERN_CONNECTOR_INTERNAL_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "client.h"
+#include "connector.h"
+#include "loop_internal.h"
 #include "timer.h"
 
 #define TERN__CONNECTOR_MAX_ADDRS 8
@@ -21,7 +22,9 @@ enum tern__connector_state {
 struct tern_connector {
         struct tern_connector_opts opts;
         struct tern_loop *loop;
-        struct tern_connector *next, **pprev; /* the loop's list of connectors */
+        struct tern__conn_cfg *cfg;    /* the connection's stack (counted) */
+        struct tern__hook drain_hook;   /* the loop drains: stop attempts */
+        struct tern__hook destroy_hook; /* the loop is freed: free us */
         enum tern__connector_state state;
         struct tern_conn *conn;  /* connecting or connected; NULL otherwise */
         struct tern_timer timer; /* connect timeout or retry delay */
@@ -41,15 +44,5 @@ struct tern_connector {
  * never 0). Pure, for the unit test.
  */
 uint32_t tern__backoff_delay(uint32_t min_ms, uint32_t max_ms, uint32_t failures, uint32_t *rng);
-
-/* From the connection (conn.c), on the loop thread. */
-void tern__connector_connected(struct tern_connector *cn, struct tern_conn *c);
-/* @c closed; @opened: it had connected (else the attempt failed with @err). */
-void tern__connector_conn_closed(struct tern_connector *cn, struct tern_conn *c, bool opened,
-                                 int err);
-/* The loop begins its graceful stop: no more attempts anywhere. */
-void tern__connectors_drain(struct tern_loop *l);
-/* The loop is destroyed: free what the application left behind. */
-void tern__connectors_free_all(struct tern_loop *l);
 
 #endif

@@ -1,5 +1,5 @@
 /**
- * @file client.h
+ * @file connector.h
  * @brief Outgoing TCP connections (connectors) on the workers' loops.
  *
  * A connector belongs to one worker loop and makes one outgoing connection
@@ -10,16 +10,15 @@
  * backpressure as an accepted connection, so a proxy or a fan-out client is
  * a server's callbacks plus a connector.
  *
- * Loops live inside a tern_server. A process that only connects creates a
- * server with tern_server_opts.no_listen set: its workers then run
- * connectors and nothing else. The connection's limits (max_outbuf,
- * high_water/low_water, read_budget, drain_timeout_ms) are the server's.
+ * A connector runs on any loop: a server's worker, or a loop of your own
+ * (tern_loop_new()), which is all a process that only connects needs. The
+ * connection's limits are the connector's (tern_connector_opts.limits).
  *
  * Threads: like a connection, a connector is used only on its loop's thread
- * ([loop]), or by any one thread while that loop's thread is not running:
- * before tern_server_start(), or after tern_server_wait() returned. Another
+ * ([loop]), or by any one thread while that loop is not running (before
+ * tern_loop_run() or tern_server_start(), or after they returned). Another
  * thread reaches a running loop with tern_loop_post() and calls these from
- * the task.
+ * the task. Callbacks never run inside a call of this file.
  *
  * Backoff: before attempt n+1 after n consecutive failures the connector
  * waits a random delay in [cap/2, cap] ("equal jitter"), where
@@ -28,8 +27,10 @@
  * down is not hammered; the random half spreads many clients out so they do
  * not reconnect in lock-step after a shared peer restarts.
  */
-#ifndef TERN_CLIENT_H
-#define TERN_CLIENT_H
+#ifndef TERN_CONNECTOR_H
+#define TERN_CONNECTOR_H
+
+#include "export.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -72,7 +73,9 @@ struct tern_connector_opts {
         uint32_t max_attempts;                  /**< consecutive failures before giving up;
                                                      0 = never give up; default 1 */
         uint32_t idle_timeout_ms;               /**< for the established connection; 0 = off */
-        bool no_delay_off;                      /**< true: leave Nagle on */
+        bool nodelay;                           /**< TCP_NODELAY; default true */
+        struct tern_conn_limits limits;         /**< the connection's; default
+                                                     tern_conn_limits_init() */
         const struct tern_conn_ops *ops;        /**< the connection's callbacks (on_open =
                                                      connected); borrowed, must outlive it */
         const struct tern_codec *codec;         /**< optional; borrowed */
@@ -83,7 +86,7 @@ struct tern_connector_opts {
 };
 
 /** Fills @p o with the defaults documented in the struct. [any] */
-void tern_connector_opts_init(struct tern_connector_opts *o);
+TERN_EXPORT void tern_connector_opts_init(struct tern_connector_opts *o);
 
 /**
  * tern_connector_new - create an idle connector on @p loop.
@@ -94,7 +97,7 @@ void tern_connector_opts_init(struct tern_connector_opts *o);
  * @return the connector, or NULL with errno set: EINVAL (bad options, host
  * does not resolve), ESHUTDOWN (the loop is stopping), ENOMEM.
  */
-tern_connector *tern_connector_new(tern_loop *loop, const struct tern_connector_opts *o);
+TERN_EXPORT tern_connector *tern_connector_new(tern_loop *loop, const struct tern_connector_opts *o);
 
 /**
  * tern_connector_start - begin connecting. Outcomes arrive as callbacks on
@@ -105,7 +108,7 @@ tern_connector *tern_connector_new(tern_loop *loop, const struct tern_connector_
  * (or its old connection is still closing); -ESHUTDOWN if the loop is
  * stopping; or -errno from socket().
  */
-int tern_connector_start(tern_connector *cn);
+TERN_EXPORT int tern_connector_start(tern_connector *cn);
 
 /**
  * tern_connector_stop - no more attempts: cancels a pending retry, aborts a
@@ -113,27 +116,31 @@ int tern_connector_start(tern_connector *cn);
  * gracefully (its on_close runs as usual). Idempotent; start() may follow
  * once the connection has closed. [loop]
  */
-void tern_connector_stop(tern_connector *cn);
+TERN_EXPORT void tern_connector_stop(tern_connector *cn);
 
 /**
  * tern_connector_free - stop, then free @p cn (NULL is a no-op). An
  * established connection that is still flushing lives on without its
  * connector. Callable from the connector's own callbacks and from its
- * connection's callbacks. [loop], or after tern_server_wait(); connectors
- * still alive at tern_server_free() are freed there.
+ * connection's callbacks. [loop]; connectors still alive when their loop is
+ * freed (tern_loop_free(), tern_server_free()) are freed there.
  */
-void tern_connector_free(tern_connector *cn);
+TERN_EXPORT void tern_connector_free(tern_connector *cn);
 
 /** The established connection, or NULL while not connected. [loop] */
-tern_conn *tern_connector_conn(const tern_connector *cn);
+TERN_EXPORT tern_conn *tern_connector_conn(const tern_connector *cn);
 
 /** The loop @p cn belongs to. [any] */
-tern_loop *tern_connector_loop(const tern_connector *cn);
+TERN_EXPORT tern_loop *tern_connector_loop(const tern_connector *cn);
 
 /** The opts' user pointer (borrowed; tern never frees it). [any] */
-void *tern_connector_user(const tern_connector *cn);
+TERN_EXPORT void *tern_connector_user(const tern_connector *cn);
 
 /** Consecutive failed attempts since the last successful connect. [loop] */
-uint32_t tern_connector_failures(const tern_connector *cn);
+TERN_EXPORT uint32_t tern_connector_failures(const tern_connector *cn);
+
+/** The connector that made @p c, or NULL for an accepted connection (or once
+ * the connector was freed). [loop] */
+TERN_EXPORT tern_connector *tern_conn_connector(const tern_conn *c);
 
 #endif
