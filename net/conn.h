@@ -173,16 +173,16 @@ TERN_EXPORT void tern_conn_set_idle_timeout(tern_conn *c, uint32_t ms);
  * dispatch corks by itself while it delivers several frames from one read
  * (pipelined requests), so their replies leave in one write. [loop]
  */
-void tern_conn_cork(tern_conn *c);
-void tern_conn_uncork(tern_conn *c);
+TERN_EXPORT void tern_conn_cork(tern_conn *c);
+TERN_EXPORT void tern_conn_uncork(tern_conn *c);
 /** @} */
 
 /** @{ */
 /** Stop / resume reading (backpressure). Pausing also holds back frames
  * (or on_message calls) for input already buffered; resuming delivers those,
  * then reads what arrived meanwhile without waiting for a new edge. [loop] */
-void tern_conn_pause_read(tern_conn *c);
-void tern_conn_resume_read(tern_conn *c);
+TERN_EXPORT void tern_conn_pause_read(tern_conn *c);
+TERN_EXPORT void tern_conn_resume_read(tern_conn *c);
 /** @} */
 
 /** Replace the callbacks (borrowed; must outlive the connection). [loop] */
@@ -190,8 +190,8 @@ TERN_EXPORT void tern_conn_set_ops(tern_conn *c, const struct tern_conn_ops *ops
 
 /** @{ */
 /** Application pointer (borrowed; tern never frees it). [loop] */
-void *tern_conn_data(const tern_conn *c);
-void tern_conn_set_data(tern_conn *c, void *data);
+TERN_EXPORT void *tern_conn_data(const tern_conn *c);
+TERN_EXPORT void tern_conn_set_data(tern_conn *c, void *data);
 /** @} */
 
 /** worker+1 (8 bits) | slot (24 bits) | generation (32 bits); 0 is never valid. */

@@ -199,8 +199,8 @@ TERN_EXPORT tern_server *tern_loop_server(const tern_loop *loop);
  * owner), -EINVAL for a handle that was never valid for @p s, -ENOMEM, or
  * -ESHUTDOWN once the owner loop has finished.
  */
-int tern_handle_send(tern_server *s, tern_handle h, const void *data, size_t len);
-int tern_handle_close(tern_server *s, tern_handle h);
+TERN_EXPORT int tern_handle_send(tern_server *s, tern_handle h, const void *data, size_t len);
+TERN_EXPORT int tern_handle_close(tern_server *s, tern_handle h);
 /** @} */
 
 /** Runs @p cb(c, @p arg) on the owner with the live connection, or with c = NULL

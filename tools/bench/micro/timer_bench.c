@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "clock.h"
-#include "timer.h"
+#include "timer_internal.h"
 
 struct bt {
         struct tern_timer wt;
@@ -175,16 +175,16 @@ static void fill(struct bench *b, uint64_t span, uint64_t seed)
 /* Runs @op once on the wheel; returns nanoseconds spent in the timed part. */
 static uint64_t run_wheel(struct bench *b, enum op op, uint64_t seed)
 {
-        struct tern_timer_wheel w;
+        struct tern__wheel w;
         uint64_t t0 = 0, t1 = 0;
         size_t n = b->n;
 
         fill(b, op == OP_ARM_EXPIRE ? FIRE_SPAN_MS : ARM_SPAN_MS, seed);
-        tern_timer_wheel_init(&w, START_MS);
+        tern__wheel_init(&w, START_MS);
         if (op == OP_ARM || op == OP_ARM_EXPIRE)
                 t0 = tern_now_ns();
         for (size_t i = 0; i < n; i++)
-                tern_timer_arm(&w, &b->t[i].wt, b->when[i], 0);
+                tern__timer_arm(&w, &b->t[i].wt, b->when[i], 0);
         switch (op) {
         case OP_ARM:
                 t1 = tern_now_ns();
@@ -192,19 +192,19 @@ static uint64_t run_wheel(struct bench *b, enum op op, uint64_t seed)
         case OP_CANCEL:
                 t0 = tern_now_ns();
                 for (size_t i = 0; i < n; i++)
-                        tern_timer_cancel(&w, &b->t[b->order[i]].wt);
+                        tern__timer_cancel(&w, &b->t[b->order[i]].wt);
                 t1 = tern_now_ns();
                 break;
         case OP_REARM:
                 t0 = tern_now_ns();
                 for (size_t i = 0; i < n; i++)
-                        tern_timer_arm(&w, &b->t[i].wt, b->when2[i], 0);
+                        tern__timer_arm(&w, &b->t[i].wt, b->when2[i], 0);
                 t1 = tern_now_ns();
                 break;
         case OP_ARM_EXPIRE:
                 fired = 0;
                 for (uint64_t now = START_MS + 1; now <= START_MS + FIRE_SPAN_MS; now++)
-                        tern_timer_wheel_expire(&w, now);
+                        tern__wheel_expire(&w, now);
                 t1 = tern_now_ns();
                 if (fired != n) {
                         fprintf(stderr, "timer_bench: wheel fired %llu of %zu\n",
@@ -215,7 +215,7 @@ static uint64_t run_wheel(struct bench *b, enum op op, uint64_t seed)
         default:
                 break;
         }
-        tern_timer_wheel_destroy(&w);
+        tern__wheel_destroy(&w);
         return t1 - t0;
 }
 
