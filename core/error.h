@@ -12,7 +12,9 @@
 
 #include "export.h"
 
-#define TERN_EBASE     (-10000)         /**< every TERN_E* code lies below this (-10001 was TERN_ESTALE, never returned, removed in 0.2) */
+#define TERN_EBASE                                                                                 \
+        (-10000) /**< every TERN_E* code lies below this (-10001 was TERN_ESTALE, never returned,  \
+                    removed in 0.2) */
 #define TERN_EOUTLIMIT (TERN_EBASE - 2) /**< output buffer passed its hard cap */
 #define TERN_EFRAME    (TERN_EBASE - 3) /**< codec rejected the byte stream */
 #define TERN_ETOOBIG   (TERN_EBASE - 4) /**< a frame passed the codec's limit */

@@ -64,8 +64,8 @@ static void hand_off(struct tern_server *s, int w, int fd, int li)
                 return;
         /* Ring full (a worker far behind): fall back to its mailbox, which
          * wakes it by itself. Never drop an accepted connection silently. */
-        if (tern_loop_post(wk->loop, adopt_task,
-                           (void *)(((uintptr_t)li << 32) | (uint32_t)fd)) == 0)
+        if (tern_loop_post(wk->loop, adopt_task, (void *)(((uintptr_t)li << 32) | (uint32_t)fd)) ==
+            0)
                 return;
         close(fd);
         __atomic_fetch_sub(&s->live_conns, 1, __ATOMIC_RELAXED);

@@ -158,7 +158,8 @@ TERN_EXPORT bool tern_conn_closing(const tern_conn *c);
  * built from @p config (borrowed for the call). Replaces any codec. [loop]
  * Returns 0, -ENOMEM, or the codec's error for a bad @p config (-EINVAL).
  */
-TERN_EXPORT int tern_conn_set_codec(tern_conn *c, const struct tern_codec *codec, const void *config);
+TERN_EXPORT int tern_conn_set_codec(tern_conn *c, const struct tern_codec *codec,
+                                    const void *config);
 
 /** Per-connection idle timeout in ms (0 = off); re-armed by input the
  * application consumed (a complete frame; bytes on_message took) and by

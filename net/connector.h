@@ -97,7 +97,8 @@ TERN_EXPORT void tern_connector_opts_init(struct tern_connector_opts *o);
  * @return the connector, or NULL with errno set: EINVAL (bad options, host
  * does not resolve), ESHUTDOWN (the loop is stopping), ENOMEM.
  */
-TERN_EXPORT tern_connector *tern_connector_new(tern_loop *loop, const struct tern_connector_opts *o);
+TERN_EXPORT tern_connector *tern_connector_new(tern_loop *loop,
+                                               const struct tern_connector_opts *o);
 
 /**
  * tern_connector_start - begin connecting. Outcomes arrive as callbacks on

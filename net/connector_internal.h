@@ -22,7 +22,7 @@ enum tern__connector_state {
 struct tern_connector {
         struct tern_connector_opts opts;
         struct tern_loop *loop;
-        struct tern__conn_cfg *cfg;    /* the connection's stack (counted) */
+        struct tern__conn_cfg *cfg;     /* the connection's stack (counted) */
         struct tern__hook drain_hook;   /* the loop drains: stop attempts */
         struct tern__hook destroy_hook; /* the loop is freed: free us */
         enum tern__connector_state state;

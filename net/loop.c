@@ -101,8 +101,7 @@ static bool wrong_thread(const struct tern_loop *l)
         return current_loop != l && __atomic_load_n(&l->running, __ATOMIC_ACQUIRE);
 }
 
-int tern_loop_timer_start(tern_loop *l, struct tern_timer *t, uint64_t after_ms,
-                          uint64_t repeat_ms)
+int tern_loop_timer_start(tern_loop *l, struct tern_timer *t, uint64_t after_ms, uint64_t repeat_ms)
 {
         if (wrong_thread(l))
                 return -EPERM;

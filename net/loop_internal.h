@@ -167,10 +167,10 @@ struct tern_loop {
         uint32_t free_slot; /* head of the free list, UINT32_MAX if none */
         uint32_t nlive;     /* objects the drain waits for (connections) */
 
-        struct tern__io *ready;          /* served without waiting for an edge */
-        struct tern__io *pending;        /* owed a callback from the top level */
-        struct tern__io **pending_tail;  /* FIFO: reported in the order owed */
-        struct tern__io *closed;         /* freed at the end of the iteration */
+        struct tern__io *ready;         /* served without waiting for an edge */
+        struct tern__io *pending;       /* owed a callback from the top level */
+        struct tern__io **pending_tail; /* FIFO: reported in the order owed */
+        struct tern__io *closed;        /* freed at the end of the iteration */
         struct tern__hook *hooks[TERN__HOOK_POINTS];
 
         uint8_t *spill;          /* read buffer lent to connections (conn.c) */

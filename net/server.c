@@ -178,8 +178,8 @@ static int listen_tcp(struct tern_server *s, struct tern__listener *ln, int li,
                         /* A wildcard bind on a host without IPv6 still serves v4. */
                         if (!o->bind && fd == -EAFNOSUPPORT)
                                 continue;
-                        tern_error("cannot listen on %s port %s: %s", o->bind ? o->bind : "*",
-                                   port, tern_strerror(fd));
+                        tern_error("cannot listen on %s port %s: %s", o->bind ? o->bind : "*", port,
+                                   tern_strerror(fd));
                         break;
                 }
                 err = add_lfd(s, fd, li);

@@ -102,21 +102,21 @@ enum tern_listen_kind {
 
 /** A further listener for tern_server_listen(); start from tern_listener_opts_init(). */
 struct tern_listener_opts {
-        enum tern_listen_kind kind;     /**< default TERN_LISTEN_TCP */
-        const char *bind;               /**< TCP: address; NULL = every IPv4 and IPv6 one */
-        uint16_t port;                  /**< TCP: 0 = ephemeral (tern_server_listener_port) */
-        const char *path;               /**< UNIX: the socket file (copied) */
-        mode_t mode;                    /**< UNIX: permissions of the socket file
-                                             (e.g. 0660); 0 = as the umask leaves them */
-        int backlog;                    /**< listen(2) backlog; 0 = the server's */
-        bool reuseport;                 /**< TCP: SO_REUSEPORT */
-        bool nodelay;                   /**< TCP: TCP_NODELAY; default true */
+        enum tern_listen_kind kind;      /**< default TERN_LISTEN_TCP */
+        const char *bind;                /**< TCP: address; NULL = every IPv4 and IPv6 one */
+        uint16_t port;                   /**< TCP: 0 = ephemeral (tern_server_listener_port) */
+        const char *path;                /**< UNIX: the socket file (copied) */
+        mode_t mode;                     /**< UNIX: permissions of the socket file
+                                              (e.g. 0660); 0 = as the umask leaves them */
+        int backlog;                     /**< listen(2) backlog; 0 = the server's */
+        bool reuseport;                  /**< TCP: SO_REUSEPORT */
+        bool nodelay;                    /**< TCP: TCP_NODELAY; default true */
         const struct tern_conn_ops *ops; /**< borrowed; must outlive the server */
-        const struct tern_codec *codec; /**< optional */
-        const void *codec_config;       /**< borrowed until tern_server_free() */
-        uint32_t idle_timeout_ms;       /**< 0 = off */
+        const struct tern_codec *codec;  /**< optional */
+        const void *codec_config;        /**< borrowed until tern_server_free() */
+        uint32_t idle_timeout_ms;        /**< 0 = off */
         const struct tern_conn_limits *limits; /**< copied; NULL = the server's */
-        void *user;                     /**< tern_conn_listener_user() */
+        void *user;                            /**< tern_conn_listener_user() */
 };
 
 /** Fills @p o with the defaults documented above. [any] */
@@ -175,15 +175,15 @@ TERN_EXPORT void tern_server_free(tern_server *s);
 
 /** The port of the first TCP listener, or 0. [any] */
 TERN_EXPORT uint16_t tern_server_port(const tern_server *s);
-TERN_EXPORT int tern_server_workers(const tern_server *s);   /**< [any] */
-TERN_EXPORT void *tern_server_user(const tern_server *s);    /**< [any] */
+TERN_EXPORT int tern_server_workers(const tern_server *s); /**< [any] */
+TERN_EXPORT void *tern_server_user(const tern_server *s);  /**< [any] */
 /** Loop of worker @p i (0-based), or NULL. [any] */
 TERN_EXPORT tern_loop *tern_server_loop(const tern_server *s, int i);
 
 /** Sums the counters of every worker and the acceptor into @p total (when not
  * NULL); fills @p per_worker[0..workers-1] when it is not NULL. [any] */
 TERN_EXPORT void tern_server_stats(const tern_server *s, struct tern_stats *total,
-                       struct tern_stats *per_worker);
+                                   struct tern_stats *per_worker);
 
 /** The server whose worker loop owns @p c. [loop] */
 TERN_EXPORT tern_server *tern_conn_server(const tern_conn *c);

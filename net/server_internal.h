@@ -13,8 +13,8 @@
 #include "loop_internal.h"
 #include "server.h"
 
-#define TERN__MAX_LISTENERS 8  /* listeners per server (tern_server_listen) */
-#define TERN__MAX_LFDS      16 /* listening sockets, all listeners together */
+#define TERN__MAX_LISTENERS 8    /* listeners per server (tern_server_listen) */
+#define TERN__MAX_LFDS      16   /* listening sockets, all listeners together */
 #define TERN__RING_SIZE     4096 /* power of two; hand-off ring entries */
 
 /* A listener: an address (one socket per address family for TCP) and the
@@ -23,8 +23,8 @@ struct tern__listener {
         struct tern__conn_cfg cfg; /* refs 0: lives as long as the server */
         enum tern_listen_kind kind;
         uint16_t port;
-        char *path;       /* UNIX: the socket file, removed at free */
-        dev_t dev;        /* ... if it is still ours */
+        char *path; /* UNIX: the socket file, removed at free */
+        dev_t dev;  /* ... if it is still ours */
         ino_t ino;
 };
 
@@ -32,7 +32,7 @@ struct tern__listener {
 struct tern__lfd {
         struct tern__io io; /* io.fd: the socket; registered at home only */
         struct tern_server *s;
-        int listener;       /* index in listeners[] */
+        int listener; /* index in listeners[] */
 };
 
 /* A worker: its loop, its thread and the acceptor's ring into it. */

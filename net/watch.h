@@ -39,8 +39,8 @@ typedef void (*tern_watch_cb)(tern_watch *w, unsigned events, void *arg);
  * draining), or epoll_ctl()'s error (EBADF, EEXIST if @p fd is already
  * registered with this loop, EPERM for a regular file).
  */
-TERN_EXPORT tern_watch *tern_loop_watch(tern_loop *loop, int fd, unsigned events,
-                                        tern_watch_cb cb, void *arg);
+TERN_EXPORT tern_watch *tern_loop_watch(tern_loop *loop, int fd, unsigned events, tern_watch_cb cb,
+                                        void *arg);
 
 /** Changes @p w's interest to @p events. [loop] Returns 0 or -errno from
  * epoll_ctl(). */

@@ -2,9 +2,9 @@
  * Connectors over loopback: connect and round trip, refused with retries
  * and one give-up, a peer that goes away and comes back, a connect timeout
  * against a listener whose accept queue is full, and tear-down in every
- * state. Connectors live on a client-only server (no_listen); they are
+ * state. Most connectors live on a client-only server (no_listen) and are
  * created and driven on its loop through tern_loop_post, as an application
- * thread would.
+ * thread would; one runs on a bare loop (tern_loop_new) with no server.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -65,6 +65,14 @@ static bool wait_count(const int *v, int n, int timeout_ms)
 {
         struct at_least a = {v, n};
         return tu_wait_until(at_least_pred, &a, timeout_ms);
+}
+
+static size_t get_ngot(void)
+{
+        pthread_mutex_lock(&mu);
+        size_t n = rec.ngot;
+        pthread_mutex_unlock(&mu);
+        return n;
 }
 
 static void on_open(tern_conn *c)
@@ -518,6 +526,49 @@ Test(client, frames_with_a_codec)
         cr_assert(wait_count(&rec.frames, 1, 5000));
         run_on(cs, free_task, &c);
         stop_free(cs);
+        stop_free(echo);
+        su_assert_nothing_live();
+}
+
+/* A client-only program needs no server: a loop of its own, run on the
+ * calling thread, stopped from a callback. */
+static void stop_on_message(tern_conn *c, struct tern_buf *in)
+{
+        on_message(c, in);
+        if (get_ngot() >= 5)
+                tern_loop_stop(tern_conn_loop(c));
+}
+
+static const struct tern_conn_ops loop_client_ops = {
+    .on_open = on_open,
+    .on_message = stop_on_message,
+    .on_close = on_close,
+};
+
+Test(client, connects_on_a_loop_of_its_own_without_a_server)
+{
+        rec_reset();
+        tern_server *echo = su_start_echo(1);
+        tern_loop *l = tern_loop_new(NULL);
+        cr_assert_not_null(l);
+        struct tern_connector_opts o;
+        default_opts(&o, tern_server_port(echo));
+        o.ops = &loop_client_ops;
+        tern_connector *cn = tern_connector_new(l, &o);
+        cr_assert_not_null(cn);
+        cr_assert_eq(tern_connector_start(cn), 0);
+        /* Runs here until the echo comes back and on_message stops it; the
+         * drain then closes the connection gracefully. */
+        cr_assert_eq(tern_loop_run(l), 0);
+        cr_assert_eq(get_ngot(), 5);
+        cr_assert_eq(memcmp(rec.got, "hello", 5), 0);
+        cr_assert_eq(get(&rec.opens), 1);
+        cr_assert_eq(get(&rec.closes), 1, "drained and closed before run returned");
+        struct tern_stats st;
+        tern_loop_stats(l, &st);
+        cr_assert_eq(st.connects, 1);
+        cr_assert_eq(st.conns, 0);
+        tern_loop_free(l); /* frees the connector too */
         stop_free(echo);
         su_assert_nothing_live();
 }

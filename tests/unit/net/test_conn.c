@@ -1,0 +1,247 @@
+/*
+ * Callbacks never re-enter: no call the application makes on a connection
+ * runs one of its callbacks before returning. A failed send returns its
+ * error; on_close, the water marks and write-complete run from the loop
+ * after the callback that made the call has returned.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "srvutil.h"
+#include "testutil.h"
+
+/* Written on the worker, read by the test after the server has stopped
+ * (joined), or through the atomic step counter while it runs. */
+static struct {
+        int in_callback; /* depth of our own callbacks on the stack */
+        int step;        /* atomic: advances with every recorded event */
+        int send_result;
+        bool closing_after_send;
+        bool handle_valid_after_send;
+        int close_step, message_step, high_step, low_step, written_step;
+        int close_depth, high_depth, low_depth, written_depth;
+        enum tern_close_reason reason;
+        int close_err;
+} seen;
+
+static int next_step(void)
+{
+        return __atomic_add_fetch(&seen.step, 1, __ATOMIC_ACQ_REL);
+}
+
+static void rec_close(tern_conn *c, enum tern_close_reason reason, int err)
+{
+        seen.close_depth = seen.in_callback;
+        seen.reason = reason;
+        seen.close_err = err;
+        cr_assert_neq(tern_conn_handle(c), TERN_HANDLE_NONE, "the handle is valid in on_close");
+        seen.close_step = next_step();
+}
+
+static void rec_high(tern_conn *c, size_t queued)
+{
+        seen.high_depth = seen.in_callback;
+        seen.high_step = next_step();
+}
+
+static void rec_low(tern_conn *c, size_t queued)
+{
+        seen.low_depth = seen.in_callback;
+        seen.low_step = next_step();
+}
+
+static void rec_written(tern_conn *c)
+{
+        seen.written_depth = seen.in_callback;
+        seen.written_step = next_step();
+}
+
+static void reset(void)
+{
+        memset(&seen, 0, sizeof(seen));
+}
+
+static bool closed_pred(void *p)
+{
+        (void)p;
+        return __atomic_load_n(&seen.step, __ATOMIC_ACQUIRE) > 0 &&
+               __atomic_load_n(&seen.close_step, __ATOMIC_ACQUIRE) > 0;
+}
+
+static tern_server *start(const struct tern_conn_ops *ops, size_t max_outbuf, size_t high_water)
+{
+        struct tern_server_opts o;
+        tern_server_opts_init(&o);
+        o.workers = 1;
+        o.ops = ops;
+        if (max_outbuf)
+                o.max_outbuf = max_outbuf;
+        o.high_water = high_water;
+        return su_start(&o);
+}
+
+/* ---- a send that fails ---- */
+
+#define BIG (8u << 20)
+
+static void send_too_much(tern_conn *c, struct tern_buf *in)
+{
+        tern_buf_consume(in, tern_buf_len(in));
+        seen.in_callback++;
+        void *big = calloc(1, BIG);
+        /* The kernel takes what fits; the rest is over max_outbuf. */
+        seen.send_result = tern_conn_send(c, big, BIG);
+        free(big);
+        seen.closing_after_send = tern_conn_closing(c);
+        seen.handle_valid_after_send = tern_conn_handle(c) != TERN_HANDLE_NONE;
+        seen.message_step = next_step();
+        seen.in_callback--;
+}
+
+Test(conn, failing_send_returns_its_error_and_on_close_runs_after_on_message)
+{
+        reset();
+        static const struct tern_conn_ops ops = {.on_message = send_too_much,
+                                                 .on_close = rec_close};
+        tern_server *s = start(&ops, 4096, 0);
+        int fd = tu_connect(tern_server_port(s), false);
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(tu_write_all(fd, "x", 1), 0); /* and never read */
+        cr_assert(tu_wait_until(closed_pred, NULL, 5000), "on_close never ran");
+        su_stop(s);
+        close(fd);
+        cr_assert_eq(seen.send_result, TERN_EOUTLIMIT, "send returned %d", seen.send_result);
+        cr_assert(seen.closing_after_send, "the failed send closed the connection");
+        cr_assert(seen.handle_valid_after_send, "on_close has not run yet: handle still valid");
+        cr_assert_eq(seen.close_depth, 0, "on_close ran inside on_message");
+        cr_assert_gt(seen.close_step, seen.message_step, "on_close before on_message returned");
+        cr_assert_eq(seen.reason, TERN_CLOSE_OUTLIMIT);
+        cr_assert_eq(seen.close_err, TERN_EOUTLIMIT);
+}
+
+/* ---- close and abort from inside a callback ---- */
+
+static bool use_abort;
+
+static void close_self(tern_conn *c, struct tern_buf *in)
+{
+        tern_buf_consume(in, tern_buf_len(in));
+        seen.in_callback++;
+        if (use_abort)
+                tern_conn_abort(c);
+        else
+                tern_conn_close(c); /* nothing queued: closes at once */
+        /* Still a valid pointer and handle; sends are refused. */
+        cr_assert(tern_conn_closing(c));
+        cr_assert_eq(tern_conn_send(c, "y", 1), -EPIPE);
+        seen.message_step = next_step();
+        seen.in_callback--;
+}
+
+Test(conn, close_and_abort_report_on_close_after_the_callback_returns)
+{
+        static const struct tern_conn_ops ops = {.on_message = close_self, .on_close = rec_close};
+        for (int k = 0; k < 2; k++) {
+                reset();
+                use_abort = k == 1;
+                tern_server *s = start(&ops, 0, 0);
+                int fd = tu_connect(tern_server_port(s), false);
+                cr_assert_eq(tu_write_all(fd, "x", 1), 0);
+                cr_assert_eq(tu_wait_eof(fd, 5000), 0);
+                cr_assert(tu_wait_until(closed_pred, NULL, 5000));
+                su_stop(s);
+                close(fd);
+                cr_assert_eq(seen.close_depth, 0, "on_close ran inside tern_conn_%s",
+                             use_abort ? "abort" : "close");
+                cr_assert_gt(seen.close_step, seen.message_step);
+                cr_assert_eq(seen.reason, TERN_CLOSE_LOCAL);
+        }
+}
+
+/* ---- water marks and write-complete ---- */
+
+static void send_past_high_water(tern_conn *c, struct tern_buf *in)
+{
+        tern_buf_consume(in, tern_buf_len(in));
+        seen.in_callback++;
+        void *big = calloc(1, BIG);
+        cr_assert_eq(tern_conn_send(c, big, BIG), 0);
+        free(big);
+        cr_assert_eq(seen.high_step, 0, "on_high_water ran inside tern_conn_send");
+        seen.message_step = next_step();
+        seen.in_callback--;
+}
+
+static bool low_pred(void *p)
+{
+        (void)p;
+        return __atomic_load_n(&seen.low_step, __ATOMIC_ACQUIRE) > 0 &&
+               __atomic_load_n(&seen.written_step, __ATOMIC_ACQUIRE) > 0;
+}
+
+Test(conn, water_marks_run_from_the_loop_not_inside_the_send)
+{
+        reset();
+        static const struct tern_conn_ops ops = {.on_message = send_past_high_water,
+                                                 .on_high_water = rec_high,
+                                                 .on_low_water = rec_low,
+                                                 .on_write_complete = rec_written,
+                                                 .on_close = rec_close};
+        tern_server *s = start(&ops, 0, 256u << 10);
+        int fd = tu_connect(tern_server_port(s), false);
+        cr_assert_eq(tu_write_all(fd, "x", 1), 0);
+        /* Read it all: the queue drains, low water and write-complete follow. */
+        uint8_t *buf = malloc(BIG);
+        cr_assert_eq(tu_read_exact(fd, buf, BIG, 10000), 0);
+        free(buf);
+        cr_assert(tu_wait_until(low_pred, NULL, 5000), "low water / write complete never ran");
+        close(fd);
+        cr_assert(tu_wait_until(closed_pred, NULL, 5000));
+        su_stop(s);
+        cr_assert_gt(seen.high_step, seen.message_step, "high water before the send returned");
+        cr_assert_eq(seen.high_depth, 0);
+        cr_assert_eq(seen.low_depth, 0);
+        cr_assert_eq(seen.written_depth, 0);
+        cr_assert_gt(seen.low_step, seen.high_step);
+        cr_assert_gt(seen.written_step, seen.high_step);
+}
+
+static void corked_burst(tern_conn *c, struct tern_buf *in)
+{
+        tern_buf_consume(in, tern_buf_len(in));
+        seen.in_callback++;
+        tern_conn_cork(c);
+        for (int i = 0; i < 10; i++)
+                cr_assert_eq(tern_conn_send(c, "abc\n", 4), 0);
+        tern_conn_uncork(c); /* flushes all 40 bytes at once */
+        cr_assert_eq(seen.written_step, 0, "on_write_complete ran inside tern_conn_uncork");
+        seen.message_step = next_step();
+        seen.in_callback--;
+}
+
+static bool written_pred(void *p)
+{
+        (void)p;
+        return __atomic_load_n(&seen.written_step, __ATOMIC_ACQUIRE) > 0;
+}
+
+Test(conn, write_complete_after_uncork_runs_after_the_callback)
+{
+        reset();
+        static const struct tern_conn_ops ops = {
+            .on_message = corked_burst, .on_write_complete = rec_written, .on_close = rec_close};
+        tern_server *s = start(&ops, 0, 0);
+        int fd = tu_connect(tern_server_port(s), false);
+        cr_assert_eq(tu_write_all(fd, "x", 1), 0);
+        char got[40];
+        cr_assert_eq(tu_read_exact(fd, got, sizeof(got), 5000), 0);
+        cr_assert(tu_wait_until(written_pred, NULL, 5000));
+        close(fd);
+        cr_assert(tu_wait_until(closed_pred, NULL, 5000));
+        su_stop(s);
+        cr_assert_eq(seen.written_depth, 0);
+        cr_assert_gt(seen.written_step, seen.message_step);
+}
