@@ -357,7 +357,7 @@ static void flush_out(struct tern_conn *c)
 /* Output would pass max_outbuf: close this connection only, with a reason. */
 static int over_limit(struct tern_conn *c, size_t queued)
 {
-        char peer[80];
+        char peer[TERN_ADDRSTRLEN];
         tern_warn("loop %d: %s: output would reach %zu bytes, over max_outbuf %zu; closing",
                   c->io.loop->index, tern_conn_peer_str(c, peer, sizeof(peer)), queued,
                   limits_of(c)->max_outbuf);
@@ -471,6 +471,19 @@ int tern_conn_send_frame(tern_conn *c, const void *payload, size_t len)
 
 /* ---- reading ---- */
 
+/* The codec rejected the input: say who sent it, tell the application,
+ * close once what it sent in reply has flushed. */
+static __attribute__((noinline, cold)) void codec_error(struct tern_conn *c, int err)
+{
+        char peer[TERN_ADDRSTRLEN];
+        tern_warn("loop %d: %s: codec %s: %s; closing", c->io.loop->index,
+                  tern_conn_peer_str(c, peer, sizeof(peer)), c->codec->name, tern_strerror(err));
+        tern__stat_add(c->io.loop, TERN__STAT(codec_errors), 1);
+        if (c->ops->on_codec_error)
+                c->ops->on_codec_error(c, err);
+        close_after_flush(c, TERN_CLOSE_PROTOCOL, err);
+}
+
 static void deliver(struct tern_conn *c, struct tern_buf *in)
 {
         if (!c->codec) {
@@ -492,15 +505,7 @@ static void deliver(struct tern_conn *c, struct tern_buf *in)
                 if (n == TERN_CODEC_NEED_MORE)
                         break;
                 if (n < 0 || (size_t)n > len) {
-                        int err = n < 0 ? (int)n : TERN_EFRAME;
-                        char peer[80];
-                        tern_warn("loop %d: %s: codec %s: %s; closing", c->io.loop->index,
-                                  tern_conn_peer_str(c, peer, sizeof(peer)), c->codec->name,
-                                  tern_strerror(err));
-                        tern__stat_add(c->io.loop, TERN__STAT(codec_errors), 1);
-                        if (c->ops->on_codec_error)
-                                c->ops->on_codec_error(c, err);
-                        close_after_flush(c, TERN_CLOSE_PROTOCOL, err);
+                        codec_error(c, n < 0 ? (int)n : TERN_EFRAME);
                         break;
                 }
                 if (f.kind != TERN_FRAME_NONE && c->ops->on_frame) {
@@ -542,17 +547,23 @@ static void mark_ready(struct tern_conn *c)
  * the connection closes with a logged reason. (A codec refuses frames over
  * its own limit, so codec connections are left to it.)
  */
-static bool over_in_limit(struct tern_conn *c)
+static __attribute__((noinline, cold)) void close_over_in_limit(struct tern_conn *c, size_t held)
 {
-        size_t held = tern_buf_len(&c->in);
-        if (c->codec || held <= limits_of(c)->max_inbuf || (c->flags & TERN__CONN_CLOSED))
-                return false;
-        char peer[80];
+        char peer[TERN_ADDRSTRLEN];
         tern_warn("loop %d: %s: %zu bytes of input left unconsumed, over max_inbuf %zu; closing",
                   c->io.loop->index, tern_conn_peer_str(c, peer, sizeof(peer)), held,
                   limits_of(c)->max_inbuf);
         tern__stat_add(c->io.loop, TERN__STAT(inbuf_overflows), 1);
         tern__conn_close(c, TERN_CLOSE_INLIMIT, TERN_EINLIMIT);
+}
+
+/* Inline: every read asks; the answer is nearly always no. */
+static inline bool over_in_limit(struct tern_conn *c)
+{
+        size_t held = tern_buf_len(&c->in);
+        if (held <= limits_of(c)->max_inbuf || c->codec || (c->flags & TERN__CONN_CLOSED))
+                return false;
+        close_over_in_limit(c, held);
         return true;
 }
 
@@ -751,7 +762,7 @@ static void conn_on_drain(struct tern__io *io, bool deadline)
         if (c->flags & TERN__CONN_CLOSED)
                 return;
         if (deadline) {
-                char peer[80];
+                char peer[TERN_ADDRSTRLEN];
                 tern_warn("loop %d: %s still has %zu bytes queued at the drain deadline, closing",
                           c->io.loop->index, tern_conn_peer_str(c, peer, sizeof(peer)),
                           tern_buf_len(&c->out));
@@ -799,7 +810,7 @@ static void idle_timer_cb(struct tern_timer *t, void *arg)
                 tern__timer_arm(&l->wheel, t, l->now + (c->idle_ms - idle_for), 0);
                 return;
         }
-        char peer[80];
+        char peer[TERN_ADDRSTRLEN];
         if (c->flags & TERN__CONN_CLOSING) {
                 tern_warn("loop %d: %s: peer not reading, %zu bytes unsent at close deadline; "
                           "aborting",
