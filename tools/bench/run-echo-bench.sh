@@ -14,6 +14,9 @@
 #   tern-thread                 tern-echo --workers 1 --accept thread, pinned
 #                               the same way: one worker fed by an acceptor
 #                               thread (the hand-off's cost, side by side)
+#   tern-base                   a second tern-echo, $TERN_ECHO_BASE (say, one
+#                               built from an older commit), run like tern:
+#                               a change against its parent in the same run
 #   tern-w1 tern-w2 tern-w4     tern-echo with 1, 2, 4 workers, nothing pinned
 #                               (several workers need both cores, so client
 #                               and server share them); they run only the
@@ -133,7 +136,8 @@ server_bin() { # name -> its program, or nothing if absent
     libevent) [ -x "$BIN/bench-echo-libevent" ] && echo "$BIN/bench-echo-libevent" ;;
     libuv) [ -x "$BIN/bench-echo-libuv" ] && echo "$BIN/bench-echo-libuv" ;;
     tern|tern-thread|tern-w[1-9]*) [ -x "$TERN_ECHO" ] && echo "$TERN_ECHO" ;;
-    *) die "unknown server '$1' (epoll libevent libuv tern tern-thread tern-wN)" ;;
+    tern-base) [ -x "${TERN_ECHO_BASE:-}" ] && echo "$TERN_ECHO_BASE" ;;
+    *) die "unknown server '$1' (epoll libevent libuv tern tern-base tern-thread tern-wN)" ;;
   esac
   return 0
 }
@@ -142,7 +146,7 @@ bench_server_argv() { # name port -> the command, one word per line
   unpinned "$1" || printf '%s\n' "${PIN_S[@]}"
   server_bin "$1"
   case $1 in
-    tern) printf '%s\n' --workers 1 ;;
+    tern | tern-base) printf '%s\n' --workers 1 ;;
     tern-thread) printf '%s\n' --workers 1 --accept thread ;;
     tern-w*) printf '%s\n' --workers "${1#tern-w}" ;;
   esac
