@@ -14,7 +14,8 @@
  *     single worker that cost buys nothing, so it is the default there.
  *
  * Either way one thread does all of the accepting, so the state below has a
- * single writer and needs no atomics.
+ * single writer and needs no atomics. It includes nothing of the server:
+ * the server gives it listening sockets with their stacks, and loops.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -29,7 +30,6 @@
 #include "clock.h"
 #include "fault_internal.h"
 #include "log.h"
-#include "server_internal.h"
 
 /* Back-off after EMFILE & co: 1 ms after a burst that still accepted
  * something (descriptors are being freed: drain the backlog fast), doubling
@@ -37,48 +37,107 @@
 #define ACCEPT_PAUSE_MIN_MS 1
 #define ACCEPT_PAUSE_MS     100
 
-static void acc_stat_add(struct tern_server *s, size_t idx)
+static void acc_stat_add(struct tern__acceptor *a, size_t idx)
 {
-        ck_pr_store_64(&s->acc_stats.v[idx], s->acc_stats.v[idx] + 1);
+        ck_pr_store_64(&a->stats.v[idx], a->stats.v[idx] + 1);
 }
 
-/* Ring full: the fd and its listener travel in the task's argument. */
+/* ---- the hand-off ---- */
+
+/* The ring holds void *: a connection travels as its fd and the index of
+ * the listening socket that took it (its stack), no allocation per accept. */
+static void *pack(int fd, int k)
+{
+        return (void *)(((uintptr_t)k << 32) | (uint32_t)fd);
+}
+
+/* On the target's loop: the accepted @fd becomes a connection, or is
+ * closed if that loop is draining (or has finished). */
+static void adopt(struct tern__acceptor *a, struct tern_loop *l, void *v)
+{
+        int fd = (int)((uintptr_t)v & 0xffffffffu);
+        struct tern__conn_cfg *cfg = a->lfds[(uintptr_t)v >> 32].cfg;
+        if (l->draining) {
+                close(fd);
+                __atomic_fetch_sub(&a->live_conns, 1, __ATOMIC_RELAXED);
+                return;
+        }
+        tern__conn_setup(l, fd, cfg, false);
+}
+
+static bool ring_push(struct tern__acc_target *t, void *v)
+{
+        TERN__HB_RELEASE(&t->ring);
+        TERN__TSAN_IGNORE_BEGIN(); /* the ring's slots are ordered by its fences */
+        bool ok = ck_ring_enqueue_spsc(&t->ring, t->ring_buf, v);
+        TERN__TSAN_IGNORE_END();
+        return ok;
+}
+
+static bool ring_pop(struct tern__acc_target *t, void **v)
+{
+        TERN__TSAN_IGNORE_BEGIN();
+        bool ok = ck_ring_dequeue_spsc(&t->ring, t->ring_buf, v);
+        TERN__TSAN_IGNORE_END();
+        if (ok)
+                TERN__HB_ACQUIRE(&t->ring);
+        return ok;
+}
+
+/* Every iteration's end on a target loop: what the acceptor handed over. */
+static void inbox_hook(struct tern__hook *h, struct tern_loop *l)
+{
+        struct tern__acc_target *t = caa_container_of(h, struct tern__acc_target, inbox);
+        void *v;
+        while (ring_pop(t, &v))
+                adopt(t->acc, l, v);
+}
+
+/* Ring full: the connection travels in a task instead (rare: a loop far
+ * behind), which runs even in the loop's final drain. */
+struct overflow {
+        struct tern__acceptor *a;
+        void *v;
+};
+
 static void adopt_task(tern_loop *l, void *arg)
 {
-        uintptr_t v = (uintptr_t)arg;
-        struct tern_server *s = l->owner;
-        tern__server_adopt(&s->workers[l->index], (int)(v & 0xffffffffu), (int)(v >> 32));
+        struct overflow *o = arg;
+        adopt(o->a, l, o->v);
+        free(o);
 }
 
-static void hand_off(struct tern_server *s, int w, int fd, int li)
+static void hand_off(struct tern__acceptor *a, int w, int fd, int k)
 {
-        struct tern__acceptor *a = &s->acc;
-        struct tern__worker *wk = &s->workers[w];
+        struct tern__acc_target *t = &a->targets[w];
         a->took = true;
-        if (wk->loop == a->home) { /* our own share: no ring, no wake-up */
-                tern__server_adopt(wk, fd, li);
+        void *v = pack(fd, k);
+        if (t->loop == a->home) { /* our own share: no ring, no wake-up */
+                adopt(a, t->loop, v);
                 return;
         }
         a->woken[w] = 1;
-        if (tern__ring_push(wk, fd, li))
+        if (ring_push(t, v))
                 return;
-        /* Ring full (a worker far behind): fall back to its mailbox, which
+        /* Ring full (a loop far behind): fall back to its mailbox, which
          * wakes it by itself. Never drop an accepted connection silently. */
-        if (tern_loop_post(wk->loop, adopt_task, (void *)(((uintptr_t)li << 32) | (uint32_t)fd)) ==
-            0)
-                return;
+        struct overflow *o = TERN__MALLOC(sizeof(*o));
+        if (o) {
+                *o = (struct overflow){a, v};
+                if (tern_loop_post(t->loop, adopt_task, o) == 0)
+                        return;
+                free(o);
+        }
         close(fd);
-        __atomic_fetch_sub(&s->live_conns, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_sub(&a->live_conns, 1, __ATOMIC_RELAXED);
 }
 
 /* Accepts until EAGAIN on listening socket @k. Returns false, errno set, if
  * accepting must pause. */
-static bool accept_burst(struct tern_server *s, int k)
+static bool accept_burst(struct tern__acceptor *a, int k)
 {
-        int lfd = s->lfds[k].io.fd;
-        int li = s->lfds[k].listener;
-        struct tern__acceptor *a = &s->acc;
-        const uint32_t max = s->opts.max_conns;
+        int lfd = a->lfds[k].io.fd;
+        const uint32_t max = a->max_conns;
         for (;;) {
                 int fd = TERN__ACCEPT4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd < 0) {
@@ -103,28 +162,28 @@ static bool accept_burst(struct tern_server *s, int k)
                         case ENFILE:
                         case ENOBUFS:
                         case ENOMEM:
-                                acc_stat_add(s, TERN__STAT(accept_errors));
+                                acc_stat_add(a, TERN__STAT(accept_errors));
                                 return false;
                         default: {
                                 int e = errno;
-                                tern_error("accept on listener %d: %s", li, strerror(e));
-                                acc_stat_add(s, TERN__STAT(accept_errors));
+                                tern_error("accept: %s", strerror(e));
+                                acc_stat_add(a, TERN__STAT(accept_errors));
                                 errno = e;
                                 return false;
                         }
                         }
                 }
-                if (max && __atomic_load_n(&s->live_conns, __ATOMIC_RELAXED) >= (long)max) {
+                if (max && __atomic_load_n(&a->live_conns, __ATOMIC_RELAXED) >= (long)max) {
                         /* Accept and close rather than leave it in the backlog,
                          * where the client would hang until its own timeout. */
-                        acc_stat_add(s, TERN__STAT(rejected)); /* before the peer can see it */
+                        acc_stat_add(a, TERN__STAT(rejected)); /* before the peer can see it */
                         close(fd);
                         continue;
                 }
-                __atomic_fetch_add(&s->live_conns, 1, __ATOMIC_RELAXED);
+                __atomic_fetch_add(&a->live_conns, 1, __ATOMIC_RELAXED);
                 int w = a->next;
-                a->next = (w + 1) % s->nworkers;
-                hand_off(s, w, fd, li);
+                a->next = (w + 1) % a->ntargets;
+                hand_off(a, w, fd, k);
         }
 }
 
@@ -134,13 +193,12 @@ static bool accept_burst(struct tern_server *s, int k)
  * @retry: this round retried every listener after a pause.
  * Returns the pause in ms, 0 for none.
  */
-static unsigned end_round(struct tern_server *s, bool ok, int err, bool retry)
+static unsigned end_round(struct tern__acceptor *a, bool ok, int err, bool retry)
 {
-        struct tern__acceptor *a = &s->acc;
-        for (int w = 0; w < s->nworkers; w++) {
+        for (int w = 0; w < a->ntargets; w++) {
                 if (a->woken[w]) {
                         a->woken[w] = 0;
-                        tern__loop_wake(s->workers[w].loop);
+                        tern__loop_wake(a->targets[w].loop);
                 }
         }
         bool took = a->took;
@@ -168,11 +226,11 @@ static unsigned end_round(struct tern_server *s, bool ok, int err, bool retry)
 
 /* Bursts on listening socket @i, or on every one when @i < 0. Returns
  * false, with accept4's error in *@err, when accepting must pause. */
-static bool accept_round(struct tern_server *s, int i, int *err)
+static bool accept_round(struct tern__acceptor *a, int i, int *err)
 {
-        int end = i < 0 ? s->nlfds : i + 1;
+        int end = i < 0 ? a->nlfds : i + 1;
         for (int k = i < 0 ? 0 : i; k < end; k++) {
-                if (!accept_burst(s, k)) {
+                if (!accept_burst(a, k)) {
                         *err = errno;
                         return false;
                 }
@@ -182,27 +240,39 @@ static bool accept_round(struct tern_server *s, int i, int *err)
 
 /* ---- on its own thread ---- */
 
+static void close_listeners(struct tern__acceptor *a)
+{
+        tern__acceptor_truncate(a, 0);
+}
+
+static void stop_targets(struct tern__acceptor *a, const struct tern_loop *except)
+{
+        for (int w = 0; w < a->ntargets; w++)
+                if (a->targets[w].loop != except)
+                        tern_loop_stop(a->targets[w].loop);
+}
+
 static void *acceptor_thread(void *arg)
 {
-        struct tern_server *s = arg;
+        struct tern__acceptor *a = arg;
         tern_log_set_thread_name("acceptor");
         pthread_setname_np(pthread_self(), "tern-acceptor");
 
         uint64_t paused_until = 0;
         struct epoll_event evs[TERN__MAX_LFDS + 1];
 
-        while (!__atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE)) {
+        while (!__atomic_load_n(&a->stop_req, __ATOMIC_ACQUIRE)) {
                 int timeout = -1;
                 if (paused_until) {
                         uint64_t now = tern_now_ms();
                         timeout = now >= paused_until ? 0 : (int)(paused_until - now);
                 }
-                int n = epoll_wait(s->acc_epfd, evs, TERN__MAX_LFDS + 1, timeout);
+                int n = epoll_wait(a->epfd, evs, TERN__MAX_LFDS + 1, timeout);
                 if (n < 0 && errno != EINTR) {
                         tern_error("acceptor: epoll_wait: %s", strerror(errno));
                         break;
                 }
-                if (__atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE))
+                if (__atomic_load_n(&a->stop_req, __ATOMIC_ACQUIRE))
                         break;
 
                 bool retry = false; /* every listener, after a pause */
@@ -215,60 +285,59 @@ static void *acceptor_thread(void *arg)
                 bool ok = true;
                 int err = 0;
                 if (retry) {
-                        ok = accept_round(s, -1, &err);
+                        ok = accept_round(a, -1, &err);
                 } else {
                         for (int k = 0; k < n && ok; k++)
-                                if (evs[k].data.u32 < (uint32_t)s->nlfds) /* not the eventfd */
-                                        ok = accept_round(s, (int)evs[k].data.u32, &err);
+                                if (evs[k].data.u32 < (uint32_t)a->nlfds) /* not the eventfd */
+                                        ok = accept_round(a, (int)evs[k].data.u32, &err);
                 }
-                unsigned pause = end_round(s, ok, err, retry);
+                unsigned pause = end_round(a, ok, err, retry);
                 if (pause)
                         paused_until = tern_now_ms() + pause;
         }
 
-        /* Graceful stop: no new connections, then let every worker drain. */
-        tern__server_close_listeners(s);
-        tern__server_stop_workers(s, NULL);
-        for (int w = 0; w < s->nworkers; w++)
-                pthread_join(s->workers[w].thread, NULL);
+        /* Graceful stop: no new connections, then let every loop drain;
+         * nothing can be handed to one after this. */
+        close_listeners(a);
+        stop_targets(a, NULL);
         return NULL;
 }
 
-/* ---- on worker 0's loop ---- */
+/* ---- on the first loop ---- */
 
 /* A round on the loop; a pause is a timer on its wheel, which retries every
  * listener when it fires. */
-static void home_round(struct tern_server *s, int i, bool retry)
+static void home_round(struct tern__acceptor *a, int i, bool retry)
 {
         int err = 0;
-        bool ok = accept_round(s, i, &err);
-        unsigned pause = end_round(s, ok, err, retry);
+        bool ok = accept_round(a, i, &err);
+        unsigned pause = end_round(a, ok, err, retry);
         if (pause) {
-                s->acc.paused = true;
-                tern_loop_timer_start(s->acc.home, &s->acc.resume_timer, pause, 0);
+                a->paused = true;
+                tern__loop_timer_arm(a->home, &a->resume_timer, pause, 0);
         }
 }
 
 static void resume_cb(struct tern_timer *t, void *arg)
 {
         (void)t;
-        struct tern_server *s = arg;
-        s->acc.paused = false;
-        home_round(s, -1, true);
+        struct tern__acceptor *a = arg;
+        a->paused = false;
+        home_round(a, -1, true);
 }
 
 /* A listening socket's event on the home loop. */
 static void lfd_on_events(struct tern__io *io, uint32_t events)
 {
-        struct tern__lfd *lf = (struct tern__lfd *)io;
-        struct tern_server *s = lf->s;
+        struct tern__acc_lfd *lf = (struct tern__acc_lfd *)io;
+        struct tern__acceptor *a = lf->acc;
         /* Paused: the resume timer retries every listener, edges or not. */
-        if (s->acc.paused || io->loop->draining)
+        if (a->paused || io->loop->draining)
                 return;
-        home_round(s, (int)(lf - s->lfds), false);
+        home_round(a, (int)(lf - a->lfds), false);
 }
 
-/* Embedded in the server, which frees it. */
+/* Embedded in the acceptor, which outlives it. */
 static void lfd_on_free(struct tern__io *io)
 {
         (void)io;
@@ -282,84 +351,151 @@ static const struct tern__io_kind lfd_kind = {
 };
 
 /* The home loop drains: the listeners close first, then the others are
- * told, so nothing can be handed to a worker that already finished. */
+ * told, so nothing can be handed to a loop that already finished. */
 static void home_drain(struct tern__hook *h, struct tern_loop *l)
 {
-        struct tern_server *s = caa_container_of(h, struct tern_server, acc.drain_hook);
-        tern__loop_timer_cancel(l, &s->acc.resume_timer);
-        tern__server_close_listeners(s);
-        tern__server_stop_workers(s, l);
+        struct tern__acceptor *a = caa_container_of(h, struct tern__acceptor, drain_hook);
+        tern__loop_timer_cancel(l, &a->resume_timer);
+        close_listeners(a);
+        stop_targets(a, l);
 }
 
-/* ---- set-up ---- */
+/* ---- set-up and tear-down ---- */
 
-int tern__acceptor_init(struct tern_server *s)
+int tern__acceptor_init(struct tern__acceptor *a, struct tern_loop *const *loops, int n,
+                        bool on_first_loop, uint32_t max_conns)
 {
-        struct tern__acceptor *a = &s->acc;
-        enum tern_accept_mode mode = s->opts.accept;
-        if (mode == TERN_ACCEPT_AUTO)
-                mode = s->nworkers == 1 ? TERN_ACCEPT_WORKER : TERN_ACCEPT_THREAD;
+        memset(a, 0, sizeof(*a));
+        a->epfd = -1;
+        a->evfd = -1;
+        a->max_conns = max_conns;
         a->pause_ms = ACCEPT_PAUSE_MIN_MS;
-        if (mode == TERN_ACCEPT_WORKER) {
-                a->home = s->workers[0].loop;
-                tern_timer_init(&a->resume_timer, resume_cb, s);
+        if (n < 1 || n > 256)
+                return -EINVAL;
+        a->targets = TERN__CALLOC((size_t)n, sizeof(*a->targets));
+        if (!a->targets)
+                return -ENOMEM;
+        for (int i = 0; i < n; i++) {
+                struct tern__acc_target *t = &a->targets[i];
+                t->ring_buf = TERN__CALLOC(TERN__RING_SIZE, sizeof(*t->ring_buf));
+                if (!t->ring_buf)
+                        return -ENOMEM;
+                ck_ring_init(&t->ring, TERN__RING_SIZE);
+                t->loop = loops[i];
+                t->acc = a;
+                tern__hook_add(t->loop, TERN__HOOK_END_ITER, &t->inbox, inbox_hook);
+                a->ntargets++;
+        }
+        if (on_first_loop) {
+                a->home = loops[0];
+                tern_timer_init(&a->resume_timer, resume_cb, a);
                 tern__hook_add(a->home, TERN__HOOK_DRAIN, &a->drain_hook, home_drain);
                 return 0;
         }
-        s->acc_epfd = epoll_create1(EPOLL_CLOEXEC);
-        if (s->acc_epfd < 0)
+        a->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (a->epfd < 0)
                 return -errno;
-        s->acc_evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (s->acc_evfd < 0)
+        a->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (a->evfd < 0)
                 return -errno;
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
-        if (epoll_ctl(s->acc_epfd, EPOLL_CTL_ADD, s->acc_evfd, &ev) < 0)
+        if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->evfd, &ev) < 0)
                 return -errno;
         return 0;
 }
 
-int tern__acceptor_watch(struct tern_server *s, int k)
+int tern__acceptor_add(struct tern__acceptor *a, int fd, struct tern__conn_cfg *cfg)
 {
-        struct tern__lfd *lf = &s->lfds[k];
-        if (s->acc.home) {
+        if (a->nlfds == TERN__MAX_LFDS)
+                return -ENOSPC;
+        struct tern__acc_lfd *lf = &a->lfds[a->nlfds];
+        memset(lf, 0, sizeof(*lf));
+        lf->io.fd = fd;
+        lf->acc = a;
+        lf->cfg = cfg;
+        int r;
+        if (a->home) {
                 lf->io.kind = &lfd_kind;
-                lf->io.loop = s->acc.home;
-                int r = tern__io_register(&lf->io, EPOLLIN | EPOLLET);
+                lf->io.loop = a->home;
+                r = tern__io_register(&lf->io, EPOLLIN | EPOLLET);
                 if (r < 0)
                         lf->io.loop = NULL; /* nothing to release */
-                return r;
+        } else {
+                struct epoll_event ev = {.events = EPOLLIN | EPOLLET,
+                                         .data.u32 = (uint32_t)a->nlfds};
+                r = epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
         }
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u32 = (uint32_t)k};
-        return epoll_ctl(s->acc_epfd, EPOLL_CTL_ADD, lf->io.fd, &ev) < 0 ? -errno : 0;
+        if (r == 0)
+                a->nlfds++;
+        return r;
 }
 
-int tern__acceptor_start(struct tern_server *s)
+void tern__acceptor_truncate(struct tern__acceptor *a, int keep)
 {
-        if (s->acc.home)
-                return 0;
-        return -pthread_create(&s->acc_thread, NULL, acceptor_thread, s);
+        while (a->nlfds > keep) {
+                struct tern__acc_lfd *lf = &a->lfds[--a->nlfds];
+                /* Unregister before close: a forked child holding a listener
+                 * would keep it registered, naming a closed fd. */
+                if (lf->io.loop)
+                        tern__io_release(&lf->io, true);
+                else if (a->epfd >= 0)
+                        epoll_ctl(a->epfd, EPOLL_CTL_DEL, lf->io.fd, NULL);
+                close(lf->io.fd);
+        }
 }
 
-void tern__acceptor_request_stop(struct tern_server *s)
+int tern__acceptor_start(struct tern__acceptor *a)
+{
+        if (a->home)
+                return 0;
+        int r = -pthread_create(&a->thread, NULL, acceptor_thread, a);
+        a->thread_started = r == 0;
+        return r;
+}
+
+void tern__acceptor_request_stop(struct tern__acceptor *a)
 {
         uint64_t one = 1;
-        if (s->acc.home) {
-                tern_loop_stop(s->acc.home);
-        } else if (s->acc_evfd >= 0) {
-                ssize_t r = write(s->acc_evfd, &one, sizeof(one));
+        if (a->home) {
+                tern_loop_stop(a->home);
+        } else if (a->evfd >= 0) {
+                __atomic_store_n(&a->stop_req, true, __ATOMIC_RELEASE);
+                ssize_t r = write(a->evfd, &one, sizeof(one));
                 (void)r;
         }
 }
 
-int tern__acceptor_join(struct tern_server *s)
+int tern__acceptor_join(struct tern__acceptor *a)
 {
-        if (!s->acc.home)
-                return -pthread_join(s->acc_thread, NULL);
-        int r = 0;
-        for (int w = 0; w < s->nworkers; w++) {
-                int e = -pthread_join(s->workers[w].thread, NULL);
-                if (e && !r)
-                        r = e;
+        if (!a->thread_started)
+                return 0;
+        a->thread_started = false;
+        return -pthread_join(a->thread, NULL);
+}
+
+void tern__acceptor_destroy(struct tern__acceptor *a)
+{
+        close_listeners(a);
+        for (int w = 0; w < a->ntargets; w++) {
+                struct tern__acc_target *t = &a->targets[w];
+                /* Handed over but never taken: the loop has finished. */
+                void *v;
+                while (ring_pop(t, &v)) {
+                        close((int)((uintptr_t)v & 0xffffffffu));
+                        __atomic_fetch_sub(&a->live_conns, 1, __ATOMIC_RELAXED);
+                }
+                tern__hook_del(&t->inbox);
         }
-        return r;
+        for (int w = 0; w < a->ntargets; w++)
+                free(a->targets[w].ring_buf);
+        free(a->targets);
+        a->targets = NULL;
+        a->ntargets = 0;
+        if (a->home)
+                tern__hook_del(&a->drain_hook);
+        if (a->epfd >= 0)
+                close(a->epfd);
+        if (a->evfd >= 0)
+                close(a->evfd);
+        a->epfd = a->evfd = -1;
 }

@@ -2,10 +2,9 @@
  * The server: listeners, worker loops and their threads, and the acceptor
  * (acceptor.c), which runs on its own thread or on worker 0's loop.
  *
- * The top of the layers: it makes loops (loop.c), gives each listener a
- * connection stack (conn.c), and lets the acceptor hand connections to the
- * workers through a ring per worker that the worker's end-of-iteration hook
- * empties.
+ * The top of the layers: it makes loops (loop.c) and their threads, gives
+ * each listener a connection stack (conn.c) and its sockets to the
+ * acceptor (acceptor.c), which hands connections to the workers.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -52,54 +51,6 @@ void tern_listener_opts_init(struct tern_listener_opts *o)
         o->nodelay = true;
 }
 
-/* ---- the hand-off ring ---- */
-
-bool tern__ring_push(struct tern__worker *w, int fd, int li)
-{
-        /* The ring holds void *: the fd and its listener travel as one, no
-         * allocation per accept. */
-        void *v = (void *)(((uintptr_t)li << 32) | (uint32_t)fd);
-        TERN__HB_RELEASE(&w->ring);
-        TERN__TSAN_IGNORE_BEGIN(); /* the ring's slots are ordered by its fences */
-        bool ok = ck_ring_enqueue_spsc(&w->ring, w->ring_buf, v);
-        TERN__TSAN_IGNORE_END();
-        return ok;
-}
-
-static bool ring_pop(struct tern__worker *w, int *fd, int *li)
-{
-        void *p;
-        TERN__TSAN_IGNORE_BEGIN();
-        bool ok = ck_ring_dequeue_spsc(&w->ring, w->ring_buf, &p);
-        TERN__TSAN_IGNORE_END();
-        if (ok) {
-                TERN__HB_ACQUIRE(&w->ring);
-                *fd = (int)((uintptr_t)p & 0xffffffffu);
-                *li = (int)((uintptr_t)p >> 32);
-        }
-        return ok;
-}
-
-void tern__server_adopt(struct tern__worker *w, int fd, int li)
-{
-        struct tern_server *s = w->s;
-        if (w->loop->draining) {
-                close(fd);
-                __atomic_fetch_sub(&s->live_conns, 1, __ATOMIC_RELAXED);
-                return;
-        }
-        tern__conn_setup(w->loop, fd, &s->listeners[li]->cfg, false);
-}
-
-/* End of every iteration of a worker: what the acceptor handed over. */
-static void inbox_hook(struct tern__hook *h, struct tern_loop *l)
-{
-        struct tern__worker *w = caa_container_of(h, struct tern__worker, inbox);
-        int fd, li;
-        while (ring_pop(w, &fd, &li))
-                tern__server_adopt(w, fd, li);
-}
-
 /* ---- listeners ---- */
 
 static int listen_tcp_one(struct tern_server *s, struct tern__listener *ln,
@@ -139,21 +90,16 @@ static int listen_tcp_one(struct tern_server *s, struct tern__listener *ln,
         return fd;
 }
 
-static int add_lfd(struct tern_server *s, int fd, int li)
+/* The acceptor takes @fd, or it is closed. */
+static int add_lfd(struct tern_server *s, int fd, struct tern__listener *ln)
 {
-        if (s->nlfds == TERN__MAX_LFDS) {
+        int r = tern__acceptor_add(&s->acc, fd, &ln->cfg);
+        if (r < 0)
                 close(fd);
-                return -ENOSPC;
-        }
-        struct tern__lfd *lf = &s->lfds[s->nlfds++];
-        memset(lf, 0, sizeof(*lf));
-        lf->io.fd = fd;
-        lf->s = s;
-        lf->listener = li;
-        return 0;
+        return r;
 }
 
-static int listen_tcp(struct tern_server *s, struct tern__listener *ln, int li,
+static int listen_tcp(struct tern_server *s, struct tern__listener *ln,
                       const struct tern_listener_opts *o)
 {
         char port[8];
@@ -182,7 +128,7 @@ static int listen_tcp(struct tern_server *s, struct tern__listener *ln, int li,
                                    tern_strerror(fd));
                         break;
                 }
-                err = add_lfd(s, fd, li);
+                err = add_lfd(s, fd, ln);
                 if (err)
                         break;
                 made++;
@@ -219,7 +165,7 @@ static int clear_stale_socket(const struct sockaddr_un *sun)
         return unlink(sun->sun_path) < 0 && errno != ENOENT ? -errno : 0;
 }
 
-static int listen_unix(struct tern_server *s, struct tern__listener *ln, int li,
+static int listen_unix(struct tern_server *s, struct tern__listener *ln,
                        const struct tern_listener_opts *o)
 {
         struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -254,7 +200,7 @@ static int listen_unix(struct tern_server *s, struct tern__listener *ln, int li,
                 errno = e;
                 goto out_close_fd;
         }
-        return add_lfd(s, fd, li);
+        return add_lfd(s, fd, ln);
 
 out_close_fd : {
         int e = errno;
@@ -300,25 +246,18 @@ int tern_server_listen(tern_server *s, const struct tern_listener_opts *o)
         cfg->idle_timeout_ms = o->idle_timeout_ms;
         cfg->nodelay = o->nodelay;
         cfg->unix_domain = o->kind == TERN_LISTEN_UNIX;
-        cfg->live = &s->live_conns;
+        cfg->live = &s->acc.live_conns;
         cfg->user = o->user;
 
-        int li = s->nlisteners, first = s->nlfds;
-        int r = o->kind == TERN_LISTEN_UNIX ? listen_unix(s, ln, li, o) : listen_tcp(s, ln, li, o);
-        for (int k = first; r == 0 && k < s->nlfds; k++)
-                r = tern__acceptor_watch(s, k);
+        int first = s->acc.nlfds;
+        int r = o->kind == TERN_LISTEN_UNIX ? listen_unix(s, ln, o) : listen_tcp(s, ln, o);
         if (r < 0) {
-                while (s->nlfds > first) {
-                        struct tern__lfd *lf = &s->lfds[--s->nlfds];
-                        if (lf->io.loop)
-                                tern__io_release(&lf->io, true);
-                        close(lf->io.fd);
-                }
+                tern__acceptor_truncate(&s->acc, first);
                 listener_free(ln);
                 return r;
         }
-        s->listeners[s->nlisteners++] = ln;
-        return li;
+        s->listeners[s->nlisteners] = ln;
+        return s->nlisteners++;
 }
 
 uint16_t tern_server_listener_port(const tern_server *s, int id)
@@ -334,48 +273,14 @@ uint16_t tern_server_port(const tern_server *s)
         return 0;
 }
 
-void tern__server_close_listeners(struct tern_server *s)
-{
-        for (int i = 0; i < s->nlfds; i++) {
-                struct tern__lfd *lf = &s->lfds[i];
-                /* Unregister before close: a forked child holding a listener
-                 * would keep it registered, naming a closed fd. */
-                if (lf->io.loop)
-                        tern__io_release(&lf->io, true);
-                close(lf->io.fd);
-        }
-        s->nlfds = 0;
-}
-
-void tern__server_stop_workers(struct tern_server *s, struct tern_loop *except)
-{
-        for (int w = 0; w < s->nworkers; w++)
-                if (s->workers[w].loop != except)
-                        tern_loop_stop(s->workers[w].loop);
-}
-
 /* ---- new / free ---- */
 
 static void workers_free(struct tern_server *s)
 {
         if (!s->workers)
                 return;
-        for (int i = 0; i < s->nworkers; i++) {
-                struct tern__worker *w = &s->workers[i];
-                if (!w->loop) {
-                        free(w->ring_buf);
-                        continue;
-                }
-                /* Handed over but never taken: the loop has finished. */
-                int fd, li;
-                while (w->ring_buf && ring_pop(w, &fd, &li)) {
-                        close(fd);
-                        __atomic_fetch_sub(&s->live_conns, 1, __ATOMIC_RELAXED);
-                }
-                tern__hook_del(&w->inbox);
-                tern_loop_free(w->loop);
-                free(w->ring_buf);
-        }
+        for (int i = 0; i < s->nworkers; i++)
+                tern_loop_free(s->workers[i].loop);
         free(s->workers);
 }
 
@@ -391,18 +296,23 @@ static int workers_new(struct tern_server *s)
         lo.on_stop = s->opts.on_worker_stop;
         lo.user = s->opts.user;
         for (int i = 0; i < s->nworkers; i++) {
-                struct tern__worker *w = &s->workers[i];
-                w->s = s;
-                w->ring_buf = TERN__CALLOC(TERN__RING_SIZE, sizeof(*w->ring_buf));
-                if (!w->ring_buf)
-                        return -ENOMEM;
-                ck_ring_init(&w->ring, TERN__RING_SIZE);
-                w->loop = tern__loop_new(&lo, i, s);
-                if (!w->loop)
+                s->workers[i].loop = tern__loop_new(&lo, i, s);
+                if (!s->workers[i].loop)
                         return -errno;
-                tern__hook_add(w->loop, TERN__HOOK_END_ITER, &w->inbox, inbox_hook);
         }
         return 0;
+}
+
+static int acceptor_new(struct tern_server *s)
+{
+        enum tern_accept_mode mode = s->opts.accept;
+        if (mode == TERN_ACCEPT_AUTO)
+                mode = s->nworkers == 1 ? TERN_ACCEPT_WORKER : TERN_ACCEPT_THREAD;
+        struct tern_loop *loops[256];
+        for (int i = 0; i < s->nworkers; i++)
+                loops[i] = s->workers[i].loop;
+        return tern__acceptor_init(&s->acc, loops, s->nworkers, mode == TERN_ACCEPT_WORKER,
+                                   s->opts.max_conns);
 }
 
 tern_server *tern_server_new(const struct tern_server_opts *o)
@@ -426,15 +336,12 @@ tern_server *tern_server_new(const struct tern_server_opts *o)
         s->nworkers = o->workers ? o->workers : tern_default_workers();
         if (s->nworkers > 255)
                 s->nworkers = 255;
-        s->acc_epfd = -1;
-        s->acc_evfd = -1;
-
         int r = workers_new(s);
         if (r < 0)
                 goto out_free_workers;
-        r = tern__acceptor_init(s);
+        r = acceptor_new(s);
         if (r < 0)
-                goto out_free_workers;
+                goto out_free_acceptor;
         if (!o->no_listen) {
                 struct tern_listener_opts lo;
                 tern_listener_opts_init(&lo);
@@ -448,18 +355,15 @@ tern_server *tern_server_new(const struct tern_server_opts *o)
                 lo.idle_timeout_ms = o->idle_timeout_ms;
                 r = tern_server_listen(s, &lo);
                 if (r < 0)
-                        goto out_free_workers;
+                        goto out_free_acceptor;
         }
         return s;
 
-out_free_workers:
-        tern__server_close_listeners(s);
+out_free_acceptor:
+        tern__acceptor_destroy(&s->acc);
         for (int i = 0; i < s->nlisteners; i++)
                 listener_free(s->listeners[i]);
-        if (s->acc_epfd >= 0)
-                close(s->acc_epfd);
-        if (s->acc_evfd >= 0)
-                close(s->acc_evfd);
+out_free_workers:
         workers_free(s);
         free(s);
         errno = -r;
@@ -492,7 +396,7 @@ static int start_threads(struct tern_server *s, int first)
                         break;
         }
         if (!r)
-                r = tern__acceptor_start(s);
+                r = tern__acceptor_start(&s->acc);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r) {
                 tern_error("cannot start threads: %s", tern_strerror(r));
@@ -523,14 +427,26 @@ int tern_server_start(tern_server *s)
 void tern_server_stop(tern_server *s)
 {
         __atomic_store_n(&s->stop_req, true, __ATOMIC_RELEASE);
-        tern__acceptor_request_stop(s);
+        tern__acceptor_request_stop(&s->acc);
+}
+
+/* Joins the acceptor, then the workers from @first on. */
+static int join_threads(struct tern_server *s, int first)
+{
+        int r = tern__acceptor_join(&s->acc);
+        for (int w = first; w < s->nworkers; w++) {
+                int e = -pthread_join(s->workers[w].thread, NULL);
+                if (e && !r)
+                        r = e;
+        }
+        return r;
 }
 
 int tern_server_wait(tern_server *s)
 {
         if (!s->started || s->run_here)
                 return -EINVAL;
-        int r = tern__acceptor_join(s);
+        int r = join_threads(s, 0);
         s->started = false;
         return r;
 }
@@ -560,11 +476,7 @@ int tern_server_run(tern_server *s)
                 tern_loop_stop(s->workers[0].loop); /* stopped before it ran */
         tern_loop_run(s->workers[0].loop);
         tern_log_set_thread_name("main");
-        for (int w = 1; w < s->nworkers; w++) {
-                int e = -pthread_join(s->workers[w].thread, NULL);
-                if (e && !r)
-                        r = e;
-        }
+        r = join_threads(s, 1);
         s->run_here = false;
         s->started = false;
         return r;
@@ -578,14 +490,10 @@ void tern_server_free(tern_server *s)
                 tern_server_stop(s);
                 tern_server_wait(s);
         }
-        tern__server_close_listeners(s);
+        tern__acceptor_destroy(&s->acc);
         workers_free(s);
         for (int i = 0; i < s->nlisteners; i++)
                 listener_free(s->listeners[i]);
-        if (s->acc_epfd >= 0)
-                close(s->acc_epfd);
-        if (s->acc_evfd >= 0)
-                close(s->acc_evfd);
         free(s);
 }
 
@@ -624,7 +532,7 @@ void tern_server_stats(const tern_server *s, struct tern_stats *total,
                 if (per_worker)
                         tern_loop_stats(s->workers[w].loop, &per_worker[w]);
         }
-        tern__counters_add(&sum, &s->acc_stats);
+        tern__counters_add(&sum, &s->acc.stats);
         if (total)
                 *total = sum;
 }
