@@ -371,7 +371,10 @@ static void note_queued(struct tern_conn *c)
 {
         const struct tern_conn_limits *lim = limits_of(c);
         size_t queued = tern_buf_len(&c->out);
-        c->flags |= TERN__CONN_WAS_QUEUED;
+        /* Batched for the loop's flush is not "queued" for write-complete:
+         * only what the kernel then refuses is (conn_on_flush). */
+        if (!(c->io.state & TERN__IO_FLUSH))
+                c->flags |= TERN__CONN_WAS_QUEUED;
         if (lim->high_water && queued >= lim->high_water && !(c->flags & TERN__CONN_HIGH)) {
                 c->flags |= TERN__CONN_HIGH;
                 if (c->ops->on_high_water)
@@ -390,7 +393,13 @@ int tern_conn_sendv(tern_conn *c, const struct iovec *iov, int iovcnt)
                 return 0;
 
         size_t written = 0;
-        if (tern_buf_empty(&c->out) && !(c->flags & TERN__CONN_CORKED)) {
+        if (tern_buf_empty(&c->out) && !(c->flags & TERN__CONN_CORKED) &&
+            (&c->io == c->io.loop->current || !tern__io_flush_later(&c->io))) {
+                /* The connection being served (a reply) is written at once;
+                 * any other (a fan-out, a relay, a task) is batched to the end
+                 * of the iteration, so k messages to it cost one write and, with
+                 * TCP_NODELAY, one segment instead of k: Nagle's batching
+                 * without Nagle's wait. */
                 ssize_t n = sock_sendv(c, iov, iovcnt);
                 if (n < 0) {
                         tern__conn_close(c, TERN_CLOSE_ERROR, (int)n);
@@ -789,8 +798,21 @@ static void conn_on_destroy(struct tern__io *io)
         conn_free(io);
 }
 
+/* The end of the iteration: one write for everything batched this round. */
+static void conn_on_flush(struct tern__io *io)
+{
+        struct tern_conn *c = (struct tern_conn *)io;
+        if (c->flags & (TERN__CONN_CLOSED | TERN__CONN_CORKED) || tern_buf_empty(&c->out))
+                return;
+        flush_out(c);
+        /* What the kernel refused waits for EPOLLOUT: now it is queued. */
+        if (!(c->flags & TERN__CONN_CLOSED) && !tern_buf_empty(&c->out))
+                c->flags |= TERN__CONN_WAS_QUEUED;
+}
+
 static const struct tern__io_kind conn_kind = {
     .name = "conn",
+    .on_flush = conn_on_flush,
     .on_events = conn_on_events,
     .on_ready = conn_on_ready,
     .on_pending = conn_on_pending,

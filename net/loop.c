@@ -9,7 +9,9 @@
  *   5. expire timers
  *   6. drain the mailbox          (cross-thread tasks)
  *   7. end-of-iteration hooks     (the acceptor's hand-off ring, ...)
- *   8. free what was closed       (never during dispatch)
+ *   8. write what was batched     (one write per connection for all it was
+ *                                  sent this iteration by others), then free
+ *                                  what was closed (never during dispatch)
  *   9. RCU quiescent state
  *
  * After every step that runs callbacks, the pending list: callbacks owed
@@ -288,6 +290,24 @@ void tern__io_release(struct tern__io *io, bool unregister)
         l->closed = io;
 }
 
+bool tern__io_flush_later(struct tern__io *io)
+{
+        struct tern_loop *l = io->loop;
+        if (io->state & TERN__IO_FLUSH)
+                return true;
+        if (l->nflush == l->flush_cap) {
+                uint32_t n = l->flush_cap ? l->flush_cap * 2 : 64;
+                struct tern__io **f = TERN__REALLOC(l->flush, n * sizeof(*f));
+                if (!f)
+                        return false;
+                l->flush = f;
+                l->flush_cap = n;
+        }
+        l->flush[l->nflush++] = io;
+        io->state |= TERN__IO_FLUSH;
+        return true;
+}
+
 /* ---- new / free ---- */
 
 void tern_loop_opts_init(struct tern_loop_opts *o)
@@ -374,6 +394,7 @@ void tern_loop_free(tern_loop *l)
         if (left)
                 tern_warn("loop %d: %zu timer(s) still armed at teardown", l->index, left);
         free(l->slots);
+        free(l->flush);
         tern_buf_free(&l->scratch);
         free(l->spill);
         close(l->evfd);
@@ -403,7 +424,9 @@ static void serve_ready(struct tern_loop *l, struct tern__io *list)
                 list = io->next_ready;
                 io->state &= ~TERN__IO_READY;
                 if (!(io->state & TERN__IO_DEAD)) {
+                        l->current = io;
                         io->kind->on_ready(io);
+                        l->current = NULL;
                         if (l->pending)
                                 run_pending(l);
                 }
@@ -473,6 +496,20 @@ static void drain_mailbox(struct tern_loop *l)
                 if (l->pending)
                         run_pending(l);
         }
+}
+
+/* The end of the iteration: what was batched goes out, one write per
+ * object for everything it was sent during the iteration. */
+static void run_flush(struct tern_loop *l)
+{
+        for (uint32_t i = 0; i < l->nflush; i++) {
+                struct tern__io *io = l->flush[i];
+                io->state &= ~TERN__IO_FLUSH;
+                if (!(io->state & TERN__IO_DEAD))
+                        io->kind->on_flush(io);
+        }
+        l->nflush = 0;
+        run_pending(l);
 }
 
 static void free_closed(struct tern_loop *l)
@@ -545,7 +582,9 @@ static void loop_iterate(struct tern_loop *l)
                         }
                         struct tern__io *io = tern__slot_lookup(l, tag);
                         if (io) {
+                                l->current = io;
                                 io->kind->on_events(io, events[i].events);
+                                l->current = NULL;
                                 if (l->pending)
                                         run_pending(l);
                         }
@@ -565,7 +604,9 @@ static void loop_iterate(struct tern_loop *l)
                 if (!l->draining && __atomic_load_n(&l->stop_req, __ATOMIC_ACQUIRE))
                         begin_drain(l);
 
-                /* 8. free */
+                /* 8. write what was batched, then free */
+                if (l->nflush)
+                        run_flush(l);
                 free_closed(l);
 
                 /* 9. quiescent: this thread holds no RCU references now */
@@ -583,6 +624,7 @@ static void close_mailbox(struct tern_loop *l)
         drain_mailbox(l);
         run_hooks(l, TERN__HOOK_END_ITER);
         run_pending(l);
+        run_flush(l);
         free_closed(l);
 }
 

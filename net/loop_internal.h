@@ -76,12 +76,15 @@ struct tern__io_kind {
         /* tern_loop_free() found it still registered: free it at once,
          * without callbacks (a watch the application left behind). */
         void (*on_destroy)(struct tern__io *io);
+        /* The iteration ends: write what was batched (tern__io_flush_later). */
+        void (*on_flush)(struct tern__io *io);
 };
 
 enum {
         TERN__IO_READY = 1u << 0,   /* on the ready list */
         TERN__IO_PENDING = 1u << 1, /* on the pending list */
         TERN__IO_DEAD = 1u << 2,    /* released: no events, on the closed list */
+        TERN__IO_FLUSH = 1u << 3,   /* on the flush list */
 };
 
 /* An I/O object, embedded first in its owner (conn, watch, listener). */
@@ -171,6 +174,9 @@ struct tern_loop {
         struct tern__io *pending;       /* owed a callback from the top level */
         struct tern__io **pending_tail; /* FIFO: reported in the order owed */
         struct tern__io *closed;        /* freed at the end of the iteration */
+        struct tern__io *current;       /* the object being dispatched, or NULL */
+        struct tern__io **flush;        /* written at the end of the iteration */
+        uint32_t nflush, flush_cap;
         struct tern__hook *hooks[TERN__HOOK_POINTS];
 
         uint8_t *spill;          /* read buffer lent to connections (conn.c) */
@@ -253,6 +259,13 @@ static inline void tern__io_defer(struct tern__io *io)
         *l->pending_tail = io;
         l->pending_tail = &io->next_pending;
 }
+/*
+ * @io has output batched for the end of the iteration: its on_flush runs
+ * then, once, however often this is called. Returns false (nothing
+ * recorded) without memory for the list: then write now.
+ */
+bool tern__io_flush_later(struct tern__io *io);
+
 /* Objects the drain waits for: the loop finishes once none is left. */
 static inline void tern__loop_ref(struct tern_loop *l)
 {

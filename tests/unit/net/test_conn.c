@@ -245,3 +245,95 @@ Test(conn, write_complete_after_uncork_runs_after_the_callback)
         cr_assert_eq(seen.written_depth, 0);
         cr_assert_gt(seen.written_step, seen.message_step);
 }
+
+/* ---- batching what others send to a connection ---- */
+
+static tern_handle fan_target; /* written on the worker, before the burst */
+
+static void remember_target(tern_conn *c)
+{
+        if (!fan_target)
+                fan_target = tern_conn_handle(c);
+}
+
+static void fan_out(tern_conn *c, struct tern_buf *in)
+{
+        tern_buf_consume(in, tern_buf_len(in));
+        if (tern_conn_handle(c) == fan_target)
+                return;
+        /* Ten lines to another connection of this loop: batched, one write. */
+        tern_handle h = fan_target;
+        for (int i = 0; i < 10; i++)
+                cr_assert_eq(tern_handle_send(tern_conn_server(c), h, "line\n", 5), 0);
+        /* And a reply to the sender itself: written at once. */
+        cr_assert_eq(tern_conn_send(c, "ok\n", 3), 0);
+}
+
+static tern_conn *by_handle;
+
+static void find_target(tern_conn *c, void *arg)
+{
+        by_handle = c;
+        (void)arg;
+}
+
+static void fan_out_direct(tern_conn *c, struct tern_buf *in)
+{
+        tern_buf_consume(in, tern_buf_len(in));
+        if (tern_conn_handle(c) == fan_target)
+                return;
+        tern_conn *t = by_handle;
+        for (int i = 0; i < 10; i++)
+                cr_assert_eq(tern_conn_send(t, "line\n", 5), 0);
+        cr_assert_eq(tern_conn_send(c, "ok\n", 3), 0);
+}
+
+static void burst_case(const struct tern_conn_ops *ops, bool resolve)
+{
+        fan_target = TERN_HANDLE_NONE;
+        by_handle = NULL;
+        tern_server *s = start(ops, 0, 0);
+        int target = tu_connect(tern_server_port(s), false);
+        cr_assert_geq(target, 0);
+        for (int t = 0; t < 5000 && !__atomic_load_n(&fan_target, __ATOMIC_ACQUIRE); t++)
+                usleep(1000);
+        cr_assert_neq(fan_target, TERN_HANDLE_NONE);
+        if (resolve) {
+                cr_assert_eq(tern_handle_post(s, fan_target, find_target, NULL), 0);
+                for (int t = 0; t < 5000 && !__atomic_load_n(&by_handle, __ATOMIC_ACQUIRE); t++)
+                        usleep(1000);
+        }
+        int sender = tu_connect(tern_server_port(s), false);
+        char ok[3];
+        struct tern_stats before, after;
+        cr_assert_eq(tu_write_all(sender, "go\n", 3), 0);
+        cr_assert_eq(tu_read_exact(sender, ok, 3, 5000), 0);
+        char got[50];
+        cr_assert_eq(tu_read_exact(target, got, sizeof(got), 5000), 0, "all ten lines arrive");
+        tern_server_stats(s, &before, NULL);
+        /* Measure a second burst once everything settled. */
+        cr_assert_eq(tu_write_all(sender, "go\n", 3), 0);
+        cr_assert_eq(tu_read_exact(sender, ok, 3, 5000), 0);
+        cr_assert_eq(tu_read_exact(target, got, sizeof(got), 5000), 0);
+        usleep(20000);
+        tern_server_stats(s, &after, NULL);
+        cr_assert_eq(memcmp(got, "line\nline\n", 10), 0);
+        /* One write for the reply, one for the ten lines. */
+        cr_assert_eq(after.writes - before.writes, 2, "%lu writes for one reply and ten lines",
+                     (unsigned long)(after.writes - before.writes));
+        close(sender);
+        close(target);
+        su_stop(s);
+}
+
+Test(conn, lines_sent_to_another_connection_in_one_iteration_leave_in_one_write)
+{
+        /* From inside the sender's callback, on the same loop. */
+        static const struct tern_conn_ops direct = {.on_open = remember_target,
+                                                    .on_message = fan_out_direct};
+        burst_case(&direct, true);
+        /* Through the mailbox (tern_handle_send): ten tasks, one write. */
+        static const struct tern_conn_ops posted = {.on_open = remember_target,
+                                                    .on_message = fan_out};
+        burst_case(&posted, false);
+}
