@@ -171,7 +171,7 @@ static int listen_unix(struct tern_server *s, struct tern__listener *ln,
         struct sockaddr_un sun = {.sun_family = AF_UNIX};
         if (!o->path || !o->path[0] || strlen(o->path) >= sizeof(sun.sun_path))
                 return -EINVAL;
-        strcpy(sun.sun_path, o->path);
+        memcpy(sun.sun_path, o->path, strlen(o->path) + 1); /* length checked above */
         int r = clear_stale_socket(&sun);
         if (r < 0) {
                 tern_error("cannot listen on %s: %s", o->path,

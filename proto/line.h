@@ -71,7 +71,8 @@ TERN_EXPORT void tern_line_config_init(struct tern_line_config *cfg);
  * @p len bytes at @p delim (borrowed; copied). Any thread.
  * Returns 0, or -EINVAL when @p len is 0 or above TERN_LINE_DELIM_MAX.
  */
-TERN_EXPORT int tern_line_config_set_delim(struct tern_line_config *cfg, const void *delim, size_t len);
+TERN_EXPORT int tern_line_config_set_delim(struct tern_line_config *cfg, const void *delim,
+                                           size_t len);
 
 /**
  * tern_line_config_check - whether tern_line_codec.state_new() will accept

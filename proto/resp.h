@@ -114,7 +114,7 @@ TERN_EXPORT int tern_resp_state_init(struct tern_resp_state *s, const struct ter
  * tern_resp_state_init(). [the state's thread]
  */
 TERN_EXPORT ssize_t tern_resp_decode(struct tern_resp_state *s, const uint8_t *in, size_t len,
-                         struct tern_frame *out);
+                                     struct tern_frame *out);
 
 /** Static text describing the error the last decode returned, e.g. "invalid
  * bulk length"; NULL when it returned none. [the state's thread] */
@@ -144,10 +144,12 @@ TERN_EXPORT int tern_resp_put_error(struct tern_buf *b, const char *msg); /**< `
 /** `-<formatted>\r\n`, the message truncated to 511 bytes. */
 TERN_EXPORT int tern_resp_put_errorf(struct tern_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-TERN_EXPORT int tern_resp_put_int(struct tern_buf *b, int64_t v);                     /**< `:v\r\n` */
-TERN_EXPORT int tern_resp_put_bulk(struct tern_buf *b, const void *data, size_t len); /**< `$len\r\n..\r\n` */
-TERN_EXPORT int tern_resp_put_null(struct tern_buf *b);                               /**< `$-1\r\n` */
-TERN_EXPORT int tern_resp_put_array(struct tern_buf *b, size_t n); /**< `*n\r\n`; the n values follow */
+TERN_EXPORT int tern_resp_put_int(struct tern_buf *b, int64_t v); /**< `:v\r\n` */
+TERN_EXPORT int tern_resp_put_bulk(struct tern_buf *b, const void *data,
+                                   size_t len);         /**< `$len\r\n..\r\n` */
+TERN_EXPORT int tern_resp_put_null(struct tern_buf *b); /**< `$-1\r\n` */
+TERN_EXPORT int tern_resp_put_array(struct tern_buf *b,
+                                    size_t n); /**< `*n\r\n`; the n values follow */
 
 /**
  * The codec. state_new() takes a const struct tern_resp_config * (borrowed,
