@@ -55,7 +55,7 @@ configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/tern-config.cmake.in
                               ${PROJECT_BINARY_DIR}/tern-config.cmake
                               INSTALL_DESTINATION ${TERN_CMAKE_DIR})
 # While the major version is 0 a minor release may break (SemVer item 4), so
-# 0.1 only satisfies requests for 0.1.x; from 1.0 any 1.y satisfies 1.x.
+# 0.2 only satisfies requests for 0.2.x; from 1.0 any 1.y satisfies 1.x.
 if(PROJECT_VERSION_MAJOR EQUAL 0)
   set(tern_compat SameMinorVersion)
 else()
