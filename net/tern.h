@@ -31,6 +31,7 @@
 #include "connector.h"
 #include "cpu.h"
 #include "error.h"
+#include "export.h"
 #include "fixed.h"
 #include "length.h"
 #include "line.h"
