@@ -88,6 +88,11 @@ struct tern_conn {
         struct tern_timer idle_timer;
 };
 
+/* An idle connection costs this struct (plus malloc's 8 bytes, rounded to
+ * 16) and its 16-byte slot: the idle-memory budget of docs/benchmarks.md
+ * (256 bytes per connection) leaves no room for another field. */
+_Static_assert(sizeof(struct tern_conn) <= 216, "struct tern_conn grew past its idle budget");
+
 /* The loop of @c; the connection's own fields through io. */
 #define TERN__CONN_LOOP(c) ((c)->io.loop)
 

@@ -290,20 +290,40 @@ void tern__io_release(struct tern__io *io, bool unregister)
         l->closed = io;
 }
 
+/* Appends @io to a growable array; false without memory. */
+static bool push(struct tern__io ***a, uint32_t *n, uint32_t *cap, struct tern__io *io)
+{
+        if (*n == *cap) {
+                uint32_t c = *cap ? *cap * 2 : 64;
+                struct tern__io **g = TERN__REALLOC(*a, c * sizeof(*g));
+                if (!g)
+                        return false;
+                *a = g;
+                *cap = c;
+        }
+        (*a)[(*n)++] = io;
+        return true;
+}
+
+void tern__io_ready(struct tern__io *io)
+{
+        struct tern_loop *l = io->loop;
+        if (io->state & (TERN__IO_READY | TERN__IO_DEAD))
+                return;
+        io->state |= TERN__IO_READY;
+        /* Without memory the flag alone still gets it served: next
+         * iteration scans the slot table for it. */
+        if (!push(&l->ready, &l->nready, &l->ready_cap, io))
+                l->ready_lost = true;
+}
+
 bool tern__io_flush_later(struct tern__io *io)
 {
         struct tern_loop *l = io->loop;
         if (io->state & TERN__IO_FLUSH)
                 return true;
-        if (l->nflush == l->flush_cap) {
-                uint32_t n = l->flush_cap ? l->flush_cap * 2 : 64;
-                struct tern__io **f = TERN__REALLOC(l->flush, n * sizeof(*f));
-                if (!f)
-                        return false;
-                l->flush = f;
-                l->flush_cap = n;
-        }
-        l->flush[l->nflush++] = io;
+        if (!push(&l->flush, &l->nflush, &l->flush_cap, io))
+                return false;
         io->state |= TERN__IO_FLUSH;
         return true;
 }
@@ -395,6 +415,8 @@ void tern_loop_free(tern_loop *l)
                 tern_warn("loop %d: %zu timer(s) still armed at teardown", l->index, left);
         free(l->slots);
         free(l->flush);
+        free(l->ready);
+        free(l->serving);
         tern_buf_free(&l->scratch);
         free(l->spill);
         close(l->evfd);
@@ -417,19 +439,31 @@ static void run_pending(struct tern_loop *l)
         }
 }
 
-static void serve_ready(struct tern_loop *l, struct tern__io *list)
+static void serve_one(struct tern_loop *l, struct tern__io *io)
 {
-        while (list) {
-                struct tern__io *io = list;
-                list = io->next_ready;
-                io->state &= ~TERN__IO_READY;
-                if (!(io->state & TERN__IO_DEAD)) {
-                        l->current = io;
-                        io->kind->on_ready(io);
-                        l->current = NULL;
-                        if (l->pending)
-                                run_pending(l);
-                }
+        io->state &= ~TERN__IO_READY;
+        if (io->state & TERN__IO_DEAD)
+                return;
+        l->current = io;
+        io->kind->on_ready(io);
+        l->current = NULL;
+        if (l->pending)
+                run_pending(l);
+}
+
+/* What was ready when the iteration began; what becomes ready while it is
+ * served waits for the next iteration (it lands in l->ready). */
+static void serve_ready(struct tern_loop *l, uint32_t n, bool scan)
+{
+        for (uint32_t i = 0; i < n; i++)
+                serve_one(l, l->serving[i]);
+        if (!scan)
+                return;
+        /* The array could not grow: find the rest by their flag. */
+        for (uint32_t i = 0; i < l->nslots; i++) {
+                struct tern__io *io = l->slots[i].io;
+                if (io && (io->state & TERN__IO_READY))
+                        serve_one(l, io);
         }
 }
 
@@ -516,15 +550,13 @@ static void free_closed(struct tern_loop *l)
 {
         if (!l->closed)
                 return;
-        /* A dead object may still sit on the ready list for the next
-         * iteration: unlink those first so nothing points at freed memory. */
-        struct tern__io **pp = &l->ready;
-        while (*pp) {
-                if ((*pp)->state & TERN__IO_DEAD)
-                        *pp = (*pp)->next_ready;
-                else
-                        pp = &(*pp)->next_ready;
-        }
+        /* A dead object may still sit in the ready array for the next
+         * iteration: drop those first so nothing points at freed memory. */
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < l->nready; i++)
+                if (!(l->ready[i]->state & TERN__IO_DEAD))
+                        l->ready[k++] = l->ready[i];
+        l->nready = k;
         struct tern__io *io = l->closed;
         l->closed = NULL;
         while (io) {
@@ -547,9 +579,20 @@ static void loop_iterate(struct tern_loop *l)
         struct epoll_event events[TERN__MAX_EVENTS];
 
         while (!(l->draining && l->nlive == 0)) {
-                /* 1. deferred work */
-                struct tern__io *ready = l->ready;
-                l->ready = NULL;
+                /* 1. deferred work: take the ready array (swap, no copy) */
+                uint32_t nready = l->nready;
+                bool scan = l->ready_lost;
+                if (nready) {
+                        struct tern__io **t = l->serving;
+                        uint32_t c = l->serving_cap;
+                        l->serving = l->ready;
+                        l->serving_cap = l->ready_cap;
+                        l->ready = t;
+                        l->ready_cap = c;
+                        l->nready = 0;
+                }
+                l->ready_lost = false;
+                bool ready = nready || scan;
 
                 /* 2. timeout (no clock read, no wheel scan when nothing is armed) */
                 int timeout = 0;
@@ -589,7 +632,8 @@ static void loop_iterate(struct tern_loop *l)
                                         run_pending(l);
                         }
                 }
-                serve_ready(l, ready);
+                if (ready)
+                        serve_ready(l, nready, scan);
 
                 /* 5. timers */
                 if (tern__wheel_count(&l->wheel)) {

@@ -91,7 +91,6 @@ enum {
 struct tern__io {
         const struct tern__io_kind *kind;
         struct tern_loop *loop;
-        struct tern__io *next_ready;
         struct tern__io *next_pending; /* also the closed list, once dead */
         int fd;
         uint32_t slot;
@@ -170,7 +169,13 @@ struct tern_loop {
         uint32_t free_slot; /* head of the free list, UINT32_MAX if none */
         uint32_t nlive;     /* objects the drain waits for (connections) */
 
-        struct tern__io *ready;         /* served without waiting for an edge */
+        /* Served without waiting for an edge: an array, not a list through
+         * the objects, to keep an idle connection small. */
+        struct tern__io **ready;
+        uint32_t nready, ready_cap;
+        struct tern__io **serving; /* the ready array taken this iteration */
+        uint32_t serving_cap;
+        bool ready_lost;                /* out of memory for the array: scan the slots */
         struct tern__io *pending;       /* owed a callback from the top level */
         struct tern__io **pending_tail; /* FIFO: reported in the order owed */
         struct tern__io *closed;        /* freed at the end of the iteration */
@@ -239,14 +244,7 @@ static inline tern__handle_t tern__io_handle(const struct tern__io *io)
  */
 void tern__io_release(struct tern__io *io, bool unregister);
 /* Serve @io again next iteration without waiting for an edge. */
-static inline void tern__io_ready(struct tern__io *io)
-{
-        if (io->state & (TERN__IO_READY | TERN__IO_DEAD))
-                return;
-        io->state |= TERN__IO_READY;
-        io->next_ready = io->loop->ready;
-        io->loop->ready = io;
-}
+void tern__io_ready(struct tern__io *io);
 /* @io is owed a callback: on_pending runs from the loop's top level, after
  * whatever callback is running now has returned. */
 static inline void tern__io_defer(struct tern__io *io)
