@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# example-redis-async against a real redis-server: starts one on a free
+# loopback port (no persistence, a scratch dir), waits for PING, runs the
+# example and checks its lines and exit status 0; then with a password set
+# (every reply an error) and against a closed port, which must exit 1 saying
+# why. Under ASan any leak or error report fails.
+# Exits 77 (skipped) when redis-server or the example (hiredis) is missing.
+#   run.sh EXAMPLE_BINARY
+set -euo pipefail
+
+ex=$1
+if ! command -v redis-server >/dev/null; then
+        echo "SKIP: redis-server not found (apt-get install redis-server)"
+        exit 77
+fi
+if [ ! -x "$ex" ]; then
+        echo "SKIP: $ex not built: hiredis not found by pkg-config" \
+             "(apt-get install libhiredis-dev, then re-run cmake)"
+        exit 77
+fi
+
+fail() { echo "redis_async FAILED: $*" >&2; exit 1; }
+work=$(mktemp -d)
+redis_pid=
+cleanup() {
+        if [ -n "$redis_pid" ]; then
+                kill "$redis_pid" 2>/dev/null || true
+                wait "$redis_pid" 2>/dev/null || true
+        fi
+        rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Two distinct ports nothing listens on: bound to port 0 at once, then
+# released (one for redis, one to find closed). redis has no "--port 0", so
+# another process may take one first: the start is retried.
+free_ports() {
+        if command -v python3 >/dev/null; then
+                python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])'
+        else
+                echo $((20000 + RANDOM % 20000)) $((40000 + RANDOM % 20000))
+        fi
+}
+
+# PING over bash's /dev/tcp, so redis-cli is not needed; 0 on +PONG.
+ping_redis() (
+        exec 3<>"/dev/tcp/127.0.0.1/$1"
+        printf 'PING\r\n' >&3
+        read -r -t 2 reply <&3
+        [ "${reply%$'\r'}" = "+PONG" ]
+)
+
+port=
+for attempt in 1 2 3 4 5; do
+        read -r p closed < <(free_ports)
+        redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
+                --dir "$work" --daemonize no --loglevel warning >"$work/redis.log" 2>&1 &
+        redis_pid=$!
+        for _ in $(seq 50); do
+                if ping_redis "$p" 2>/dev/null; then
+                        port=$p
+                        break 2
+                fi
+                kill -0 "$redis_pid" 2>/dev/null || break
+                sleep 0.1
+        done
+        kill "$redis_pid" 2>/dev/null || true
+        wait "$redis_pid" 2>/dev/null || true
+        redis_pid=
+        echo "redis-server did not answer on port $p (attempt $attempt):"
+        cat "$work/redis.log"
+done
+[ -n "$port" ] || fail "could not start redis-server"
+echo "== redis-server $(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/') on 127.0.0.1:$port"
+
+sanitizer_report() { grep -E 'Sanitizer|runtime error:' "$1" >/dev/null; }
+
+echo "== $ex 127.0.0.1 $port"
+rc=0
+timeout 30 "$ex" 127.0.0.1 "$port" >"$work/out" 2>"$work/err" || rc=$?
+cat "$work/out" "$work/err"
+[ "$rc" -eq 0 ] || fail "exit status $rc, want 0"
+sanitizer_report "$work/err" && fail "sanitizer report"
+for line in "SET tern:example -> OK" \
+            "GET tern:example -> hello from tern" \
+            "subscribed to tern:news" \
+            "message on tern:news: hi, subscribers" \
+            "unsubscribed from tern:news"; do
+        grep -Fxq "$line" "$work/out" || fail "no line '$line'"
+done
+[ "$(tail -n1 "$work/out")" = "live after free: loops 0 watches 0 timers 0" ] ||
+        fail "last line is not the zero live counts"
+[ "$(wc -l <"$work/out")" -eq 6 ] || fail "want 6 lines of output"
+
+# What the run left in redis: the key, read back over /dev/tcp.
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'GET tern:example\r\n' >&3
+read -r -t 2 len <&3 && read -r -t 2 value <&3 || fail "GET after the run"
+exec 3>&-
+[ "${value%$'\r'}" = "hello from tern" ] || fail "redis holds '$value' for the key"
+
+# Wrong replies: with a password set, every command is refused (NOAUTH).
+# The example must fail cleanly, freeing both live contexts and their watches.
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'CONFIG SET requirepass tern-test\r\n' >&3
+read -r -t 2 reply <&3 || fail "CONFIG SET requirepass"
+exec 3>&-
+[ "${reply%$'\r'}" = "+OK" ] || fail "CONFIG SET requirepass: $reply"
+echo "== $ex 127.0.0.1 $port (requirepass)"
+rc=0
+timeout 30 "$ex" 127.0.0.1 "$port" >"$work/out" 2>"$work/err" || rc=$?
+cat "$work/out" "$work/err"
+[ "$rc" -eq 1 ] || fail "requirepass: exit status $rc, want 1"
+sanitizer_report "$work/err" && fail "requirepass: sanitizer report"
+grep -Eq '^example-redis-async: .*NOAUTH' "$work/err" || fail "requirepass: no NOAUTH message"
+grep -Fxq "live after free: loops 0 watches 0 timers 0" "$work/out" ||
+        fail "requirepass: tern objects left"
+
+echo "== $ex 127.0.0.1 $closed (closed)"
+rc=0
+timeout 30 "$ex" 127.0.0.1 "$closed" >"$work/out" 2>"$work/err" || rc=$?
+cat "$work/out" "$work/err"
+[ "$rc" -eq 1 ] || fail "closed port: exit status $rc, want 1"
+sanitizer_report "$work/err" && fail "closed port: sanitizer report"
+grep -Fxq "example-redis-async: connect: Connection refused" "$work/err" ||
+        fail "closed port: no 'connect: Connection refused' message"
+grep -Fxq "live after free: loops 0 watches 0 timers 0" "$work/out" ||
+        fail "closed port: tern objects left"
+
+echo "== redis_async: all checks passed"
