@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # example-redis-async against a real redis-server: starts one on a free
 # loopback port (no persistence, a scratch dir), waits for PING, runs the
-# example and checks its lines and exit status 0; then with a password set
-# (every reply an error) and against a closed port, which must exit 1 saying
-# why. Under ASan any leak or error report fails.
+# example and checks its lines and exit status 0; then with redis paused (no
+# answer: timers), with a password set (every reply an error) and against a
+# closed port, which must each exit 1 saying why. Under ASan any leak or error report fails.
 # Exits 77 (skipped) when redis-server or the example (hiredis) is missing.
 #   run.sh EXAMPLE_BINARY
 set -euo pipefail
@@ -102,13 +102,34 @@ read -r -t 2 len <&3 && read -r -t 2 value <&3 || fail "GET after the run"
 exec 3>&-
 [ "${value%$'\r'}" = "hello from tern" ] || fail "redis holds '$value' for the key"
 
+# redis sends one line back for a command: CLIENT PAUSE, CONFIG SET...
+redis_cmd() {
+        local reply
+        exec 3<>"/dev/tcp/127.0.0.1/$port"
+        printf '%s\r\n' "$1" >&3
+        read -r -t 2 reply <&3 || fail "$1: no reply"
+        exec 3>&-
+        [ "${reply%$'\r'}" = "+OK" ] || fail "$1: $reply"
+}
+
+# No answer: writes paused, so SET waits (CLIENT UNPAUSE still runs; ALL
+# would block it too). Timers end it: hiredis 1.x's 2 s command timeout (a
+# tern timer in hiredis_tern.h) or, with 0.14, the example's 5 s deadline.
+redis_cmd "CLIENT PAUSE 60000 WRITE"
+echo "== $ex 127.0.0.1 $port (paused)"
+rc=0
+timeout 30 "$ex" 127.0.0.1 "$port" >"$work/out" 2>"$work/err" || rc=$?
+cat "$work/out" "$work/err"
+redis_cmd "CLIENT UNPAUSE"
+[ "$rc" -eq 1 ] || fail "paused: exit status $rc, want 1"
+sanitizer_report "$work/err" && fail "paused: sanitizer report"
+grep -Eiq '^example-redis-async: .*timeout' "$work/err" || fail "paused: no timeout message"
+grep -Fxq "live after free: loops 0 watches 0 timers 0" "$work/out" ||
+        fail "paused: tern objects left"
+
 # Wrong replies: with a password set, every command is refused (NOAUTH).
 # The example must fail cleanly, freeing both live contexts and their watches.
-exec 3<>"/dev/tcp/127.0.0.1/$port"
-printf 'CONFIG SET requirepass tern-test\r\n' >&3
-read -r -t 2 reply <&3 || fail "CONFIG SET requirepass"
-exec 3>&-
-[ "${reply%$'\r'}" = "+OK" ] || fail "CONFIG SET requirepass: $reply"
+redis_cmd "CONFIG SET requirepass tern-test"
 echo "== $ex 127.0.0.1 $port (requirepass)"
 rc=0
 timeout 30 "$ex" 127.0.0.1 "$port" >"$work/out" 2>"$work/err" || rc=$?
