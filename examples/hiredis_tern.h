@@ -49,38 +49,38 @@ struct redis_tern {
 #endif
 };
 
-/* hiredis returns nothing from its hooks; a failed epoll_ctl() there (only
- * ENOMEM, or a descriptor hiredis closed without cleanup) leaves the old
- * interest, and hiredis's own error path takes over on the next event. */
-static void redis_tern__update(struct redis_tern *rt, unsigned want)
+/* Sets bits @p add and clears bits @p del of the interest. @p privdata is
+ * NULL after cleanup (hiredis 1.x keeps a context with REDIS_NO_AUTO_FREE
+ * and its hooks). hiredis returns nothing from its hooks; a failed
+ * epoll_ctl() here (ENOMEM, or a descriptor closed without cleanup) leaves
+ * the old interest, and hiredis's own error path takes over. */
+static void redis_tern__update(void *privdata, unsigned add, unsigned del)
 {
-        rt->want = want;
-        if (rt->watch)
-                (void)tern_watch_set(rt->watch, want);
+        struct redis_tern *rt = privdata;
+        if (!rt || !rt->watch)
+                return;
+        rt->want = (rt->want | add) & ~del;
+        (void)tern_watch_set(rt->watch, rt->want);
 }
 
 static void redis_tern__add_read(void *privdata)
 {
-        struct redis_tern *rt = privdata;
-        redis_tern__update(rt, rt->want | TERN_WATCH_READ);
+        redis_tern__update(privdata, TERN_WATCH_READ, 0);
 }
 
 static void redis_tern__del_read(void *privdata)
 {
-        struct redis_tern *rt = privdata;
-        redis_tern__update(rt, rt->want & ~TERN_WATCH_READ);
+        redis_tern__update(privdata, 0, TERN_WATCH_READ);
 }
 
 static void redis_tern__add_write(void *privdata)
 {
-        struct redis_tern *rt = privdata;
-        redis_tern__update(rt, rt->want | TERN_WATCH_WRITE);
+        redis_tern__update(privdata, TERN_WATCH_WRITE, 0);
 }
 
 static void redis_tern__del_write(void *privdata)
 {
-        struct redis_tern *rt = privdata;
-        redis_tern__update(rt, rt->want & ~TERN_WATCH_WRITE);
+        redis_tern__update(privdata, 0, TERN_WATCH_WRITE);
 }
 
 /* hiredis is done with the context: from redisAsyncFree(), or from inside
@@ -88,6 +88,8 @@ static void redis_tern__del_write(void *privdata)
 static void redis_tern__cleanup(void *privdata)
 {
         struct redis_tern *rt = privdata;
+        if (!rt)
+                return;
         tern_watch_free(rt->watch); /* safe inside the watch's own callback */
         rt->watch = NULL;
 #if REDIS_TERN_TIMERS
@@ -131,6 +133,8 @@ static void redis_tern__on_timer(struct tern_timer *t, void *arg)
 static void redis_tern__schedule_timer(void *privdata, struct timeval tv)
 {
         struct redis_tern *rt = privdata;
+        if (!rt)
+                return;
         uint64_t ms = (uint64_t)tv.tv_sec * 1000u + ((uint64_t)tv.tv_usec + 999u) / 1000u;
         (void)tern_loop_timer_start(rt->loop, &rt->timer, ms, 0);
 }
