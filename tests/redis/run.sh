@@ -76,33 +76,21 @@ done
 [ -n "$port" ] || fail "could not start redis-server"
 echo "== redis-server $(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/') on 127.0.0.1:$port"
 
-sanitizer_report() { grep -E 'Sanitizer|runtime error:' "$1" >/dev/null; }
+# Runs the example against 127.0.0.1:$2 ($1 names the run), output in
+# $work/out and $work/err; it must exit $3, with no sanitizer report and
+# with its last line saying that no loop, watch or timer is left.
+run_example() {
+        local rc=0
+        echo "== $ex 127.0.0.1 $2 ($1)"
+        timeout 30 "$ex" 127.0.0.1 "$2" >"$work/out" 2>"$work/err" || rc=$?
+        cat "$work/out" "$work/err"
+        [ "$rc" -eq "$3" ] || fail "$1: exit status $rc, want $3"
+        ! grep -E 'Sanitizer|runtime error:' "$work/err" >/dev/null || fail "$1: sanitizer report"
+        [ "$(tail -n1 "$work/out")" = "live after free: loops 0 watches 0 timers 0" ] ||
+                fail "$1: the last line is not the zero live counts"
+}
 
-echo "== $ex 127.0.0.1 $port"
-rc=0
-timeout 30 "$ex" 127.0.0.1 "$port" >"$work/out" 2>"$work/err" || rc=$?
-cat "$work/out" "$work/err"
-[ "$rc" -eq 0 ] || fail "exit status $rc, want 0"
-sanitizer_report "$work/err" && fail "sanitizer report"
-for line in "SET tern:example -> OK" \
-            "GET tern:example -> hello from tern" \
-            "subscribed to tern:news" \
-            "message on tern:news: hi, subscribers" \
-            "unsubscribed from tern:news"; do
-        grep -Fxq "$line" "$work/out" || fail "no line '$line'"
-done
-[ "$(tail -n1 "$work/out")" = "live after free: loops 0 watches 0 timers 0" ] ||
-        fail "last line is not the zero live counts"
-[ "$(wc -l <"$work/out")" -eq 6 ] || fail "want 6 lines of output"
-
-# What the run left in redis: the key, read back over /dev/tcp.
-exec 3<>"/dev/tcp/127.0.0.1/$port"
-printf 'GET tern:example\r\n' >&3
-read -r -t 2 len <&3 && read -r -t 2 value <&3 || fail "GET after the run"
-exec 3>&-
-[ "${value%$'\r'}" = "hello from tern" ] || fail "redis holds '$value' for the key"
-
-# redis sends one line back for a command: CLIENT PAUSE, CONFIG SET...
+# redis answers these commands with one line, +OK.
 redis_cmd() {
         local reply
         exec 3<>"/dev/tcp/127.0.0.1/$port"
@@ -112,43 +100,39 @@ redis_cmd() {
         [ "${reply%$'\r'}" = "+OK" ] || fail "$1: $reply"
 }
 
+run_example ok "$port" 0
+for line in "SET tern:example -> OK" \
+            "GET tern:example -> hello from tern" \
+            "subscribed to tern:news" \
+            "message on tern:news: hi, subscribers" \
+            "unsubscribed from tern:news"; do
+        grep -Fxq "$line" "$work/out" || fail "no line '$line'"
+done
+[ "$(wc -l <"$work/out")" -eq 6 ] || fail "want 6 lines of output"
+
+# What the run left in redis: the key, read back over /dev/tcp.
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'GET tern:example\r\n' >&3
+read -r -t 2 len <&3 && read -r -t 2 value <&3 || fail "GET after the run"
+exec 3>&-
+[ "${value%$'\r'}" = "hello from tern" ] || fail "redis holds '$value' for the key"
+
 # No answer: writes paused, so SET waits (CLIENT UNPAUSE still runs; ALL
 # would block it too). Timers end it: hiredis 1.x's 2 s command timeout (a
 # tern timer in hiredis_tern.h) or, with 0.14, the example's 5 s deadline.
 redis_cmd "CLIENT PAUSE 60000 WRITE"
-echo "== $ex 127.0.0.1 $port (paused)"
-rc=0
-timeout 30 "$ex" 127.0.0.1 "$port" >"$work/out" 2>"$work/err" || rc=$?
-cat "$work/out" "$work/err"
+run_example paused "$port" 1
 redis_cmd "CLIENT UNPAUSE"
-[ "$rc" -eq 1 ] || fail "paused: exit status $rc, want 1"
-sanitizer_report "$work/err" && fail "paused: sanitizer report"
 grep -Eiq '^example-redis-async: .*timeout' "$work/err" || fail "paused: no timeout message"
-grep -Fxq "live after free: loops 0 watches 0 timers 0" "$work/out" ||
-        fail "paused: tern objects left"
 
 # Wrong replies: with a password set, every command is refused (NOAUTH).
 # The example must fail cleanly, freeing both live contexts and their watches.
 redis_cmd "CONFIG SET requirepass tern-test"
-echo "== $ex 127.0.0.1 $port (requirepass)"
-rc=0
-timeout 30 "$ex" 127.0.0.1 "$port" >"$work/out" 2>"$work/err" || rc=$?
-cat "$work/out" "$work/err"
-[ "$rc" -eq 1 ] || fail "requirepass: exit status $rc, want 1"
-sanitizer_report "$work/err" && fail "requirepass: sanitizer report"
+run_example requirepass "$port" 1
 grep -Eq '^example-redis-async: .*NOAUTH' "$work/err" || fail "requirepass: no NOAUTH message"
-grep -Fxq "live after free: loops 0 watches 0 timers 0" "$work/out" ||
-        fail "requirepass: tern objects left"
 
-echo "== $ex 127.0.0.1 $closed (closed)"
-rc=0
-timeout 30 "$ex" 127.0.0.1 "$closed" >"$work/out" 2>"$work/err" || rc=$?
-cat "$work/out" "$work/err"
-[ "$rc" -eq 1 ] || fail "closed port: exit status $rc, want 1"
-sanitizer_report "$work/err" && fail "closed port: sanitizer report"
+run_example "closed port" "$closed" 1
 grep -Fxq "example-redis-async: connect: Connection refused" "$work/err" ||
         fail "closed port: no 'connect: Connection refused' message"
-grep -Fxq "live after free: loops 0 watches 0 timers 0" "$work/out" ||
-        fail "closed port: tern objects left"
 
 echo "== redis_async: all checks passed"
