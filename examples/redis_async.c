@@ -160,7 +160,9 @@ static redisAsyncContext *connect_to(const char *host, int port)
 
 int main(int argc, char **argv)
 {
-        if (argc != 3) {
+        char *end = NULL;
+        long port = argc == 3 ? strtol(argv[2], &end, 10) : 0;
+        if (!end || *end || port < 1 || port > 65535) {
                 fprintf(stderr, "usage: example-redis-async HOST PORT\n");
                 return 1;
         }
@@ -168,8 +170,7 @@ int main(int argc, char **argv)
                 perror("example-redis-async: tern_loop_new");
                 return 1;
         }
-        int port = atoi(argv[2]);
-        if ((cmd = connect_to(argv[1], port)) && (sub = connect_to(argv[1], port))) {
+        if ((cmd = connect_to(argv[1], (int)port)) && (sub = connect_to(argv[1], (int)port))) {
                 /* Queued now, written once connected; replies come in order. */
                 redisAsyncCommand(cmd, on_set, NULL, "SET %s %s", KEY, VALUE);
                 redisAsyncCommand(cmd, on_get, NULL, "GET %s", KEY);
