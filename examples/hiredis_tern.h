@@ -106,7 +106,12 @@ static void redis_tern__on_events(tern_watch *w, unsigned events, void *arg)
         struct redis_tern *rt = arg;
         (void)w;
         rt->in_callback = true;
-        if (events & TERN_WATCH_READ)
+        /* The loop is stopping: disconnect gracefully. hiredis sends what is
+         * queued, waits for the replies still due, then calls cleanup,
+         * which frees the watch and lets the loop finish its drain. */
+        if (events & TERN_WATCH_DRAIN)
+                redisAsyncDisconnect(rt->ac);
+        if (rt->ac && (events & TERN_WATCH_READ))
                 redisAsyncHandleRead(rt->ac);
         /* The read may have freed the context, or hiredis may no longer
          * want to write. */

@@ -252,19 +252,30 @@ int tern__io_register(struct tern__io *io, uint32_t events)
         int r = slot_alloc(l, io);
         if (r < 0)
                 return r;
-        struct epoll_event ev = {.events = events, .data.u64 = tern__io_handle(io)};
-        if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0) {
-                r = -errno;
+        r = tern__io_modify(io, events);
+        if (r < 0)
                 slot_free(l, io->slot);
-                return r;
-        }
-        return 0;
+        return r;
 }
 
 int tern__io_modify(struct tern__io *io, uint32_t events)
 {
         struct epoll_event ev = {.events = events, .data.u64 = tern__io_handle(io)};
-        return epoll_ctl(io->loop->epfd, EPOLL_CTL_MOD, io->fd, &ev) < 0 ? -errno : 0;
+        int op;
+        if (!events) {
+                if (!(io->state & TERN__IO_POLLED))
+                        return 0;
+                op = EPOLL_CTL_DEL;
+        } else {
+                op = io->state & TERN__IO_POLLED ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+        }
+        if (epoll_ctl(io->loop->epfd, op, io->fd, &ev) < 0)
+                return -errno;
+        if (events)
+                io->state |= TERN__IO_POLLED;
+        else
+                io->state &= ~TERN__IO_POLLED;
+        return 0;
 }
 
 void tern__io_release(struct tern__io *io, bool unregister)
@@ -272,7 +283,7 @@ void tern__io_release(struct tern__io *io, bool unregister)
         struct tern_loop *l = io->loop;
         if (io->state & TERN__IO_DEAD)
                 return;
-        if (unregister)
+        if (unregister && (io->state & TERN__IO_POLLED))
                 epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
         slot_free(l, io->slot);
         /* Off the pending list's duty: a dead object is owed nothing more. */
@@ -405,6 +416,9 @@ void tern_loop_free(tern_loop *l)
         for (uint32_t i = 0; i < l->nslots; i++) {
                 struct tern__io *io = l->slots[i].io;
                 if (io && io->kind->on_destroy) {
+                        tern_warn("loop %d: a %s (fd %d) was still registered at tern_loop_free; "
+                                  "freed",
+                                  l->index, io->kind->name, io->fd);
                         tern__io_release(io, false);
                         io->kind->on_destroy(io);
                 }
@@ -483,9 +497,10 @@ static void drain_objects(struct tern_loop *l, bool deadline)
 static void drain_timer_cb(struct tern_timer *t, void *arg)
 {
         struct tern_loop *l = arg;
-        tern_warn("loop %d: drain deadline (%u ms) passed with %u connection(s) open; "
-                  "closing them",
-                  l->index, l->opts.drain_timeout_ms, l->nlive);
+        tern_warn("loop %d: drain deadline (%u ms) passed with %u connection(s) open and %u "
+                  "watch(es) not freed; closing the connections, leaving the watches",
+                  l->index, l->opts.drain_timeout_ms, l->nlive, l->nheld);
+        l->drain_expired = true;
         drain_objects(l, true);
 }
 
@@ -495,7 +510,7 @@ static void begin_drain(struct tern_loop *l)
         run_hooks(l, TERN__HOOK_DRAIN); /* listeners first, connectors */
         run_pending(l);
         drain_objects(l, false);
-        if (l->nlive) {
+        if (l->nlive || l->nheld) {
                 tern_timer_init(&l->drain_timer, drain_timer_cb, l);
                 tern__loop_timer_arm(l, &l->drain_timer, l->opts.drain_timeout_ms, 0);
         }
@@ -578,7 +593,7 @@ static void loop_iterate(struct tern_loop *l)
 {
         struct epoll_event events[TERN__MAX_EVENTS];
 
-        while (!(l->draining && l->nlive == 0)) {
+        while (!(l->draining && l->nlive == 0 && (l->nheld == 0 || l->drain_expired))) {
                 /* 1. deferred work: take the ready array (swap, no copy) */
                 uint32_t nready = l->nready;
                 bool scan = l->ready_lost;

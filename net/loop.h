@@ -1,6 +1,7 @@
 /**
  * @file
- * Event loops: epoll in edge-triggered mode, a timer wheel, a mailbox.
+ * Event loops: epoll (edge-triggered for connections, level-triggered for
+ * watches of other fds), a timer wheel, a mailbox.
  *
  * A loop stands alone: tern_loop_new(), tern_loop_run() on a thread of your
  * choice, tern_loop_stop() from anywhere (a signal handler too), then

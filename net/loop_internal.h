@@ -85,6 +85,7 @@ enum {
         TERN__IO_PENDING = 1u << 1, /* on the pending list */
         TERN__IO_DEAD = 1u << 2,    /* released: no events, on the closed list */
         TERN__IO_FLUSH = 1u << 3,   /* on the flush list */
+        TERN__IO_POLLED = 1u << 4,  /* in the epoll set */
 };
 
 /* An I/O object, embedded first in its owner (conn, watch, listener). */
@@ -168,6 +169,8 @@ struct tern_loop {
         uint32_t nslots;
         uint32_t free_slot; /* head of the free list, UINT32_MAX if none */
         uint32_t nlive;     /* objects the drain waits for (connections) */
+        uint32_t nheld;     /* ... and until its deadline only (watches) */
+        bool drain_expired; /* the drain deadline has passed */
 
         /* Served without waiting for an edge: an array, not a list through
          * the objects, to keep an idle connection small. */
@@ -225,10 +228,14 @@ void tern__hook_del(struct tern__hook *h);
 /*
  * Registers @io (kind, loop and fd set by the caller) in the slot table and
  * epoll set with @events; data carries its handle, so a stale event never
- * reaches freed memory. Returns 0 or -errno (nothing registered).
+ * reaches freed memory. @events 0: a slot and a handle, but no place in the
+ * epoll set (which would still report hang-ups and errors) until
+ * tern__io_modify() asks for something. Returns 0 or -errno (nothing
+ * registered).
  */
 int tern__io_register(struct tern__io *io, uint32_t events);
-/* Changes the epoll interest of @io. Returns 0 or -errno. */
+/* Changes the epoll interest of @io (0: out of the epoll set). Returns 0 or
+ * -errno. */
 int tern__io_modify(struct tern__io *io, uint32_t events);
 /* @io's handle; valid until tern__io_release(). */
 static inline tern__handle_t tern__io_handle(const struct tern__io *io)
@@ -272,6 +279,16 @@ static inline void tern__loop_ref(struct tern_loop *l)
 static inline void tern__loop_unref(struct tern_loop *l)
 {
         l->nlive--;
+}
+/* Objects the drain waits for until its deadline at most (the loop cannot
+ * close them: watches, which their owners free). */
+static inline void tern__loop_hold(struct tern_loop *l)
+{
+        l->nheld++;
+}
+static inline void tern__loop_unhold(struct tern_loop *l)
+{
+        l->nheld--;
 }
 
 /* The live object behind @h on @l, or NULL if the handle is stale. Inline:

@@ -42,6 +42,14 @@ static void on_events(struct tern__io *io, uint32_t ev)
                 w->cb(w, got, w->arg);
 }
 
+/* The loop drains: tell the owner, once; the deadline only ends the wait. */
+static void on_drain(struct tern__io *io, bool deadline)
+{
+        struct tern_watch *w = (struct tern_watch *)io;
+        if (!deadline)
+                w->cb(w, TERN_WATCH_DRAIN, w->arg);
+}
+
 static void on_free(struct tern__io *io)
 {
         free(io);
@@ -51,6 +59,7 @@ static void on_free(struct tern__io *io)
 static const struct tern__io_kind watch_kind = {
     .name = "watch",
     .on_events = on_events,
+    .on_drain = on_drain,
     .on_free = on_free,
     .on_destroy = on_free,
 };
@@ -77,6 +86,7 @@ tern_watch *tern_loop_watch(tern_loop *l, int fd, unsigned events, tern_watch_cb
                 return NULL;
         }
         tern__live_add(TERN__LIVE_WATCHES, 1);
+        tern__loop_hold(l);
         return w;
 }
 
@@ -91,6 +101,16 @@ int tern_watch_set(tern_watch *w, unsigned events)
         return r;
 }
 
+int tern_watch_fd(const tern_watch *w)
+{
+        return w->io.fd;
+}
+
+tern_loop *tern_watch_loop(const tern_watch *w)
+{
+        return w->io.loop;
+}
+
 unsigned tern_watch_events(const tern_watch *w)
 {
         return w->events;
@@ -101,6 +121,7 @@ void tern_watch_free(tern_watch *w)
         if (!w)
                 return;
         w->events = 0; /* an event already fetched in this batch is dropped */
+        tern__loop_unhold(w->io.loop);
         /* Unregister: the fd stays open and is the caller's. */
         tern__io_release(&w->io, true);
 }

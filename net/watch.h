@@ -21,12 +21,17 @@
 /** Interest and readiness bits of a watch. */
 #define TERN_WATCH_READ  1u /**< readable (or error / hang-up) */
 #define TERN_WATCH_WRITE 2u /**< writable (or error) */
+/** Only ever reported, once: the loop is draining (tern_loop_stop()). Finish
+ * up (a client library: disconnect) and free the watch; the loop waits for
+ * its watches up to its drain deadline, then returns regardless. */
+#define TERN_WATCH_DRAIN 4u
 /** @} */
 
 /** A watch on a file descriptor (opaque); see tern_loop_watch(). */
 typedef struct tern_watch tern_watch;
 /** @p w is ready: @p events holds TERN_WATCH_READ and/or TERN_WATCH_WRITE
- * (both on an error or hang-up). Runs on the loop's thread. */
+ * (both on an error or hang-up, as far as the interest asks for them), or
+ * TERN_WATCH_DRAIN. Runs on the loop's thread. */
 typedef void (*tern_watch_cb)(tern_watch *w, unsigned events, void *arg);
 
 /**
@@ -34,7 +39,10 @@ typedef void (*tern_watch_cb)(tern_watch *w, unsigned events, void *arg);
  * @p events (TERN_WATCH_READ | TERN_WATCH_WRITE; 0 = registered, quiet).
  * Level-triggered, as libraries with sockets of their own (hiredis, c-ares,
  * libpq) expect: @p cb runs every iteration while the condition holds and
- * the interest is set. The loop borrows @p fd and never closes it. [loop]
+ * the interest is set. With no interest the fd is out of the epoll set (a
+ * hung-up socket cannot spin the loop). A live watch holds the loop's drain
+ * (TERN_WATCH_DRAIN) until it is freed or the drain deadline passes. The
+ * loop borrows @p fd and never closes it. [loop]
  * Returns the watch, or NULL with errno set: ENOMEM, ESHUTDOWN (the loop is
  * draining), or epoll_ctl()'s error (EBADF, EEXIST if @p fd is already
  * registered with this loop, EPERM for a regular file).
@@ -45,6 +53,12 @@ TERN_EXPORT tern_watch *tern_loop_watch(tern_loop *loop, int fd, unsigned events
 /** Changes @p w's interest to @p events. [loop] Returns 0 or -errno from
  * epoll_ctl(). */
 TERN_EXPORT int tern_watch_set(tern_watch *w, unsigned events);
+
+/** The watched fd. [loop] */
+TERN_EXPORT int tern_watch_fd(const tern_watch *w);
+
+/** The loop @p w is on. [loop] */
+TERN_EXPORT tern_loop *tern_watch_loop(const tern_watch *w);
 
 /** Interest set on @p w. [loop] */
 TERN_EXPORT unsigned tern_watch_events(const tern_watch *w);
