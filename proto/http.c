@@ -233,6 +233,29 @@ static enum tern_http_method http_method_id(const uint8_t *m, size_t len)
         return TERN_HTTP_OTHER;
 }
 
+/*
+ * One of the four forms of RFC 9112 section 3.2: origin ("/path?q"),
+ * absolute ("scheme:..."), authority (CONNECT only, "host:port") or
+ * asterisk (OPTIONS only, "*"). Anything else has no meaning a server could
+ * agree on with the proxies in front of it.
+ */
+static bool http_target_form(const uint8_t *t, size_t len, enum tern_http_method m)
+{
+        if (m == TERN_HTTP_CONNECT)
+                return t[0] != '/' && memchr(t, ':', len) != NULL;
+        if (t[0] == '/')
+                return true;
+        if (len == 1 && t[0] == '*')
+                return m == TERN_HTTP_OPTIONS;
+        /* scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":" */
+        size_t i = 0;
+        while (i < len && (((t[i] | 0x20) >= 'a' && (t[i] | 0x20) <= 'z') ||
+                           (i > 0 && ((t[i] >= '0' && t[i] <= '9') || t[i] == '+' || t[i] == '-' ||
+                                      t[i] == '.'))))
+                i++;
+        return i > 0 && i < len && t[i] == ':';
+}
+
 /* The request line at in[a, b), CRLF excluded: method SP target SP version. */
 static ssize_t http_request_line(struct tern_http_state *s, const uint8_t *in, size_t a, size_t b)
 {
@@ -250,6 +273,8 @@ static ssize_t http_request_line(struct tern_http_state *s, const uint8_t *in, s
         while (i < b && in[i] > 0x20 && in[i] < 0x7f)
                 i++;
         if (i == p || i == b || in[i] != ' ')
+                return http_fail(s, 400, "malformed request-target");
+        if (!http_target_form(in + p, i - p, s->method_id))
                 return http_fail(s, 400, "malformed request-target");
         s->path = (uint32_t)p;
         s->path_len = (uint32_t)(i - p);

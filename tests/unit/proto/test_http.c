@@ -455,6 +455,23 @@ Test(http, rejects_malformed_request_lines)
         expect_status(NULL, "GET\r\n" H "\r\n", 400);
 }
 
+Test(http, request_target_forms)
+{
+        expect_all_splits(NULL,
+                          "GET http://a/b?c HTTP/1.1\r\n" H "\r\n"
+                          "OPTIONS * HTTP/1.1\r\n" H "\r\n"
+                          "CONNECT a.example:443 HTTP/1.1\r\n" H "\r\n",
+                          "W GET http://a/b?c 1 ka h[Host=a]\n"
+                          "W OPTIONS * 1 ka h[Host=a]\n"
+                          "W CONNECT a.example:443 1 ka h[Host=a]\n");
+        expect_status(NULL, "GET plain HTTP/1.1\r\n" H "\r\n", 400);
+        expect_status(NULL, "GET * HTTP/1.1\r\n" H "\r\n", 400);
+        expect_status(NULL, "GET :x HTTP/1.1\r\n" H "\r\n", 400);
+        expect_status(NULL, "GET 1http://a HTTP/1.1\r\n" H "\r\n", 400);
+        expect_status(NULL, "CONNECT /x HTTP/1.1\r\n" H "\r\n", 400);
+        expect_status(NULL, "CONNECT a.example HTTP/1.1\r\n" H "\r\n", 400);
+}
+
 Test(http, rejects_unsupported_versions_with_505)
 {
         expect_status(NULL, "GET / HTTP/2.0\r\n" H "\r\n", 505);
