@@ -16,8 +16,10 @@ PREFIX ?= /usr/local
 # (baseline echo servers), redis-benchmark and gnuplot for the benchmark
 # smoke test (bench.smoke); podman, runc and debootstrap for the container
 # image test (container.chat); doxygen for `make docs`, which `make test`
-# runs (seconds, and doxygen's big dependencies come with clang anyway).
+# runs (seconds, and doxygen's big dependencies come with clang anyway);
+# http_parser for proto/http's differential test, curl for example-http-hello's.
 TEST_EXTRA_DEPS ?= clang libclang-rt-14-dev redis-tools libevent-dev libuv1-dev gnuplot-nox \
+	libhttp-parser-dev curl \
 	podman runc debootstrap doxygen
 FUZZ_SECONDS ?= 20
 # Static analysers for `make lint` (tools/lint.sh; configs .clang-tidy,
