@@ -310,6 +310,25 @@ static void compare(const char *name, const uint8_t *in, size_t len, struct tall
         hp_side(in, len, &theirs);
         t->files++;
 
+        if (ours.pending && !ours.failed && (theirs.failed || theirs.n > ours.n)) {
+                /* The stream ended before tern's verdict: tern judges a line
+                 * when it is complete, http_parser byte by byte (and it takes
+                 * a CR without LF as the end of a head). End the head and ask
+                 * tern again. */
+                uint8_t *more = malloc(len + 4);
+                if (!more)
+                        abort();
+                memcpy(more, in, len);
+                memcpy(more + len, "\r\n\r\n", 4);
+                side_free(&ours);
+                tern_side(more, len + 4, &ours);
+                free(more);
+                if (!ours.failed && ours.pending && ours.n == theirs.n) {
+                        t->undecided++; /* inside a body: no verdict either way */
+                        goto out;
+                }
+        }
+
         int common = ours.n < theirs.n ? ours.n : theirs.n;
         for (int i = 0; i < common; i++) {
                 if (strcmp(ours.reqs[i].text, theirs.reqs[i].text) != 0) {
@@ -321,23 +340,6 @@ static void compare(const char *name, const uint8_t *in, size_t len, struct tall
                 }
                 if (theirs.stopped && i == theirs.n - 1)
                         goto agreed; /* upgrade / CONNECT: nothing to compare after it */
-        }
-        if (theirs.failed && !ours.failed && ours.pending && ours.n == theirs.n) {
-                /* The stream ended before tern's verdict: tern judges a line
-                 * when it is complete, http_parser byte by byte. End the
-                 * request's head and ask tern again. */
-                uint8_t *more = malloc(len + 4);
-                if (!more)
-                        abort();
-                memcpy(more, in, len);
-                memcpy(more + len, "\r\n\r\n", 4);
-                side_free(&ours);
-                tern_side(more, len + 4, &ours);
-                free(more);
-                if (!ours.failed && ours.n == theirs.n) {
-                        t->undecided++;
-                        goto out;
-                }
         }
         if (theirs.failed) {
                 /* Rule 2: they rejected request theirs.n; we must have
