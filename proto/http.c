@@ -65,6 +65,13 @@ static const uint8_t http_tchar[256] = {
     ['`'] = 1, ['|'] = 1, ['~'] = 1, ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
 };
 
+/* Bytes of a field value: HTAB, SP, VCHAR and obs-text (RFC 9110 5.5). */
+static const uint8_t http_vbyte[256] = {
+    ['\t'] = 1,
+    [' ' ... '~'] = 1,
+    [0x80 ... 0xff] = 1,
+};
+
 /* The status of the last decode error on this thread, for
  * tern_http_error_status() in on_codec_error, which gets no state. */
 static _Thread_local int http_last_status;
@@ -383,18 +390,17 @@ static ssize_t http_field_line(struct tern_http_state *s, const uint8_t *in, siz
         size_t name_end = i++;
         while (i < b && http_ows(in[i]))
                 i++;
-        size_t vs = i, ve = i;
-        for (; i < b; i++) {
-                uint8_t c = in[i];
-                /* field-vchar, obs-text, SP, HTAB; CR, LF, NUL, other CTLs
-                 * and DEL are refused (a bare CR ends up here). */
-                if (c == '\t' || (c >= 0x20 && c != 0x7f)) {
-                        if (c != ' ' && c != '\t')
-                                ve = i + 1;
-                        continue;
-                }
-                return http_fail(s, 400, c == '\r' ? "bare CR" : "malformed field value");
-        }
+        size_t vs = i;
+        /* field-vchar, obs-text, SP, HTAB; CR, LF, NUL, other CTLs and DEL
+         * are refused (a bare CR ends up here). One table lookup per byte,
+         * then the trailing OWS is trimmed from the end. */
+        while (i < b && http_vbyte[in[i]])
+                i++;
+        if (i < b)
+                return http_fail(s, 400, in[i] == '\r' ? "bare CR" : "malformed field value");
+        size_t ve = b;
+        while (ve > vs && http_ows(in[ve - 1]))
+                ve--;
         if (s->nfields >= s->cfg.max_headers)
                 return http_fail(s, 431, "too many header fields");
         struct http_field *f = &s->fields[s->nfields++];
