@@ -84,6 +84,23 @@ static void put_value(struct req *r, const char *p, size_t n)
         put(r, p, n);
 }
 
+/* "name: value\n", the value trimmed. */
+static void put_field(struct req *r, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+        put(r, name, nlen);
+        puts_(r, ": ");
+        put_value(r, value, vlen);
+        puts_(r, "\n");
+}
+
+/* Fields of one section, then the separator. */
+static void put_fields(struct req *r, const struct tern_http_header *h, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                put_field(r, h[i].name, h[i].name_len, h[i].value, h[i].value_len);
+        puts_(r, "--\n");
+}
+
 static void side_free(struct side *s)
 {
         for (int i = 0; i < MAX_REQS; i++)
@@ -124,20 +141,8 @@ static void tern_side(const uint8_t *in, size_t len, struct side *out)
                 put(d, q->path, q->path_len);
                 snprintf(v, sizeof(v), " 1.%d ka=%d\n", q->version_minor, q->keep_alive);
                 puts_(d, v);
-                for (size_t i = 0; i < q->nheaders; i++) {
-                        put(d, q->headers[i].name, q->headers[i].name_len);
-                        puts_(d, ": ");
-                        put_value(d, q->headers[i].value, q->headers[i].value_len);
-                        puts_(d, "\n");
-                }
-                puts_(d, "--\n");
-                for (size_t i = 0; i < q->ntrailers; i++) {
-                        put(d, q->trailers[i].name, q->trailers[i].name_len);
-                        puts_(d, ": ");
-                        put_value(d, q->trailers[i].value, q->trailers[i].value_len);
-                        puts_(d, "\n");
-                }
-                puts_(d, "--\n");
+                put_fields(d, q->headers, q->nheaders);
+                put_fields(d, q->trailers, q->ntrailers);
                 put(d, q->body ? (const char *)q->body : "", q->body_len);
                 out->n++;
         }
@@ -167,10 +172,8 @@ static void hp_flush_field(struct hp *h)
         if (!h->in_value)
                 return;
         struct req *dst = h->in_trailers ? &h->trailers : &h->fields;
-        put(dst, h->field.text ? h->field.text : "", h->field.len);
-        puts_(dst, ": ");
-        put_value(dst, h->value.text ? h->value.text : "", h->value.len);
-        puts_(dst, "\n");
+        put_field(dst, h->field.text ? h->field.text : "", h->field.len,
+                  h->value.text ? h->value.text : "", h->value.len);
         hp_reset(&h->field);
         hp_reset(&h->value);
         h->in_value = false;
