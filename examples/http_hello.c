@@ -28,22 +28,22 @@ static tern_server *server;
 
 /* Per worker (each loop is one thread): responses rebuilt every second. */
 static _Thread_local struct {
-        struct tern_buf ok, ok_head, not_found, not_allowed;
+        struct tern_buf ok, ok10, ok_head, not_found, not_allowed;
         struct tern_timer tick;
 } w;
 
-/* Status line, Server, Date, then @extra fields and a body of @len bytes
- * (only its Content-Length when @head_only). */
-static void build(struct tern_buf *b, int status, const char *date, const char *extra,
-                  const char *body, size_t len, bool head_only)
+/* Status line, Server, Date, then the @name field (when not NULL) and a
+ * body of @len bytes (only its Content-Length when @head_only). */
+static void build(struct tern_buf *b, int status, const char *date, const char *name,
+                  const char *value, const char *body, size_t len, bool head_only)
 {
         tern_buf_truncate(b, 0);
         tern_http_put_status(b, status, NULL);
         tern_http_put_header(b, "Server", 6, "tern", 4);
         tern_http_put_header(b, "Date", 4, date, strlen(date));
         tern_http_put_header(b, "Content-Type", 12, "text/plain", 10);
-        if (extra)
-                tern_http_put_header(b, "Allow", 5, extra, strlen(extra));
+        if (name)
+                tern_http_put_header(b, name, strlen(name), value, strlen(value));
         tern_http_put_body(b, body, len);
         if (head_only)
                 tern_buf_truncate(b, tern_buf_len(b) - len);
@@ -55,10 +55,12 @@ static void refresh(struct tern_timer *t, void *arg)
         struct tm tm;
         time_t now = time(NULL);
         strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", gmtime_r(&now, &tm));
-        build(&w.ok, 200, date, NULL, HELLO, strlen(HELLO), false);
-        build(&w.ok_head, 200, date, NULL, HELLO, strlen(HELLO), true);
-        build(&w.not_found, 404, date, NULL, "Not Found\n", 10, false);
-        build(&w.not_allowed, 405, date, "GET, HEAD", "Method Not Allowed\n", 19, false);
+        build(&w.ok, 200, date, NULL, NULL, HELLO, strlen(HELLO), false);
+        /* An HTTP/1.0 client keeps the connection only when told so. */
+        build(&w.ok10, 200, date, "Connection", "keep-alive", HELLO, strlen(HELLO), false);
+        build(&w.ok_head, 200, date, NULL, NULL, HELLO, strlen(HELLO), true);
+        build(&w.not_found, 404, date, NULL, NULL, "Not Found\n", 10, false);
+        build(&w.not_allowed, 405, date, "Allow", "GET, HEAD", "Method Not Allowed\n", 19, false);
 }
 
 static void on_worker_start(tern_loop *loop, void *user)
@@ -72,6 +74,7 @@ static void on_worker_stop(tern_loop *loop, void *user)
 {
         tern_loop_timer_stop(loop, &w.tick);
         tern_buf_free(&w.ok);
+        tern_buf_free(&w.ok10);
         tern_buf_free(&w.ok_head);
         tern_buf_free(&w.not_found);
         tern_buf_free(&w.not_allowed);
@@ -93,7 +96,7 @@ static void on_frame(tern_conn *c, const struct tern_frame *f)
         if (r->path_len != 1 || r->path[0] != '/')
                 send_buf(c, &w.not_found);
         else if (r->method_id == TERN_HTTP_GET)
-                send_buf(c, &w.ok);
+                send_buf(c, r->version_minor == 0 && r->keep_alive ? &w.ok10 : &w.ok);
         else if (r->method_id == TERN_HTTP_HEAD)
                 send_buf(c, &w.ok_head);
         else

@@ -296,8 +296,12 @@ Test(examples, http_hello_keep_alive_pipelining_smuggling)
         cr_assert_eq(tu_wait_eof(fd, 5000), 0, "not closed after a 400");
         close(fd);
 
-        /* HTTP/1.0 without keep-alive: one answer, then the close. */
+        /* HTTP/1.0 asking for keep-alive is told so and kept; without it,
+         * one answer, then the close. */
         fd = connect_to(ex);
+        send_str(fd, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        cr_assert_eq(http_response(fd, head, sizeof(head), body, sizeof(body)), 200);
+        cr_assert_not_null(strstr(head, "\r\nConnection: keep-alive\r\n"), "'%s'", head);
         send_str(fd, "GET / HTTP/1.0\r\n\r\n");
         expect_hello(fd);
         cr_assert_eq(tu_wait_eof(fd, 5000), 0);
