@@ -18,8 +18,10 @@ PREFIX ?= /usr/local
 # image test (container.chat); doxygen for `make docs`, which `make test`
 # runs (seconds, and doxygen's big dependencies come with clang anyway);
 # python3 for docs.snippets (tests/docs/run_snippets.py); hiredis and
-# redis-server for example-redis-async and its test (integration.redis_async).
+# redis-server for example-redis-async and its test (integration.redis_async);
+# http_parser for proto/http's differential test, curl for example-http-hello's.
 TEST_EXTRA_DEPS ?= clang libclang-rt-14-dev redis-tools libevent-dev libuv1-dev gnuplot-nox \
+	libhttp-parser-dev curl \
 	podman runc debootstrap doxygen python3 libhiredis-dev redis-server
 FUZZ_SECONDS ?= 20
 # Static analysers for `make lint` (tools/lint.sh; configs .clang-tidy,

@@ -33,6 +33,7 @@
 #include "error.h"
 #include "export.h"
 #include "fixed.h"
+#include "http.h"
 #include "length.h"
 #include "line.h"
 #include "live.h"

@@ -230,3 +230,96 @@ Test(examples, ticker_broadcasts_to_every_client)
         close(a);
         stop(ex);
 }
+
+/* Reads one HTTP response: the head into @head (NUL-terminated), the
+ * Content-Length body into @body. Returns the status code. */
+static int http_response(int fd, char *head, size_t cap, char *body, size_t bcap)
+{
+        size_t len = 0;
+        while (len < 4 || memcmp(head + len - 4, "\r\n\r\n", 4) != 0) {
+                cr_assert_lt(len, cap - 1, "response head too long");
+                cr_assert_eq(tu_read_exact(fd, head + len, 1, 5000), 0, "waiting for a response");
+                len++;
+        }
+        head[len] = '\0';
+        int status = 0;
+        cr_assert_eq(sscanf(head, "HTTP/1.1 %d ", &status), 1, "'%s'", head);
+        const char *cl = strstr(head, "Content-Length: ");
+        cr_assert_not_null(cl, "'%s'", head);
+        size_t n = (size_t)atoi(cl + 16);
+        cr_assert_lt(n, bcap);
+        cr_assert_eq(tu_read_exact(fd, body, n, 5000), 0);
+        body[n] = '\0';
+        return status;
+}
+
+static void expect_hello(int fd)
+{
+        char head[512], body[64];
+        cr_assert_eq(http_response(fd, head, sizeof(head), body, sizeof(body)), 200);
+        cr_assert_str_eq(body, "Hello, World!");
+        cr_assert_not_null(strstr(head, "\r\nServer: tern\r\n"), "'%s'", head);
+        cr_assert_not_null(strstr(head, "\r\nDate: "), "'%s'", head);
+        cr_assert_not_null(strstr(head, "\r\nContent-Type: text/plain\r\n"), "'%s'", head);
+}
+
+Test(examples, http_hello_keep_alive_pipelining_smuggling)
+{
+        struct example ex = start("http-hello", "1");
+        static const char get[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        int fd = connect_to(ex);
+
+        /* Keep-alive: two requests, one connection. */
+        send_str(fd, get);
+        expect_hello(fd);
+        send_str(fd, get);
+        expect_hello(fd);
+
+        /* 16 pipelined in one write: 16 answers, in order. */
+        char batch[sizeof(get) * 16];
+        for (int i = 0; i < 16; i++)
+                memcpy(batch + i * (sizeof(get) - 1), get, sizeof(get) - 1);
+        cr_assert_eq(tu_write_all(fd, batch, 16 * (sizeof(get) - 1)), 0);
+        for (int i = 0; i < 16; i++)
+                expect_hello(fd);
+
+        char head[512], body[64];
+        send_str(fd, "GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        cr_assert_eq(http_response(fd, head, sizeof(head), body, sizeof(body)), 404);
+
+        /* Content-Length beside Transfer-Encoding: the classic CL.TE smuggling
+         * attempt is answered 400 and the connection closes. */
+        send_str(fd, "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 6\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\n\r\n");
+        cr_assert_eq(http_response(fd, head, sizeof(head), body, sizeof(body)), 400);
+        cr_assert_not_null(strstr(head, "\r\nConnection: close\r\n"));
+        cr_assert_eq(tu_wait_eof(fd, 5000), 0, "not closed after a 400");
+        close(fd);
+
+        /* HTTP/1.0 asking for keep-alive is told so and kept; without it,
+         * one answer, then the close. */
+        fd = connect_to(ex);
+        send_str(fd, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        cr_assert_eq(http_response(fd, head, sizeof(head), body, sizeof(body)), 200);
+        cr_assert_not_null(strstr(head, "\r\nConnection: keep-alive\r\n"), "'%s'", head);
+        send_str(fd, "GET / HTTP/1.0\r\n\r\n");
+        expect_hello(fd);
+        cr_assert_eq(tu_wait_eof(fd, 5000), 0);
+        close(fd);
+        stop(ex);
+}
+
+Test(examples, http_hello_curl)
+{
+        if (system("command -v curl >/dev/null 2>&1") != 0)
+                cr_skip_test("curl is not installed");
+        struct example ex = start("http-hello", "1");
+        char cmd[128], out[64] = {0};
+        snprintf(cmd, sizeof(cmd), "curl -sS --max-time 5 http://127.0.0.1:%u/", ex.port);
+        FILE *p = popen(cmd, "r");
+        cr_assert_not_null(p);
+        size_t n = fread(out, 1, sizeof(out) - 1, p);
+        cr_assert_eq(pclose(p), 0, "curl failed: '%.*s'", (int)n, out);
+        cr_assert_str_eq(out, "Hello, World!");
+        stop(ex);
+}
