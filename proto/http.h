@@ -67,6 +67,8 @@
 #ifndef TERN_HTTP_H
 #define TERN_HTTP_H
 
+#include "export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -154,14 +156,14 @@ struct tern_http_request {
 struct tern_http_state;
 
 /** Fills @p cfg with the TERN_HTTP_DEFAULT_* limits. [any] */
-void tern_http_config_init(struct tern_http_config *cfg);
+TERN_EXPORT void tern_http_config_init(struct tern_http_config *cfg);
 
 /**
  * tern_http_config_check - whether @p cfg (borrowed) is within the ranges
  * documented on struct tern_http_config. [any]
  * Returns 0 or -EINVAL.
  */
-int tern_http_config_check(const struct tern_http_config *cfg);
+TERN_EXPORT int tern_http_config_check(const struct tern_http_config *cfg);
 
 /**
  * tern_http_state_new - a fresh decoder with the limits of @p cfg (borrowed,
@@ -170,10 +172,10 @@ int tern_http_config_check(const struct tern_http_config *cfg);
  * Returns NULL with errno EINVAL (a config tern_http_config_check()
  * refuses) or ENOMEM.
  */
-struct tern_http_state *tern_http_state_new(const struct tern_http_config *cfg);
+TERN_EXPORT struct tern_http_state *tern_http_state_new(const struct tern_http_config *cfg);
 
 /** Frees @p s and its buffer; NULL is a no-op. [the state's thread] */
-void tern_http_state_free(struct tern_http_state *s);
+TERN_EXPORT void tern_http_state_free(struct tern_http_state *s);
 
 /**
  * tern_http_decode - the decoder, with the contract of tern_codec.decode
@@ -186,8 +188,8 @@ void tern_http_state_free(struct tern_http_state *s);
  * reads outside [in, in + len). Never returns need-more while holding the
  * largest request its limits allow. [the state's thread]
  */
-ssize_t tern_http_decode(struct tern_http_state *s, const uint8_t *in, size_t len,
-                         struct tern_frame *out);
+TERN_EXPORT ssize_t tern_http_decode(struct tern_http_state *s, const uint8_t *in, size_t len,
+                                     struct tern_frame *out);
 
 /** The request a DATA frame of this codec lends (borrowed, valid during
  * on_frame), or NULL when @p f is not one. [the frame's thread] */
@@ -198,10 +200,10 @@ const struct tern_http_request *tern_http_request_of(const struct tern_frame *f)
  * tern_http_decode() on @p s returned (400, 413, 414, 431, 501, 505, or 500
  * for -ENOMEM), or 0 when it returned none. [the state's thread]
  */
-int tern_http_state_status(const struct tern_http_state *s);
+TERN_EXPORT int tern_http_state_status(const struct tern_http_state *s);
 
 /** Static text naming that error, e.g. "bare LF"; NULL when none. [the state's thread] */
-const char *tern_http_state_reason(const struct tern_http_state *s);
+TERN_EXPORT const char *tern_http_state_reason(const struct tern_http_state *s);
 
 /**
  * tern_http_error_status - the status for @p err as on_codec_error received
@@ -211,10 +213,10 @@ const char *tern_http_state_reason(const struct tern_http_state *s);
  * else 413 for TERN_ETOOBIG, 500 for -ENOMEM and 400 for anything else.
  * [the thread that decoded]
  */
-int tern_http_error_status(int err);
+TERN_EXPORT int tern_http_error_status(int err);
 
 /** Canonical reason phrase of @p status ("Not Found"), or "Unknown". [any] */
-const char *tern_http_reason(int status);
+TERN_EXPORT const char *tern_http_reason(int status);
 
 /** The first field named @p name (case-insensitive) in @p r
  * (borrowed), or NULL. Trailers are not searched. [any] */
@@ -235,25 +237,25 @@ const struct tern_http_header *tern_http_find_header(const struct tern_http_requ
  * tern_http_put_chunk_end().
  */
 /** `HTTP/1.1 <status> <reason>\r\n`; @p reason NULL means tern_http_reason(). */
-int tern_http_put_status(struct tern_buf *b, int status, const char *reason);
+TERN_EXPORT int tern_http_put_status(struct tern_buf *b, int status, const char *reason);
 /** `<name>: <value>\r\n` */
-int tern_http_put_header(struct tern_buf *b, const char *name, size_t name_len, const char *value,
-                         size_t value_len);
+TERN_EXPORT int tern_http_put_header(struct tern_buf *b, const char *name, size_t name_len,
+                                     const char *value, size_t value_len);
 /** `Content-Length: <len>\r\n\r\n<body>` (@p body may be NULL when @p len is 0). */
-int tern_http_put_body(struct tern_buf *b, const void *body, size_t len);
+TERN_EXPORT int tern_http_put_body(struct tern_buf *b, const void *body, size_t len);
 /** `Transfer-Encoding: chunked\r\n\r\n`: ends the head of a chunked response. */
-int tern_http_put_chunked(struct tern_buf *b);
+TERN_EXPORT int tern_http_put_chunked(struct tern_buf *b);
 /** One chunk, `<hex len>\r\n<data>\r\n`; a zero @p len appends nothing (it
  * would end the body). */
-int tern_http_put_chunk(struct tern_buf *b, const void *data, size_t len);
+TERN_EXPORT int tern_http_put_chunk(struct tern_buf *b, const void *data, size_t len);
 /** `0\r\n\r\n`: the last chunk, no trailers. */
-int tern_http_put_chunk_end(struct tern_buf *b);
+TERN_EXPORT int tern_http_put_chunk_end(struct tern_buf *b);
 /** `HTTP/1.1 100 Continue\r\n\r\n`, the interim answer to a TERN_HTTP_PART_HEAD. */
-int tern_http_put_continue(struct tern_buf *b);
+TERN_EXPORT int tern_http_put_continue(struct tern_buf *b);
 /** A whole error response for @p status: status line, `Connection: close`,
  * `Content-Type: text/plain` and the reason phrase as body. For answering a
  * codec error before the connection closes. */
-int tern_http_put_error(struct tern_buf *b, int status);
+TERN_EXPORT int tern_http_put_error(struct tern_buf *b, int status);
 
 /**
  * The codec. state_new() takes a const struct tern_http_config * (borrowed,
@@ -263,6 +265,6 @@ int tern_http_put_error(struct tern_buf *b, int status);
  * tern_conn_send_frame() answers 200; @p payload must not point into
  * @p out. It returns 0 or -ENOMEM (nothing appended).
  */
-extern const struct tern_codec tern_http_codec;
+TERN_EXPORT extern const struct tern_codec tern_http_codec;
 
 #endif
