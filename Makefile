@@ -12,13 +12,14 @@ PREFIX ?= /usr/local
 	install docs
 
 # What the test suite uses beyond the build: clang + libFuzzer for the codec
-# fuzzers, redis-cli for the tern-kv compatibility test; libevent and libuv
+# fuzzers, redis-cli and python3-redis for the tern-kv client tests
+# (tests/integration/kv), redis-server for run-kv-bench.sh; libevent and libuv
 # (baseline echo servers), redis-benchmark and gnuplot for the benchmark
 # smoke test (bench.smoke); podman, runc and debootstrap for the container
 # image test (container.chat); doxygen for `make docs`, which `make test`
 # runs (seconds, and doxygen's big dependencies come with clang anyway).
-TEST_EXTRA_DEPS ?= clang libclang-rt-14-dev redis-tools libevent-dev libuv1-dev gnuplot-nox \
-	podman runc debootstrap doxygen
+TEST_EXTRA_DEPS ?= clang libclang-rt-14-dev redis-tools redis-server python3-redis libevent-dev \
+	libuv1-dev gnuplot-nox podman runc debootstrap doxygen
 FUZZ_SECONDS ?= 20
 # Static analysers for `make lint` (tools/lint.sh; configs .clang-tidy,
 # .cppcheck-suppressions, tools/lint/cppcheck.cfg).
