@@ -1017,3 +1017,124 @@ Test(kv, redis_cli_works_unmodified)
         free(out);
         kv_stop(&k);
 }
+
+/* ---- the commands redis-py and redis-benchmark needed, byte for byte ---- */
+
+Test(kv, expiry_and_string_commands)
+{
+        struct kv_fixture k;
+        kv_start(&k, 2, NULL, 0);
+        int fd = kv_connect(&k);
+
+        rt(fd, "SET k v EX 100\r\n", "+OK\r\n");
+        rt(fd, "TTL k\r\n", ":100\r\n");
+        rt(fd, "SET k w KEEPTTL GET\r\n", "$1\r\nv\r\n");
+        rt(fd, "TTL k\r\n", ":100\r\n");
+        rt(fd, "SET k w\r\n", "+OK\r\n");
+        rt(fd, "TTL k\r\n", ":-1\r\n");
+        rt(fd, "SET k v PX 10 EX 10\r\n", "-ERR syntax error\r\n");
+        rt(fd, "SET k v KEEPTTL EX 10\r\n", "-ERR syntax error\r\n");
+        rt(fd, "SET k v EX abc\r\n", "-ERR value is not an integer or out of range\r\n");
+        rt(fd, "SET k v PX 9223372036854775807\r\n",
+           "-ERR invalid expire time in 'set' command\r\n");
+        rt(fd, "SETEX k 0 v\r\n", "-ERR invalid expire time in 'setex' command\r\n");
+        rt(fd, "PSETEX k 50 v\r\n", "+OK\r\n");
+        rt(fd, "EXPIRE k 10 NX XX\r\n",
+           "-ERR NX and XX, GT or LT options at the same time are not compatible\r\n");
+        rt(fd, "EXPIRE k 10 GT LT\r\n",
+           "-ERR GT and LT options at the same time are not compatible\r\n");
+        usleep(100 * 1000);
+        rt(fd, "GET k\r\n", "$-1\r\n");
+        rt(fd, "TTL k\r\n", ":-2\r\n");
+        rt(fd, "INCRBY n 10\r\n", ":10\r\n");
+        rt(fd, "DECRBY n 3\r\n", ":7\r\n");
+        rt(fd, "DECR n\r\n", ":6\r\n");
+        rt(fd, "DECRBY n -9223372036854775808\r\n", "-ERR decrement would overflow\r\n");
+        rt(fd, "INCRBYFLOAT n 0.5\r\n", "$3\r\n6.5\r\n");
+        rt(fd, "INCRBYFLOAT n x\r\n", "-ERR value is not a valid float\r\n");
+        rt(fd, "APPEND n 1\r\n", ":4\r\n");
+        rt(fd, "GETDEL n\r\n", "$4\r\n6.51\r\n");
+        rt(fd, "RPUSH l a\r\n", ":1\r\n");
+        rt(fd, "GET l\r\n",
+           "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n");
+        rt(fd, "TYPE l\r\n", "+list\r\n");
+        rt(fd, "SELECT 0\r\n", "+OK\r\n");
+        rt(fd, "SELECT 1\r\n", "-ERR DB index is out of range (tern-kv has only database 0)\r\n");
+        close(fd);
+        kv_stop(&k);
+}
+
+Test(kv, multi_exec_discard_and_watch)
+{
+        struct kv_fixture k;
+        kv_start(&k, 2, NULL, 0);
+        int fd = kv_connect(&k), other = kv_connect(&k);
+
+        rt(fd, "MULTI\r\n", "+OK\r\n");
+        rt(fd, "MULTI\r\n", "-ERR MULTI calls can not be nested\r\n");
+        rt(fd, "SET a 1\r\n", "+QUEUED\r\n");
+        rt(fd, "INCR a\r\n", "+QUEUED\r\n");
+        rt(fd, "LPUSH a x\r\n", "+QUEUED\r\n");
+        /* Another client sees nothing of the queued commands yet. */
+        rt(other, "GET a\r\n", "$-1\r\n");
+        rt(fd, "EXEC\r\n",
+           "*3\r\n+OK\r\n:2\r\n-WRONGTYPE Operation against a key holding the wrong kind of "
+           "value\r\n");
+        rt(fd, "EXEC\r\n", "-ERR EXEC without MULTI\r\n");
+        rt(fd, "DISCARD\r\n", "-ERR DISCARD without MULTI\r\n");
+        rt(fd, "MULTI\r\n", "+OK\r\n");
+        rt(fd, "INCR a\r\n", "+QUEUED\r\n");
+        rt(fd, "DISCARD\r\n", "+OK\r\n");
+        rt(fd, "GET a\r\n", "$1\r\n2\r\n");
+        rt(fd, "WATCH a\r\n", "+OK\r\n");
+        rt(other, "INCR a\r\n", ":3\r\n");
+        rt(fd, "MULTI\r\n", "+OK\r\n");
+        rt(fd, "WATCH a\r\n", "-ERR WATCH inside MULTI is not allowed\r\n");
+        rt(fd, "INCR a\r\n", "+QUEUED\r\n");
+        rt(fd, "EXEC\r\n", "*-1\r\n");
+        rt(fd, "GET a\r\n", "$1\r\n3\r\n");
+        rt(fd, "MULTI\r\n", "+OK\r\n");
+        rt(fd, "NOSUCH\r\n", "-ERR unknown command 'NOSUCH'\r\n");
+        rt(fd, "EXEC\r\n", "-EXECABORT Transaction discarded because of previous errors.\r\n");
+        rt(fd, "MULTI\r\n", "+OK\r\n");
+        rt(fd, "FLUSHALL\r\n", "+QUEUED\r\n");
+        rt(fd, "DBSIZE\r\n", "+QUEUED\r\n");
+        rt(fd, "EXEC\r\n", "*2\r\n+OK\r\n:0\r\n");
+        close(other);
+        close(fd);
+        kv_stop(&k);
+}
+
+Test(kv, hello_3_switches_to_resp3_replies)
+{
+        struct kv_fixture k;
+        kv_start(&k, 1, NULL, 0);
+        int fd = kv_connect(&k);
+
+        rt(fd, "HELLO 4\r\n", "-NOPROTO unsupported protocol version\r\n");
+        rt(fd, "HSET h f v\r\n", ":1\r\n");
+        rt(fd, "HGETALL h\r\n", "*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
+        puts_(fd, "HELLO 3 SETNAME app\r\n");
+        expect(fd, "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.0.0\r\n"
+                   "$5\r\nproto\r\n:3\r\n$2\r\nid\r\n");
+        struct reader rd = {.fd = fd};
+        char line[64];
+        cr_assert_eq(read_line_try(&rd, line, sizeof(line)), 0); /* the id */
+        static const char rest[] = "$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n"
+                                   "$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n";
+        for (const char *p = rest; *p;) {
+                cr_assert_eq(read_line_try(&rd, line, sizeof(line)), 0);
+                const char *eol = strstr(p, "\r\n");
+                cr_assert(strncmp(line, p, (size_t)(eol - p)) == 0, "got '%s' for '%.*s'", line,
+                          (int)(eol - p), p);
+                p = eol + 2;
+        }
+        rt(fd, "GET nope\r\n", "_\r\n");
+        rt(fd, "HGETALL h\r\n", "%1\r\n$1\r\nf\r\n$1\r\nv\r\n");
+        rt(fd, "CLIENT GETNAME\r\n", "$3\r\napp\r\n");
+        rt(fd, "HELLO 2\r\n",
+           "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n"
+           "$5\r\n7.0.0\r\n$5\r\nproto\r\n:2\r\n$2\r\nid\r\n");
+        close(fd);
+        kv_stop(&k);
+}
