@@ -504,10 +504,12 @@ struct kv_at {
         size_t klen;
 };
 
-static void kv_open(struct kv_store *st, const void *key, size_t klen, struct kv_at *a)
+/* kv_open() for a key whose hash @h the caller already has. */
+static void kv_open_hashed(struct kv_store *st, uint64_t h, const void *key, size_t klen,
+                           struct kv_at *a)
 {
         a->st = st;
-        a->h = kv_hash(st, key, klen);
+        a->h = h;
         a->sh = kv_shard_of(st, a->h);
         a->key = key;
         a->klen = klen;
@@ -520,6 +522,11 @@ static void kv_open(struct kv_store *st, const void *key, size_t klen, struct kv
         } else {
                 kv_count(&a->sh->misses);
         }
+}
+
+static void kv_open(struct kv_store *st, const void *key, size_t klen, struct kv_at *a)
+{
+        kv_open_hashed(st, kv_hash(st, key, klen), key, klen, a);
 }
 
 static void kv_close(struct kv_at *a)
@@ -835,7 +842,7 @@ int kv_set_full(struct kv_store *st, const void *key, size_t klen, const void *v
         struct kv_at a;
         int ret = 1;
 
-        kv_open(st, key, klen, &a);
+        kv_open_hashed(st, h, key, klen, &a);
         struct kv_entry *old = a.e;
         if (o->get && old && old->type != KV_STRING) {
                 ret = -EPROTOTYPE;
@@ -871,6 +878,24 @@ int kv_set(struct kv_store *st, const void *key, size_t klen, const void *val, s
 {
         struct kv_set_opts o = {.cond = cond};
         return kv_set_full(st, key, klen, val, vlen, &o, NULL);
+}
+
+/* Writes @v in base 10 to @buf (KV_INT_ROOM bytes); returns the length.
+ * INCR's hot path: snprintf's format parsing costs more than the rest. */
+static size_t kv_fmt_i64(char *buf, int64_t v)
+{
+        char tmp[KV_INT_ROOM];
+        uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+        size_t n = 0, len = 0;
+        do {
+                tmp[n++] = (char)('0' + u % 10);
+                u /= 10;
+        } while (u);
+        if (v < 0)
+                buf[len++] = '-';
+        while (n)
+                buf[len++] = tmp[--n];
+        return len;
 }
 
 /* Redis's rules for a number stored as a string: optional '-', base-10
@@ -989,7 +1014,7 @@ int kv_incr(struct kv_store *st, const void *key, size_t klen, int64_t by, int64
                 err = -ERANGE;
                 goto out_unlock;
         }
-        size_t n = (size_t)snprintf(num, sizeof(num), "%lld", (long long)next);
+        size_t n = kv_fmt_i64(num, next);
         /* Room for any int64_t, so later increments stay in place. */
         err = kv_at_put_string(&a, num, n, KV_INT_ROOM, &old);
         if (!err)
@@ -1813,8 +1838,8 @@ int kv_hincrby(struct kv_store *st, const void *key, size_t klen, const struct t
                 err = -ERANGE;
         if (!err) {
                 char num[KV_INT_ROOM + 1];
-                int n = snprintf(num, sizeof(num), "%lld", (long long)next);
-                int r = kv_dict_set(a.e->obj, fh, field->data, field->len, num, (size_t)n);
+                size_t n = kv_fmt_i64(num, next);
+                int r = kv_dict_set(a.e->obj, fh, field->data, field->len, num, n);
                 err = r < 0 ? r : 0;
         }
         if (!err)

@@ -455,3 +455,17 @@ Test(kv_store, holds_make_several_commands_atomic)
         check_no_leak(st);
         kv_store_free(st);
 }
+
+Test(kv_store, integers_are_written_as_redis_reads_them)
+{
+        char buf[KV_INT_ROOM];
+        const int64_t vals[] = {0, 1, -1, 10, -10, 9223372036854775807LL, INT64_MIN};
+        const char *const want[] = {
+            "0", "1", "-1", "10", "-10", "9223372036854775807", "-9223372036854775808"};
+        for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+                size_t n = kv_fmt_i64(buf, vals[i]);
+                cr_assert(n == strlen(want[i]) && memcmp(buf, want[i], n) == 0, "%s", want[i]);
+                int64_t back;
+                cr_assert(kv_parse_i64((const uint8_t *)buf, n, &back) && back == vals[i]);
+        }
+}
