@@ -426,7 +426,7 @@ static bool kv_expired(const struct kv_entry *e, int64_t now)
 }
 
 /* Under the lock: like kv_find, but an expired entry is removed and freed
- * first (lazy expiry), so the link then leads to no entry for @key. */
+ * first (lazy expiry); the link returned then ends the chain. */
 static struct kv_entry **kv_find_live(struct kv_store *st, struct kv_shard *sh, uint64_t h,
                                       const void *key, size_t klen)
 {
@@ -435,6 +435,9 @@ static struct kv_entry **kv_find_live(struct kv_store *st, struct kv_shard *sh, 
         if (e && e->expire && kv_expired(e, kv_now_ms())) {
                 kv_entry_free(st, kv_unlink(sh, pp));
                 kv_count(&sh->expired);
+                /* The link now points at the next key of the chain, not
+                 * at nothing: find the chain's end again. */
+                pp = kv_find(sh, h, key, klen);
         }
         return pp;
 }
@@ -1679,6 +1682,15 @@ static int kv_open_obj(struct kv_store *st, const void *key, size_t klen, enum k
         return 0;
 }
 
+/* For a command that may add to the @type container at @key: first the
+ * memory cap (evicting as the policy says), then kv_open_obj() creating it. */
+static int kv_open_write(struct kv_store *st, const void *key, size_t klen, enum kv_type type,
+                         struct kv_at *a, size_t *before)
+{
+        int err = kv_make_room(st);
+        return err ? err : kv_open_obj(st, key, klen, type, true, a, before);
+}
+
 /* Accounts what the command changed, removes a container it emptied, and
  * unlocks. */
 static void kv_at_done(struct kv_at *a, size_t before, bool changed)
@@ -1704,12 +1716,9 @@ static uint64_t kv_fhash(struct kv_store *st, const struct tern_resp_arg *f)
 int kv_hset(struct kv_store *st, const void *key, size_t klen, const struct tern_resp_arg *fv,
             size_t npairs, int64_t *added)
 {
-        int err = kv_make_room(st);
-        if (err)
-                return err;
         struct kv_at a;
         size_t before;
-        err = kv_open_obj(st, key, klen, KV_HASH, true, &a, &before);
+        int err = kv_open_write(st, key, klen, KV_HASH, &a, &before);
         if (err)
                 return err;
         int64_t n = 0;
@@ -1799,12 +1808,14 @@ static int kv_walk_field(const struct kv_field *f, void *arg)
         return err;
 }
 
-int kv_hgetall(struct kv_store *st, const void *key, size_t klen, int what,
-               const struct kv_reply *r)
+/* The fields of the @type container at @key as a map or array (@what:
+ * see struct kv_walk); a null-free empty array when absent. */
+static int kv_walk_reply(struct kv_store *st, const void *key, size_t klen, enum kv_type type,
+                         int what, const struct kv_reply *r)
 {
         struct kv_at a;
         size_t before;
-        int err = kv_open_obj(st, key, klen, KV_HASH, false, &a, &before);
+        int err = kv_open_obj(st, key, klen, type, false, &a, &before);
         if (err)
                 return err;
         size_t n = a.e ? ((struct kv_dict *)a.e->obj)->count : 0;
@@ -1818,15 +1829,18 @@ int kv_hgetall(struct kv_store *st, const void *key, size_t klen, int what,
         return err;
 }
 
+int kv_hgetall(struct kv_store *st, const void *key, size_t klen, int what,
+               const struct kv_reply *r)
+{
+        return kv_walk_reply(st, key, klen, KV_HASH, what, r);
+}
+
 int kv_hincrby(struct kv_store *st, const void *key, size_t klen, const struct tern_resp_arg *field,
                int64_t by, int64_t *result)
 {
-        int err = kv_make_room(st);
-        if (err)
-                return err;
         struct kv_at a;
         size_t before;
-        err = kv_open_obj(st, key, klen, KV_HASH, true, &a, &before);
+        int err = kv_open_write(st, key, klen, KV_HASH, &a, &before);
         if (err)
                 return err;
         uint64_t fh = kv_fhash(st, field);
@@ -1864,12 +1878,9 @@ int kv_hexists(struct kv_store *st, const void *key, size_t klen, enum kv_type t
 int kv_push(struct kv_store *st, const void *key, size_t klen, const struct tern_resp_arg *items,
             size_t n, bool front, int64_t *len)
 {
-        int err = kv_make_room(st);
-        if (err)
-                return err;
         struct kv_at a;
         size_t before;
-        err = kv_open_obj(st, key, klen, KV_LIST, true, &a, &before);
+        int err = kv_open_write(st, key, klen, KV_LIST, &a, &before);
         if (err)
                 return err;
         struct kv_list *l = a.e->obj;
@@ -1944,12 +1955,9 @@ int kv_lrange(struct kv_store *st, const void *key, size_t klen, int64_t start, 
 int kv_sadd(struct kv_store *st, const void *key, size_t klen, const struct tern_resp_arg *m,
             size_t n, int64_t *added)
 {
-        int err = kv_make_room(st);
-        if (err)
-                return err;
         struct kv_at a;
         size_t before;
-        err = kv_open_obj(st, key, klen, KV_SET, true, &a, &before);
+        int err = kv_open_write(st, key, klen, KV_SET, &a, &before);
         if (err)
                 return err;
         int64_t k = 0;
@@ -2010,31 +2018,15 @@ int kv_spop(struct kv_store *st, const void *key, size_t klen, int64_t count,
 
 int kv_smembers(struct kv_store *st, const void *key, size_t klen, const struct kv_reply *r)
 {
-        struct kv_at a;
-        size_t before;
-        int err = kv_open_obj(st, key, klen, KV_SET, false, &a, &before);
-        if (err)
-                return err;
-        size_t n = a.e ? ((struct kv_dict *)a.e->obj)->count : 0;
-        struct kv_walk w = {.r = r, .len0 = tern_buf_len(r->buf), .what = 1};
-        err = tern_resp_put_array(r->buf, n);
-        if (!err && a.e)
-                err = kv_dict_each(a.e->obj, kv_walk_field, &w);
-        kv_close(&a);
-        if (err)
-                tern_buf_truncate(r->buf, w.len0);
-        return err;
+        return kv_walk_reply(st, key, klen, KV_SET, 1, r);
 }
 
 int kv_zadd(struct kv_store *st, const void *key, size_t klen, const struct tern_resp_arg *sm,
             size_t npairs, int64_t *added)
 {
-        int err = kv_make_room(st);
-        if (err)
-                return err;
         struct kv_at a;
         size_t before;
-        err = kv_open_obj(st, key, klen, KV_ZSET, true, &a, &before);
+        int err = kv_open_write(st, key, klen, KV_ZSET, &a, &before);
         if (err)
                 return err;
         int64_t k = 0;

@@ -469,3 +469,35 @@ Test(kv_store, integers_are_written_as_redis_reads_them)
                 cr_assert(kv_parse_i64((const uint8_t *)buf, n, &back) && back == vals[i]);
         }
 }
+
+/* An expired key ahead of a live one in the same chain: the lookup that
+ * drops it must not then hand back its neighbour. */
+Test(kv_store, an_expired_key_is_absent_not_its_chain_neighbour)
+{
+        struct kv_store *st = kv_store_new(0);
+        struct tern_buf b = TERN_BUF_INIT;
+        struct kv_reply r = reply(&b);
+        char first[32], second[32];
+        uint64_t h0 = kv_hash(st, "n-0", 3);
+        int i;
+        for (i = 1; i < 100000; i++) {
+                snprintf(second, sizeof(second), "n-%d", i);
+                uint64_t h = kv_hash(st, second, strlen(second));
+                if (kv_shard_index(h) == kv_shard_index(h0) &&
+                    (h & (KV_BUCKETS_MIN - 1)) == (h0 & (KV_BUCKETS_MIN - 1)))
+                        break;
+        }
+        cr_assert_lt(i, 100000, "no two keys share a chain");
+        strcpy(first, "n-0");
+        struct kv_set_opts o = {.expire = kv_now_ms() + 20};
+        cr_assert_eq(kv_set_full(st, first, strlen(first), "old", 3, &o, NULL), 1);
+        cr_assert_eq(kv_set(st, second, strlen(second), "live", 4, KV_SET_ALWAYS), 1);
+        usleep(40 * 1000);
+        cr_assert_eq(kv_get(st, first, strlen(first), &r), 0);
+        expect_reply(&b, "$-1\r\n");
+        cr_assert_eq(kv_get(st, second, strlen(second), &r), 0);
+        expect_reply(&b, "$4\r\nlive\r\n");
+        check_no_leak(st);
+        tern_buf_free(&b);
+        kv_store_free(st);
+}
