@@ -1565,7 +1565,8 @@ int kv_scan(struct kv_store *st, uint64_t cursor, const void *pat, size_t plen, 
                         visited++;
                         c |= ~(uint64_t)m;
                         c = kv_rev64(kv_rev64(c) + 1);
-                } while (c && n < count && visited < budget && !err);
+                } while (c && n < count && visited < budget && !err &&
+                         tern_buf_len(&tmp) <= r->max / 2);
                 kv_unlock(sh);
                 if (!c)
                         s++;
@@ -2068,22 +2069,34 @@ int kv_zscore(struct kv_store *st, const void *key, size_t klen, const struct te
         return err;
 }
 
+/* Sorted-set order: score, then member bytes. */
+static int kv_zcmp(const struct kv_field *x, const struct kv_field *y)
+{
+        double a = kv_field_score(x), b = kv_field_score(y);
+        if (a != b)
+                return a < b ? -1 : 1;
+        size_t n = x->flen < y->flen ? x->flen : y->flen;
+        int c = memcmp(x->data, y->data, n);
+        return c ? c : x->flen < y->flen ? -1 : x->flen > y->flen;
+}
+
+static int kv_zcmp_ptr(const void *a, const void *b)
+{
+        return kv_zcmp(*(const struct kv_field *const *)a, *(const struct kv_field *const *)b);
+}
+
 struct kv_zmin {
         const struct kv_field *best;
+        const struct kv_field **all; /* or every field, to sort */
+        size_t n;
 };
 
-/* Lowest score, ties broken by member bytes, as the sorted set orders. */
 static int kv_zmin_visit(const struct kv_field *f, void *arg)
 {
         struct kv_zmin *z = arg;
-        if (!z->best) {
-                z->best = f;
-                return 0;
-        }
-        double a = kv_field_score(f), b = kv_field_score(z->best);
-        size_t n = f->flen < z->best->flen ? f->flen : z->best->flen;
-        int c = memcmp(f->data, z->best->data, n);
-        if (a < b || (a == b && (c < 0 || (c == 0 && f->flen < z->best->flen))))
+        if (z->all)
+                z->all[z->n++] = f;
+        else if (!z->best || kv_zcmp(f, z->best) < 0)
                 z->best = f;
         return 0;
 }
@@ -2098,19 +2111,38 @@ int kv_zpopmin(struct kv_store *st, const void *key, size_t klen, int64_t count,
                 return err;
         struct kv_dict *d = a.e ? a.e->obj : NULL;
         size_t n = !d ? 0 : (size_t)count < d->count ? (size_t)count : d->count;
-        err = tern_resp_put_array(r->buf, 2 * n);
-        /* No ordered index: each pop scans the set, O(n). */
-        for (size_t i = 0; i < n && !err; i++) {
-                struct kv_zmin z = {NULL};
+        /* No ordered index: one member is found by a scan, O(n); several
+         * by sorting them all once, O(n log n), so a large count cannot
+         * make the work quadratic. */
+        struct kv_zmin z = {NULL, NULL, 0};
+        size_t len0 = tern_buf_len(r->buf);
+        if (n > 1) {
+                z.all = malloc(d->count * sizeof(*z.all));
+                if (!z.all)
+                        err = -ENOMEM;
+        }
+        if (!err && n) {
                 kv_dict_each(d, kv_zmin_visit, &z);
-                const struct kv_field *f = z.best;
+                if (z.all)
+                        qsort(z.all, z.n, sizeof(*z.all), kv_zcmp_ptr);
+                err = tern_resp_put_array(r->buf, 2 * n);
+        }
+        struct kv_reply r2 = {r->buf, 2, r->max}; /* scores as bulks, as in RESP2 */
+        for (size_t i = 0; i < n && !err; i++) {
+                const struct kv_field *f = z.all ? z.all[i] : z.best;
                 err = tern_resp_put_bulk(r->buf, f->data, f->flen);
                 if (!err)
-                        err =
-                            kv_put_double(&(struct kv_reply){r->buf, 2, r->max}, kv_field_score(f));
-                if (!err)
-                        kv_dict_del(d, f->hash, f->data, f->flen);
+                        err = kv_put_double(&r2, kv_field_score(f));
+                if (!err && tern_buf_len(r->buf) - len0 > r->max)
+                        err = -E2BIG;
         }
+        if (err) /* nothing popped */
+                tern_buf_truncate(r->buf, len0);
+        for (size_t i = 0; i < n && !err; i++) {
+                const struct kv_field *f = z.all ? z.all[i] : z.best;
+                kv_dict_del(d, f->hash, f->data, f->flen);
+        }
+        free(z.all);
         kv_at_done(&a, before, n > 0);
         return err;
 }

@@ -501,3 +501,38 @@ Test(kv_store, an_expired_key_is_absent_not_its_chain_neighbour)
         tern_buf_free(&b);
         kv_store_free(st);
 }
+
+Test(kv_store, zpopmin_pops_in_score_then_member_order)
+{
+        struct kv_store *st = kv_store_new(0);
+        struct tern_buf b = TERN_BUF_INIT;
+        struct kv_reply r = reply(&b);
+        struct tern_resp_arg sm[8] = {A("2"), A("b"), A("1"),    A("z"),
+                                      A("2"), A("a"), A("-inf"), A("low")};
+        int64_t n;
+        cr_assert_eq(kv_zadd(st, "z", 1, sm, 4, &n), 0);
+        cr_assert_eq(n, 4);
+        cr_assert_eq(kv_zpopmin(st, "z", 1, 1, &r), 0);
+        expect_reply(&b, "*2\r\n$3\r\nlow\r\n$4\r\n-inf\r\n");
+        cr_assert_eq(kv_zpopmin(st, "z", 1, 10, &r), 0);
+        expect_reply(&b,
+                     "*6\r\n$1\r\nz\r\n$1\r\n1\r\n$1\r\na\r\n$1\r\n2\r\n$1\r\nb\r\n$1\r\n2\r\n");
+        cr_assert_eq(kv_dbsize(st), 0);
+        /* A big count on a big set is sorted once, not scanned per member. */
+        char m[32];
+        for (int i = 0; i < 50000; i++) {
+                snprintf(m, sizeof(m), "m%d", i);
+                struct tern_resp_arg p[2] = {A("1"), A(m)};
+                kv_zadd(st, "big", 3, p, 1, &n);
+        }
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        cr_assert_eq(kv_zpopmin(st, "big", 3, 50000, &r), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        cr_assert_lt(t1.tv_sec - t0.tv_sec, 3, "50,000 pops took %lld s",
+                     (long long)(t1.tv_sec - t0.tv_sec));
+        cr_assert_eq(kv_dbsize(st), 0);
+        check_no_leak(st);
+        tern_buf_free(&b);
+        kv_store_free(st);
+}
