@@ -1789,6 +1789,14 @@ static void kv_on_frame(tern_conn *c, const struct tern_frame *f)
                 tern_conn_abort(c);
                 return;
         }
+        /* Every command replies; a client left waiting would hang for good,
+         * so a command that did not is a bug reported to both sides. */
+        if (tern_buf_empty(&w->reply)) {
+                tern_error("tern-kv: '%.*s' built no reply",
+                           (int)(x.argv[0].len > 32 ? 32 : x.argv[0].len),
+                           (const char *)x.argv[0].data);
+                tern_resp_put_error(&w->reply, "ERR internal error: no reply");
+        }
         /* On failure the connection is already closed: nothing more to do. */
         tern_conn_send(c, tern_buf_data(&w->reply), tern_buf_len(&w->reply));
         tern_buf_consume(&w->reply, tern_buf_len(&w->reply));

@@ -2125,8 +2125,9 @@ int kv_zpopmin(struct kv_store *st, const void *key, size_t klen, int64_t count,
                 kv_dict_each(d, kv_zmin_visit, &z);
                 if (z.all)
                         qsort(z.all, z.n, sizeof(*z.all), kv_zcmp_ptr);
-                err = tern_resp_put_array(r->buf, 2 * n);
         }
+        if (!err)
+                err = tern_resp_put_array(r->buf, 2 * n);
         struct kv_reply r2 = {r->buf, 2, r->max}; /* scores as bulks, as in RESP2 */
         for (size_t i = 0; i < n && !err; i++) {
                 const struct kv_field *f = z.all ? z.all[i] : z.best;

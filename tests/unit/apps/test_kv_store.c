@@ -536,3 +536,22 @@ Test(kv_store, zpopmin_pops_in_score_then_member_order)
         tern_buf_free(&b);
         kv_store_free(st);
 }
+
+Test(kv_store, popping_an_absent_key_still_replies)
+{
+        struct kv_store *st = kv_store_new(0);
+        struct tern_buf b = TERN_BUF_INIT;
+        struct kv_reply r = reply(&b);
+        cr_assert_eq(kv_zpopmin(st, "none", 4, 1, &r), 0);
+        expect_reply(&b, "*0\r\n");
+        cr_assert_eq(kv_pop(st, "none", 4, true, -1, &r), 0);
+        expect_reply(&b, "$-1\r\n");
+        cr_assert_eq(kv_pop(st, "none", 4, true, 2, &r), 0);
+        expect_reply(&b, "*-1\r\n");
+        cr_assert_eq(kv_spop(st, "none", 4, -1, &r), 0);
+        expect_reply(&b, "$-1\r\n");
+        cr_assert_eq(kv_spop(st, "none", 4, 3, &r), 0);
+        expect_reply(&b, "*0\r\n");
+        tern_buf_free(&b);
+        kv_store_free(st);
+}
