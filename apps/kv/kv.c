@@ -540,8 +540,19 @@ static int kv_rename_cmd(struct kv_ctx *x)
         return KV_STORE(x, r, nx ? kv_int(x, r) : kv_ok(x));
 }
 
+/* Longest KEYS or SCAN MATCH pattern. Matching costs up to pattern length
+ * times key length per key, and KEYS runs with every shard locked. */
+#define KV_PATTERN_MAX 512
+
+static int kv_err_pattern(struct kv_ctx *x)
+{
+        return tern_resp_put_errorf(x->out, "ERR pattern longer than %d bytes", KV_PATTERN_MAX);
+}
+
 static int kv_keys_cmd(struct kv_ctx *x)
 {
+        if (x->argv[1].len > KV_PATTERN_MAX)
+                return kv_err_pattern(x);
         int r = kv_keys(x->st, x->argv[1].data, x->argv[1].len, &x->r);
         if (r == -E2BIG)
                 return tern_resp_put_errorf(x->out, "ERR reply over %u MiB, use SCAN",
@@ -579,6 +590,8 @@ static int kv_scan_cmd(struct kv_ctx *x)
                         return kv_err_syntax(x);
                 const struct tern_resp_arg *v = &x->argv[i + 1];
                 if (kv_arg_is(&x->argv[i], "match")) {
+                        if (v->len > KV_PATTERN_MAX)
+                                return kv_err_pattern(x);
                         pat = v;
                 } else if (kv_arg_is(&x->argv[i], "count")) {
                         if (!kv_arg_i64(v, &count))

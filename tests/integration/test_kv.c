@@ -1059,6 +1059,13 @@ Test(kv, expiry_and_string_commands)
            "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n");
         rt(fd, "TYPE l\r\n", "+list\r\n");
         rt(fd, "SELECT 0\r\n", "+OK\r\n");
+        char pat[600];
+        memset(pat, '*', sizeof(pat));
+        pat[sizeof(pat) - 1] = '\0';
+        CMD(fd, "KEYS", pat);
+        expect(fd, "-ERR pattern longer than 512 bytes\r\n");
+        CMD(fd, "SCAN", "0", "MATCH", pat);
+        expect(fd, "-ERR pattern longer than 512 bytes\r\n");
         rt(fd, "SELECT 1\r\n", "-ERR DB index is out of range (tern-kv has only database 0)\r\n");
         close(fd);
         kv_stop(&k);
