@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""tern-kv through redis-cli: commands piped into it as a user types them,
+"""tern-kv through redis-cli: at a (pseudo-)terminal, with commands piped in,
 RESP3 with -3, and the --scan, --bigkeys and --stat modes. Skips (77)
 without redis-cli.
 
 usage: test_redis_cli.py path/to/tern-kv
 """
 
+import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
+import time
 
 from kvserver import KvServer, skip
 
@@ -34,6 +38,39 @@ def eq(got, want, what):
         raise AssertionError(f"{what}: got {got!r}, want {want!r}")
 
 
+def at_a_terminal(port, lines):
+    """redis-cli on a pseudo-terminal, as a person runs it (its start asks
+    COMMAND DOCS, which the separate check below looks at). Returns what it
+    printed."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ["TERM"] = "dumb"
+        os.execvp("redis-cli", ["redis-cli", "-h", "127.0.0.1", "-p", str(port)])
+    out = b""
+
+    def read_for(seconds):
+        nonlocal out
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if not select.select([fd], [], [], 0.05)[0]:
+                continue
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                return
+            out += data
+            if b"\x1b[6n" in data:  # linenoise asks where the cursor is
+                os.write(fd, b"\x1b[1;1R")
+
+    for line in lines:
+        read_for(0.5)
+        os.write(fd, line.encode() + b"\r")
+    read_for(1)
+    os.waitpid(pid, 0)
+    os.close(fd)
+    return out.decode(errors="replace")
+
+
 def main():
     with KvServer(BIN) as s:
         port = s.port
@@ -45,6 +82,12 @@ def main():
         eq(out, "OK\nhello\n1\n5\nOK\n100\n1\nf\nv\n2\na\nb\nlist\nOK\n"
                 "ERR DB index is out of range (tern-kv has only database 0)\n\n"
                 "OK\nQUEUED\n6\nERR unknown command 'NOSUCH'\n\n5\n", "piped commands")
+        out = at_a_terminal(port, ["get greeting", "help get", "quit"])
+        for want in ('"hello"', "Get the value of a key", "group:"):
+            if want not in out:
+                raise AssertionError(f"redis-cli at a terminal lacks {want!r}:\n{out}")
+        if "ERR" in out:
+            raise AssertionError(f"redis-cli at a terminal met an error:\n{out}")
         # RESP3: the same replies, maps and nulls included.
         eq(cli(port, "-3", "HGETALL", "h"), "f v\n", "-3 hgetall (a map: one pair a line)")
         eq(cli(port, "-3", "GET", "nope"), "\n", "-3 null")
