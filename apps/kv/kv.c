@@ -925,7 +925,7 @@ static int kv_hello_cmd(struct kv_ctx *x)
                                  "RESP protocol version at the same time");
         if (name)
                 kv_set_name(x, name);
-        x->cl->proto = (int)proto;
+        __atomic_store_n(&x->cl->proto, (int)proto, __ATOMIC_RELAXED);
         x->r.proto = (int)proto;
         err = kv_put_map(&x->r, 7);
         err = err ?: kv_bulk_str(x, "server");
@@ -945,17 +945,21 @@ static int kv_hello_cmd(struct kv_ctx *x)
         return err;
 }
 
-/* One CLIENT LIST / CLIENT INFO line; under app->lock. */
+/* One CLIENT LIST / CLIENT INFO line; under app->lock (the name). Other
+ * workers' clients change their state without that lock, so what they
+ * change is read atomically: a line is a moment's view, as in Redis. */
 static int kv_client_line(struct tern_buf *b, const struct kv_client *cl, int64_t now)
 {
         const char *cmd = __atomic_load_n(&cl->last_cmd, __ATOMIC_RELAXED);
+        bool multi = __atomic_load_n(&cl->in_multi, __ATOMIC_RELAXED);
+        uint32_t queued = __atomic_load_n(&cl->nqueued, __ATOMIC_RELAXED);
+        int proto = __atomic_load_n(&cl->proto, __ATOMIC_RELAXED);
         char line[512];
         int n = snprintf(line, sizeof(line),
                          "id=%" PRIu64 " addr=%s fd=%d name=%s age=%" PRId64
                          " idle=0 flags=%s db=0 multi=%d cmd=%s user=default resp=%d\n",
                          cl->id, cl->addr, cl->fd, cl->name, (now - cl->since_ms) / 1000,
-                         cl->in_multi ? "x" : "N", cl->in_multi ? (int)cl->nqueued : -1,
-                         cmd ? cmd : "NULL", cl->proto);
+                         multi ? "x" : "N", multi ? (int)queued : -1, cmd ? cmd : "NULL", proto);
         return tern_buf_append(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
@@ -1167,12 +1171,12 @@ static size_t kv_tx_limit(const struct kv_app *app)
 
 static void kv_tx_reset(struct kv_client *cl)
 {
-        cl->in_multi = false;
+        __atomic_store_n(&cl->in_multi, false, __ATOMIC_RELAXED);
         cl->multi_dirty = false;
         cl->watch_dirty = false;
         tern_buf_free(&cl->queue);
         tern_buf_free(&cl->watch);
-        cl->nqueued = 0;
+        __atomic_store_n(&cl->nqueued, 0, __ATOMIC_RELAXED);
         cl->nwatch = 0;
 }
 
@@ -1180,7 +1184,7 @@ static int kv_multi_cmd(struct kv_ctx *x)
 {
         if (x->cl->in_multi)
                 return kv_err(x, "ERR MULTI calls can not be nested");
-        x->cl->in_multi = true;
+        __atomic_store_n(&x->cl->in_multi, true, __ATOMIC_RELAXED);
         return kv_ok(x);
 }
 
@@ -1247,7 +1251,7 @@ static int kv_queue(struct kv_ctx *x)
                 tern_buf_append(&cl->queue, &len, sizeof(len));
                 tern_buf_append(&cl->queue, x->argv[i].data, x->argv[i].len);
         }
-        cl->nqueued++;
+        __atomic_store_n(&cl->nqueued, cl->nqueued + 1, __ATOMIC_RELAXED);
         return tern_resp_put_simple(x->out, "QUEUED");
 }
 
@@ -1346,7 +1350,7 @@ static int kv_exec_cmd(struct kv_ctx *x)
 static int kv_reset_cmd(struct kv_ctx *x)
 {
         kv_tx_reset(x->cl);
-        x->cl->proto = 2;
+        __atomic_store_n(&x->cl->proto, 2, __ATOMIC_RELAXED);
         x->r.proto = 2;
         if (x->app->requirepass)
                 x->cl->authed = false;
