@@ -1646,6 +1646,16 @@ void kv_store_stats(struct kv_store *st, struct kv_store_stats *out)
         }
 }
 
+/* A bulk of a reply the client sizes: -E2BIG once the reply begun at
+ * @len0 passes r->max. */
+static int kv_put_bulk_capped(const struct kv_reply *r, size_t len0, const void *p, size_t n)
+{
+        int err = tern_resp_put_bulk(r->buf, p, n);
+        if (!err && tern_buf_len(r->buf) - len0 > r->max)
+                err = -E2BIG;
+        return err;
+}
+
 /* ---- containers: hashes, lists, sets, sorted sets ---- */
 
 /*
@@ -1736,16 +1746,28 @@ int kv_hset(struct kv_store *st, const void *key, size_t klen, const struct tern
         return err;
 }
 
+/* Opens the @type container at @key and finds @field in it (*@f NULL when
+ * either is absent). On success the shard stays locked: kv_close(@a). */
+static int kv_open_field(struct kv_store *st, const void *key, size_t klen, enum kv_type type,
+                         const struct tern_resp_arg *field, struct kv_at *a,
+                         const struct kv_field **f)
+{
+        size_t before;
+        int err = kv_open_obj(st, key, klen, type, false, a, &before);
+        if (err)
+                return err;
+        *f = a->e ? kv_dict_find(a->e->obj, kv_fhash(st, field), field->data, field->len) : NULL;
+        return 0;
+}
+
 int kv_hget(struct kv_store *st, const void *key, size_t klen, const struct tern_resp_arg *field,
             const struct kv_reply *r)
 {
         struct kv_at a;
-        size_t before;
-        int err = kv_open_obj(st, key, klen, KV_HASH, false, &a, &before);
+        const struct kv_field *f;
+        int err = kv_open_field(st, key, klen, KV_HASH, field, &a, &f);
         if (err)
                 return err;
-        const struct kv_field *f =
-            a.e ? kv_dict_find(a.e->obj, kv_fhash(st, field), field->data, field->len) : NULL;
         err = f ? tern_resp_put_bulk(r->buf, kv_field_value(f), f->vlen) : kv_put_null(r);
         kv_close(&a);
         return err;
@@ -1764,9 +1786,7 @@ int kv_hmget(struct kv_store *st, const void *key, size_t klen, const struct ter
                 const struct tern_resp_arg *fa = &fields[i];
                 const struct kv_field *f =
                     a.e ? kv_dict_find(a.e->obj, kv_fhash(st, fa), fa->data, fa->len) : NULL;
-                err = f ? tern_resp_put_bulk(r->buf, kv_field_value(f), f->vlen) : kv_put_null(r);
-                if (!err && tern_buf_len(r->buf) - len0 > r->max)
-                        err = -E2BIG;
+                err = f ? kv_put_bulk_capped(r, len0, kv_field_value(f), f->vlen) : kv_put_null(r);
         }
         kv_close(&a);
         if (err)
@@ -1777,17 +1797,7 @@ int kv_hmget(struct kv_store *st, const void *key, size_t klen, const struct ter
 int kv_hdel(struct kv_store *st, const void *key, size_t klen, const struct tern_resp_arg *fields,
             size_t n, int64_t *removed)
 {
-        struct kv_at a;
-        size_t before;
-        int err = kv_open_obj(st, key, klen, KV_HASH, false, &a, &before);
-        if (err)
-                return err;
-        int64_t k = 0;
-        for (size_t i = 0; i < n && a.e; i++)
-                k += kv_dict_del(a.e->obj, kv_fhash(st, &fields[i]), fields[i].data, fields[i].len);
-        *removed = k;
-        kv_at_done(&a, before, k > 0);
-        return 0;
+        return kv_srem(st, key, klen, KV_HASH, fields, n, removed);
 }
 
 struct kv_walk {
@@ -1867,13 +1877,12 @@ int kv_hexists(struct kv_store *st, const void *key, size_t klen, enum kv_type t
                const struct tern_resp_arg *field)
 {
         struct kv_at a;
-        size_t before;
-        int err = kv_open_obj(st, key, klen, type, false, &a, &before);
+        const struct kv_field *f;
+        int err = kv_open_field(st, key, klen, type, field, &a, &f);
         if (err)
                 return err;
-        int found = a.e && kv_dict_find(a.e->obj, kv_fhash(st, field), field->data, field->len);
         kv_close(&a);
-        return found;
+        return f != NULL;
 }
 
 int kv_push(struct kv_store *st, const void *key, size_t klen, const struct tern_resp_arg *items,
@@ -1912,9 +1921,7 @@ int kv_pop(struct kv_store *st, const void *key, size_t klen, bool front, int64_
                 err = tern_resp_put_array(r->buf, n);
         for (size_t i = 0; i < n && !err; i++) {
                 const struct kv_item *it = kv_list_at(l, front ? i : l->count - 1 - i);
-                err = tern_resp_put_bulk(r->buf, it->data, it->len);
-                if (!err && tern_buf_len(r->buf) - len0 > r->max)
-                        err = -E2BIG;
+                err = kv_put_bulk_capped(r, len0, it->data, it->len);
         }
         if (err)
                 tern_buf_truncate(r->buf, len0);
@@ -1943,9 +1950,7 @@ int kv_lrange(struct kv_store *st, const void *key, size_t klen, int64_t start, 
         err = tern_resp_put_array(r->buf, (size_t)n);
         for (int64_t i = 0; i < n && !err; i++) {
                 const struct kv_item *it = kv_list_at(a.e->obj, (size_t)(start + i));
-                err = tern_resp_put_bulk(r->buf, it->data, it->len);
-                if (!err && tern_buf_len(r->buf) - len0 > r->max)
-                        err = -E2BIG;
+                err = kv_put_bulk_capped(r, len0, it->data, it->len);
         }
         kv_close(&a);
         if (err)
@@ -2058,12 +2063,10 @@ int kv_zscore(struct kv_store *st, const void *key, size_t klen, const struct te
               const struct kv_reply *r)
 {
         struct kv_at a;
-        size_t before;
-        int err = kv_open_obj(st, key, klen, KV_ZSET, false, &a, &before);
+        const struct kv_field *f;
+        int err = kv_open_field(st, key, klen, KV_ZSET, member, &a, &f);
         if (err)
                 return err;
-        const struct kv_field *f =
-            a.e ? kv_dict_find(a.e->obj, kv_fhash(st, member), member->data, member->len) : NULL;
         err = f ? kv_put_double(r, kv_field_score(f)) : kv_put_null(r);
         kv_close(&a);
         return err;
