@@ -12,16 +12,18 @@ PREFIX ?= /usr/local
 	install docs
 
 # What the test suite uses beyond the build: clang + libFuzzer for the codec
-# fuzzers, redis-cli for the tern-kv compatibility test; libevent and libuv
+# fuzzers, redis-cli and python3-redis for the tern-kv client tests
+# (tests/integration/kv), redis-server for run-kv-bench.sh; libevent and libuv
 # (baseline echo servers), redis-benchmark and gnuplot for the benchmark
 # smoke test (bench.smoke); podman, runc and debootstrap for the container
 # image test (container.chat); doxygen for `make docs`, which `make test`
 # runs (seconds, and doxygen's big dependencies come with clang anyway);
 # python3 for docs.snippets (tests/docs/run_snippets.py); hiredis and
 # redis-server for example-redis-async and its test (integration.redis_async);
-# http_parser for proto/http's differential test, curl for example-http-hello's.
+# http_parser for proto/http's differential test, curl for example-http-hello's;
+# redis-server and python3-redis for tern-kv's client tests (kv.redis_py, ...).
 TEST_EXTRA_DEPS ?= clang libclang-rt-14-dev redis-tools libevent-dev libuv1-dev gnuplot-nox \
-	libhttp-parser-dev curl \
+	libhttp-parser-dev curl python3-redis \
 	podman runc debootstrap doxygen python3 libhiredis-dev redis-server
 FUZZ_SECONDS ?= 20
 # Static analysers for `make lint` (tools/lint.sh; configs .clang-tidy,

@@ -13,7 +13,9 @@
 #ifndef TERN_KV_H
 #define TERN_KV_H
 
+#include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "resp.h"
 #include "server.h"
@@ -29,9 +31,28 @@
  * copy 1 GiB before any output limit could look at it. */
 #define KV_MAX_REPLY (64u << 20)
 
+/* Longest client name CLIENT SETNAME accepts: names show up in every
+ * CLIENT LIST, so one client cannot make that reply large. */
+#define KV_NAME_MAX 128
+
+/* Active expiry runs this often on every worker (Redis's hz 10). */
+#define KV_TICK_MS 100
+
+struct kv_client;
+struct kv_worker;
+
 struct kv_app {
         struct kv_store *store;
         struct tern_resp_config resp; /* the codec's limits, keys and values included */
+        const char *requirepass;      /* borrowed; NULL = no AUTH needed */
+        int64_t started_ms;           /* for INFO's uptime */
+        /* Every connection and worker, for CLIENT LIST and INFO; under lock. */
+        pthread_mutex_t lock;
+        struct kv_client *clients;
+        struct kv_worker *workers;
+        size_t nclients;
+        uint64_t next_id;     /* CLIENT ID; atomic */
+        uint64_t connections; /* accepted so far; atomic */
 };
 
 /*

@@ -20,11 +20,13 @@ static void usage(FILE *f, const char *argv0)
 {
         fprintf(f,
                 "usage: %s --port P [--bind ADDR] [--workers N] [--accept MODE] [--log-level L]\n"
-                "          [--max-memory BYTES] [--max-bulk BYTES] [--max-args N]\n"
-                "          [--max-inline BYTES] [--max-request BYTES]\n"
+                "          [--max-memory BYTES] [--maxmemory-policy P] [--requirepass PASS]\n"
+                "          [--max-bulk BYTES] [--max-args N] [--max-inline BYTES]\n"
+                "          [--max-request BYTES]\n"
                 "\n"
-                "An in-memory key-value server speaking RESP (the Redis protocol):\n"
-                "PING ECHO SET GET DEL EXISTS INCR MGET MSET DBSIZE FLUSHALL QUIT.\n"
+                "An in-memory key-value server speaking RESP (the Redis protocol), with\n"
+                "strings, hashes, lists, sets, sorted sets, expiry and transactions.\n"
+                "The commands it supports: docs/kv.md, or COMMAND LIST.\n"
                 "\n"
                 "  -p, --port P          TCP port to listen on (required; 0 = ephemeral)\n"
                 "  -b, --bind ADDR       address to bind (default: all IPv4 and IPv6)\n"
@@ -32,8 +34,11 @@ static void usage(FILE *f, const char *argv0)
                 "  -a, --accept MODE     thread, worker or auto (default): where connections\n"
                 "                        are accepted (see tern-echo --help)\n"
                 "  -l, --log-level L     debug, info, warn, error or off (default info)\n"
-                "  -m, --max-memory B    refuse writes with -OOM once keys and values use\n"
-                "                        more than B bytes (default 0 = no limit)\n"
+                "  -m, --max-memory B    cap on the memory keys and values use (also\n"
+                "                        --maxmemory; default 0 = no limit)\n"
+                "      --maxmemory-policy P  over the cap: noeviction (refuse writes with\n"
+                "                        -OOM, the default), allkeys-lru or volatile-ttl\n"
+                "      --requirepass PASS  clients must AUTH with PASS first\n"
                 "      --max-bulk B      longest key or value (default %u)\n"
                 "      --max-args N      most arguments in one command (default %u)\n"
                 "      --max-inline B    longest inline command line (default %u)\n"
@@ -47,7 +52,14 @@ static void usage(FILE *f, const char *argv0)
                 TERN_RESP_DEFAULT_MAX_FRAME);
 }
 
-enum { OPT_MAX_BULK = 256, OPT_MAX_ARGS, OPT_MAX_INLINE, OPT_MAX_REQUEST };
+enum {
+        OPT_MAX_BULK = 256,
+        OPT_MAX_ARGS,
+        OPT_MAX_INLINE,
+        OPT_MAX_REQUEST,
+        OPT_POLICY,
+        OPT_REQUIREPASS,
+};
 
 int main(int argc, char **argv)
 {
@@ -58,6 +70,9 @@ int main(int argc, char **argv)
             {"accept", required_argument, NULL, 'a'},
             {"log-level", required_argument, NULL, 'l'},
             {"max-memory", required_argument, NULL, 'm'},
+            {"maxmemory", required_argument, NULL, 'm'},
+            {"maxmemory-policy", required_argument, NULL, OPT_POLICY},
+            {"requirepass", required_argument, NULL, OPT_REQUIREPASS},
             {"max-bulk", required_argument, NULL, OPT_MAX_BULK},
             {"max-args", required_argument, NULL, OPT_MAX_ARGS},
             {"max-inline", required_argument, NULL, OPT_MAX_INLINE},
@@ -68,6 +83,8 @@ int main(int argc, char **argv)
         struct tern_server_opts o;
         struct tern_resp_config resp;
         size_t max_memory = 0, sz;
+        enum kv_policy policy = KV_NOEVICTION;
+        const char *requirepass = NULL;
         uint64_t sz64;
         long v;
         bool have_port = false;
@@ -115,6 +132,29 @@ int main(int argc, char **argv)
                         }
                         resp.max_args = (uint32_t)v;
                         break;
+                case OPT_POLICY:
+                        if (!strcmp(optarg, "noeviction")) {
+                                policy = KV_NOEVICTION;
+                        } else if (!strcmp(optarg, "allkeys-lru")) {
+                                policy = KV_ALLKEYS_LRU;
+                        } else if (!strcmp(optarg, "volatile-ttl")) {
+                                policy = KV_VOLATILE_TTL;
+                        } else {
+                                fprintf(stderr,
+                                        "%s: --maxmemory-policy is noeviction, allkeys-lru or "
+                                        "volatile-ttl, not '%s'\n",
+                                        argv[0], optarg);
+                                return 2;
+                        }
+                        break;
+                case OPT_REQUIREPASS:
+                        if (!*optarg || strlen(optarg) > 512) {
+                                fprintf(stderr, "%s: --requirepass takes 1 to 512 bytes\n",
+                                        argv[0]);
+                                return 2;
+                        }
+                        requirepass = optarg;
+                        break;
                 case 'h':
                         usage(stdout, argv[0]);
                         return 0;
@@ -142,6 +182,8 @@ int main(int argc, char **argv)
                 tern_error("tern-kv: cannot start: %s", tern_strerror(r));
                 return 1;
         }
+        kv_store_set_policy(app.store, policy);
+        app.requirepass = requirepass;
         kv_app_apply(&o, &app);
         app_reap_orphans_as_init();
         app_log_default_workers("tern-kv", o.workers);

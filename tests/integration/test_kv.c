@@ -19,6 +19,7 @@
 
 #include "../../apps/kv/kv.c"
 #include "../../apps/kv/store.c"
+#include "../../apps/kv/obj.c"
 #include "srvutil.h"
 #include "testutil.h"
 
@@ -222,7 +223,9 @@ Test(kv, set_get_and_conditions)
         expect(fd, "$-1\r\n");
         CMD(fd, "SET", "k", "v", "NX", "XX");
         expect(fd, "-ERR syntax error\r\n");
-        CMD(fd, "SET", "k", "v", "EX", "10");
+        CMD(fd, "SET", "k", "v", "EX", "0");
+        expect(fd, "-ERR invalid expire time in 'set' command\r\n");
+        CMD(fd, "SET", "k", "v", "EX", "10", "PX", "10");
         expect(fd, "-ERR syntax error\r\n");
         CMD(fd, "SET", "k");
         expect(fd, "-ERR wrong number of arguments for 'set' command\r\n");
@@ -381,8 +384,12 @@ Test(kv, unknown_commands_and_config)
 
         CMD(fd, "FOO", "bar");
         expect(fd, "-ERR unknown command 'FOO'\r\n");
-        CMD(fd, "COMMAND", "DOCS");
-        expect(fd, "-ERR unknown command 'COMMAND'\r\n");
+        CMD(fd, "COMMAND", "COUNT");
+        cr_assert_eq(tu_read_exact(fd, (char[1]){0}, 1, 10000), 0);
+        struct reader rd = {.fd = fd};
+        char line[64];
+        cr_assert_eq(read_line_try(&rd, line, sizeof(line)), 0);
+        cr_assert_gt(atoi(line), 70, "COMMAND COUNT says %s", line);
         /* A name from the client cannot break the reply line. */
         CMD(fd, "X\r\n+OK");
         expect(fd, "-ERR unknown command 'X  +OK'\r\n");
@@ -396,9 +403,11 @@ Test(kv, unknown_commands_and_config)
 
         CMD(fd, "CONFIG", "GET", "save");
         expect(fd, "*2\r\n$4\r\nsave\r\n$0\r\n\r\n");
-        CMD(fd, "config", "get", "appendonly", "maxmemory", "SAVE");
+        CMD(fd, "config", "get", "appendonly", "nosuch", "SAVE");
         expect(fd, "*4\r\n$10\r\nappendonly\r\n$2\r\nno\r\n$4\r\nsave\r\n$0\r\n\r\n");
         CMD(fd, "CONFIG", "GET", "maxmemory");
+        expect(fd, "*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n");
+        CMD(fd, "CONFIG", "GET", "nosuch");
         expect(fd, "*0\r\n");
         CMD(fd, "CONFIG", "SET", "save", "");
         expect(fd, "-ERR tern-kv supports only CONFIG GET <parameter>\r\n");
@@ -1006,5 +1015,133 @@ Test(kv, redis_cli_works_unmodified)
         char *out = redis_cli(k.port, "", "SET x 5\\nINCR x\\nGET x\\n");
         cr_assert_str_eq(out, "OK\n6\n6\n");
         free(out);
+        kv_stop(&k);
+}
+
+/* ---- the commands redis-py and redis-benchmark needed, byte for byte ---- */
+
+Test(kv, expiry_and_string_commands)
+{
+        struct kv_fixture k;
+        kv_start(&k, 2, NULL, 0);
+        int fd = kv_connect(&k);
+
+        rt(fd, "SET k v EX 100\r\n", "+OK\r\n");
+        rt(fd, "TTL k\r\n", ":100\r\n");
+        rt(fd, "SET k w KEEPTTL GET\r\n", "$1\r\nv\r\n");
+        rt(fd, "TTL k\r\n", ":100\r\n");
+        rt(fd, "SET k w\r\n", "+OK\r\n");
+        rt(fd, "TTL k\r\n", ":-1\r\n");
+        rt(fd, "SET k v PX 10 EX 10\r\n", "-ERR syntax error\r\n");
+        rt(fd, "SET k v KEEPTTL EX 10\r\n", "-ERR syntax error\r\n");
+        rt(fd, "SET k v EX abc\r\n", "-ERR value is not an integer or out of range\r\n");
+        rt(fd, "SET k v PX 9223372036854775807\r\n",
+           "-ERR invalid expire time in 'set' command\r\n");
+        rt(fd, "SETEX k 0 v\r\n", "-ERR invalid expire time in 'setex' command\r\n");
+        rt(fd, "PSETEX k 50 v\r\n", "+OK\r\n");
+        rt(fd, "EXPIRE k 10 NX XX\r\n",
+           "-ERR NX and XX, GT or LT options at the same time are not compatible\r\n");
+        rt(fd, "EXPIRE k 10 GT LT\r\n",
+           "-ERR GT and LT options at the same time are not compatible\r\n");
+        usleep(100 * 1000);
+        rt(fd, "GET k\r\n", "$-1\r\n");
+        rt(fd, "TTL k\r\n", ":-2\r\n");
+        rt(fd, "INCRBY n 10\r\n", ":10\r\n");
+        rt(fd, "DECRBY n 3\r\n", ":7\r\n");
+        rt(fd, "DECR n\r\n", ":6\r\n");
+        rt(fd, "DECRBY n -9223372036854775808\r\n", "-ERR decrement would overflow\r\n");
+        rt(fd, "INCRBYFLOAT n 0.5\r\n", "$3\r\n6.5\r\n");
+        rt(fd, "INCRBYFLOAT n x\r\n", "-ERR value is not a valid float\r\n");
+        rt(fd, "APPEND n 1\r\n", ":4\r\n");
+        rt(fd, "GETDEL n\r\n", "$4\r\n6.51\r\n");
+        rt(fd, "RPUSH l a\r\n", ":1\r\n");
+        rt(fd, "GET l\r\n",
+           "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n");
+        rt(fd, "TYPE l\r\n", "+list\r\n");
+        rt(fd, "SELECT 0\r\n", "+OK\r\n");
+        char pat[600];
+        memset(pat, '*', sizeof(pat));
+        pat[sizeof(pat) - 1] = '\0';
+        CMD(fd, "KEYS", pat);
+        expect(fd, "-ERR pattern longer than 512 bytes\r\n");
+        CMD(fd, "SCAN", "0", "MATCH", pat);
+        expect(fd, "-ERR pattern longer than 512 bytes\r\n");
+        rt(fd, "SELECT 1\r\n", "-ERR DB index is out of range (tern-kv has only database 0)\r\n");
+        close(fd);
+        kv_stop(&k);
+}
+
+Test(kv, multi_exec_discard_and_watch)
+{
+        struct kv_fixture k;
+        kv_start(&k, 2, NULL, 0);
+        int fd = kv_connect(&k), other = kv_connect(&k);
+
+        rt(fd, "MULTI\r\n", "+OK\r\n");
+        rt(fd, "MULTI\r\n", "-ERR MULTI calls can not be nested\r\n");
+        rt(fd, "SET a 1\r\n", "+QUEUED\r\n");
+        rt(fd, "INCR a\r\n", "+QUEUED\r\n");
+        rt(fd, "LPUSH a x\r\n", "+QUEUED\r\n");
+        /* Another client sees nothing of the queued commands yet. */
+        rt(other, "GET a\r\n", "$-1\r\n");
+        rt(fd, "EXEC\r\n",
+           "*3\r\n+OK\r\n:2\r\n-WRONGTYPE Operation against a key holding the wrong kind of "
+           "value\r\n");
+        rt(fd, "EXEC\r\n", "-ERR EXEC without MULTI\r\n");
+        rt(fd, "DISCARD\r\n", "-ERR DISCARD without MULTI\r\n");
+        rt(fd, "MULTI\r\n", "+OK\r\n");
+        rt(fd, "INCR a\r\n", "+QUEUED\r\n");
+        rt(fd, "DISCARD\r\n", "+OK\r\n");
+        rt(fd, "GET a\r\n", "$1\r\n2\r\n");
+        rt(fd, "WATCH a\r\n", "+OK\r\n");
+        rt(other, "INCR a\r\n", ":3\r\n");
+        rt(fd, "MULTI\r\n", "+OK\r\n");
+        rt(fd, "WATCH a\r\n", "-ERR WATCH inside MULTI is not allowed\r\n");
+        rt(fd, "INCR a\r\n", "+QUEUED\r\n");
+        rt(fd, "EXEC\r\n", "*-1\r\n");
+        rt(fd, "GET a\r\n", "$1\r\n3\r\n");
+        rt(fd, "MULTI\r\n", "+OK\r\n");
+        rt(fd, "NOSUCH\r\n", "-ERR unknown command 'NOSUCH'\r\n");
+        rt(fd, "EXEC\r\n", "-EXECABORT Transaction discarded because of previous errors.\r\n");
+        rt(fd, "MULTI\r\n", "+OK\r\n");
+        rt(fd, "FLUSHALL\r\n", "+QUEUED\r\n");
+        rt(fd, "DBSIZE\r\n", "+QUEUED\r\n");
+        rt(fd, "EXEC\r\n", "*2\r\n+OK\r\n:0\r\n");
+        close(other);
+        close(fd);
+        kv_stop(&k);
+}
+
+Test(kv, hello_3_switches_to_resp3_replies)
+{
+        struct kv_fixture k;
+        kv_start(&k, 1, NULL, 0);
+        int fd = kv_connect(&k);
+
+        rt(fd, "HELLO 4\r\n", "-NOPROTO unsupported protocol version\r\n");
+        rt(fd, "HSET h f v\r\n", ":1\r\n");
+        rt(fd, "HGETALL h\r\n", "*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
+        puts_(fd, "HELLO 3 SETNAME app\r\n");
+        expect(fd, "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.0.0\r\n"
+                   "$5\r\nproto\r\n:3\r\n$2\r\nid\r\n");
+        struct reader rd = {.fd = fd};
+        char line[64];
+        cr_assert_eq(read_line_try(&rd, line, sizeof(line)), 0); /* the id */
+        static const char rest[] = "$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n"
+                                   "$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n";
+        for (const char *p = rest; *p;) {
+                cr_assert_eq(read_line_try(&rd, line, sizeof(line)), 0);
+                const char *eol = strstr(p, "\r\n");
+                cr_assert(strncmp(line, p, (size_t)(eol - p)) == 0, "got '%s' for '%.*s'", line,
+                          (int)(eol - p), p);
+                p = eol + 2;
+        }
+        rt(fd, "GET nope\r\n", "_\r\n");
+        rt(fd, "HGETALL h\r\n", "%1\r\n$1\r\nf\r\n$1\r\nv\r\n");
+        rt(fd, "CLIENT GETNAME\r\n", "$3\r\napp\r\n");
+        rt(fd, "HELLO 2\r\n",
+           "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n"
+           "$5\r\n7.0.0\r\n$5\r\nproto\r\n:2\r\n$2\r\nid\r\n");
+        close(fd);
         kv_stop(&k);
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tern-kv against redis-server under redis-benchmark, in one interleaved run.
 #
-#   redis-benchmark -t ping,set,get -n N -c 50 [-P 16]
+#   redis-benchmark -t ping,set,get,incr -n N -c 50 [-P 16]
 #
 # Server configurations (--configs, all by default):
 #   tern1    tern-kv --workers 1, pinned to --server-cpu; client on --client-cpu
@@ -110,7 +110,7 @@ read -r -a CFGS <<<"$CONFIGS"
 ncfg=${#CFGS[@]}
 failed=0
 echo "run-kv-bench: $CONFIGS; pipelines $PIPELINES; $ROUNDS round(s) of $REQUESTS requests" \
-     "x 3 tests, $CLIENTS clients; log in $LOG" >&2
+     "x 5 tests, $CLIENTS clients; log in $LOG" >&2
 for ((r = 1; r <= ROUNDS; r++)); do
   for p in $PIPELINES; do
     for ((k = 0; k < ncfg; k++)); do
@@ -126,11 +126,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
       out=$WORK/$r-$p-$cfg.csv
       rc=0
       timeout --kill-after=5 600 "${pin[@]}" redis-benchmark -h 127.0.0.1 -p "$PORT" \
-        -t ping,set,get -n "$REQUESTS" -c "$CLIENTS" -P "$p" --csv >"$out" 2>>"$LOG" || rc=$?
+        -t ping,set,get,incr -n "$REQUESTS" -c "$CLIENTS" -P "$p" --csv >"$out" 2>>"$LOG" || rc=$?
       bench_stop_server
       # --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",
       #        "p95_latency_ms","p99_latency_ms","max_latency_ms"
-      if [ "$rc" -ne 0 ] || [ "$(grep -c '^"[A-Z]' "$out" || true)" -lt 4 ]; then
+      if [ "$rc" -ne 0 ] || [ "$(grep -c '^"[A-Z]' "$out" || true)" -lt 5 ]; then
         echo "run-kv-bench: redis-benchmark against $cfg -P $p failed (exit $rc; see $LOG)" >&2
         failed=$((failed + 1)); continue
       fi
@@ -157,13 +157,13 @@ awk -F, "$BENCH_AWK_MEDIAN"'
 
 REDIS_VER=$(redis-server --version 2>/dev/null | sed 's/.*v=\([^ ]*\).*/\1/' || echo "?")
 echo
-echo "requests/s, median of $ROUNDS; redis-benchmark -t ping,set,get -n $REQUESTS -c $CLIENTS"
+echo "requests/s, median of $ROUNDS; redis-benchmark -t ping,set,get,incr -n $REQUESTS -c $CLIENTS"
 echo "machine: $(bench_machine); redis $REDIS_VER; commit $(bench_commit "$ROOT");" \
      "load $LOAD_START -> $(bench_loadavg)"
 echo "pinned: server on CPU $SERVER_CPU, redis-benchmark on CPU $CLIENT_CPU"
 echo
 printf '| %-8s | %-6s | %-8s |' config placed pipeline
-TESTS="PING_INLINE PING_MBULK SET GET"
+TESTS="PING_INLINE PING_MBULK SET GET INCR"
 for t in $TESTS; do printf ' %11s |' "$t"; done
 echo
 printf '|----------|--------|----------|'
