@@ -551,14 +551,18 @@ static void drain_mailbox(struct tern_loop *l)
  * object for everything it was sent during the iteration. */
 static void run_flush(struct tern_loop *l)
 {
-        for (uint32_t i = 0; i < l->nflush; i++) {
-                struct tern__io *io = l->flush[i];
-                io->state &= ~TERN__IO_FLUSH;
-                if (!(io->state & TERN__IO_DEAD))
-                        io->kind->on_flush(io);
+        /* Callbacks owed by the writes (write-complete, a close) may send
+         * again: those go out in the next pass, not after the next poll. */
+        while (l->nflush) {
+                for (uint32_t i = 0; i < l->nflush; i++) {
+                        struct tern__io *io = l->flush[i];
+                        io->state &= ~TERN__IO_FLUSH;
+                        if (!(io->state & TERN__IO_DEAD))
+                                io->kind->on_flush(io);
+                }
+                l->nflush = 0;
+                run_pending(l);
         }
-        l->nflush = 0;
-        run_pending(l);
 }
 
 static void free_closed(struct tern_loop *l)
@@ -607,7 +611,7 @@ static void loop_iterate(struct tern_loop *l)
                         l->nready = 0;
                 }
                 l->ready_lost = false;
-                bool ready = nready || scan;
+                bool ready = nready || scan || l->nflush;
 
                 /* 2. timeout (no clock read, no wheel scan when nothing is armed) */
                 int timeout = 0;
