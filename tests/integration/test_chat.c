@@ -24,13 +24,17 @@
  * main.c) are compiled into this test so that the tests can drive the
  * server in-process and check that it frees everything it allocated.
  */
-#include "../../apps/chat/check.c"
 #include "../../apps/common/cli.c"
-#include "../../apps/chat/commands.c"
-#include "../../apps/chat/config.c"
-#include "../../apps/chat/fanout.c"
+#include "../../apps/chat/live.c"
 #include "../../apps/chat/registry.c"
+#include "../../apps/chat/worker.c"
+#include "../../apps/chat/fanout.c"
+#include "../../apps/chat/client.c"
+#include "../../apps/chat/who.c"
+#include "../../apps/chat/commands.c"
 #include "../../apps/chat/server.c"
+#include "../../apps/chat/config.c"
+#include "../../apps/chat/check.c"
 
 /* ---- server start / stop ---- */
 
