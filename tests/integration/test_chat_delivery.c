@@ -469,6 +469,11 @@ static void *send_big(void *p)
         return NULL;
 }
 
+static int nick_cmp(const void *a, const void *b)
+{
+        return strcasecmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static void slow_consumer(int workers)
 {
         enum { FAST = 3, MSGS = SLOW_MSGS, TEXT = SLOW_TEXT, OUTBUF = 128 * 1024 };
@@ -510,6 +515,16 @@ static void slow_consumer(int workers)
         cr_assert_eq(r, 0, "%d workers: %s %s; got %d %d %d, left seen %d %d %d, peak %zu", workers,
                      strerror(-r), sl.err, sl.next[0], sl.next[1], sl.next[2], sl.left_seen[0],
                      sl.left_seen[1], sl.left_seen[2], chat_server_peak_queued(cs));
+
+        /* Dropped means gone from the room at once, although its connection
+         * still lingers to flush: /who and /rooms count the fast ones only. */
+        const char *names[FAST];
+        for (int i = 0; i < FAST; i++)
+                names[i] = fast[i].nick;
+        qsort(names, FAST, sizeof(names[0]), nick_cmp);
+        send_str(&fast[1], "/who\r\n/rooms\r\n");
+        cc_expectf(&fast[1], "* members of #lobby: %s %s %s", names[0], names[1], names[2]);
+        cc_expect(&fast[1], "* rooms: #lobby(3)");
 
         /* Memory stayed bounded: no client ever had more than max_outbuf
          * plus one line pending. */
