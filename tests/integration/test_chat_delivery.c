@@ -386,6 +386,92 @@ Test(chat_delivery, a_move_keeps_what_was_sent_before_it)
         stop(cs);
 }
 
+/* ---- clients that vanish while the room talks ---- */
+
+enum { VANISH_STAY = 4, VANISH_GONE = 12, VANISH_MSGS = 3000 };
+
+struct vanish {
+        struct cc *gone;
+        int next[VANISH_STAY];
+        int left[VANISH_STAY];
+        bool seen[VANISH_STAY][VANISH_GONE];
+        char err[192];
+};
+
+static int vanish_line(int i, const char *line, size_t len, void *arg)
+{
+        (void)len;
+        struct vanish *v = arg;
+        char room[64], want[128];
+        int s, q;
+        if (parse_msg(line, room, sizeof(room), &s, &q)) {
+                if (q != v->next[i]) {
+                        snprintf(v->err, sizeof(v->err), "client %d: m %d after %d", i, q,
+                                 v->next[i]);
+                        return -EPROTO;
+                }
+                v->next[i]++;
+                return 0;
+        }
+        for (int g = 0; g < VANISH_GONE; g++) {
+                snprintf(want, sizeof(want), "* %s left #lobby", v->gone[g].nick);
+                if (strcmp(line, want) != 0)
+                        continue;
+                if (v->seen[i][g]) {
+                        snprintf(v->err, sizeof(v->err), "client %d: \"%s\" twice", i, line);
+                        return -EPROTO;
+                }
+                v->seen[i][g] = true;
+                v->left[i]++;
+        }
+        return 0;
+}
+
+static bool vanish_done(void *arg)
+{
+        struct vanish *v = arg;
+        for (int i = 0; i < VANISH_STAY; i++)
+                if (v->next[i] != VANISH_MSGS || v->left[i] != VANISH_GONE)
+                        return false;
+        return true;
+}
+
+/* Clients reset (RST) while a room message flood is written to them: some
+ * sends to them fail, and each leaves once, announced, from its on_close;
+ * the others get every line, in order. */
+static void vanishing(int workers)
+{
+        struct chat_server *cs = start(workers);
+        struct cc c[VANISH_STAY + VANISH_GONE];
+        open_all(c, VANISH_STAY + VANISH_GONE, chat_server_port(cs));
+        struct vanish v = {.gone = &c[VANISH_STAY]};
+
+        struct sender_arg sa = {&c[0], 0, VANISH_MSGS, 10, 100, 0};
+        pthread_t th;
+        pthread_create(&th, NULL, sender_thread, &sa);
+        for (int g = 0; g < VANISH_GONE; g++) {
+                usleep(2000);
+                struct linger lg = {.l_onoff = 1, .l_linger = 0};
+                setsockopt(v.gone[g].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+                close(v.gone[g].fd);
+                v.gone[g].fd = -1;
+        }
+        int r = cc_pump(c, VANISH_STAY, vanish_line, vanish_done, &v, 30000);
+        pthread_join(th, NULL);
+        cr_assert_eq(sa.failed, 0);
+        cr_assert_eq(r, 0, "%d workers: %s %s; got %d %d %d %d, left %d %d %d %d", workers,
+                     strerror(-r), v.err, v.next[0], v.next[1], v.next[2], v.next[3], v.left[0],
+                     v.left[1], v.left[2], v.left[3]);
+        close_all(c, VANISH_STAY + VANISH_GONE);
+        stop(cs);
+}
+
+Test(chat_delivery, reset_clients_leave_once_while_messages_flow)
+{
+        vanishing(1);
+        vanishing(4);
+}
+
 /* ---- the slow consumer ---- */
 
 struct slow {
