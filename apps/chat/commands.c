@@ -1,5 +1,7 @@
 /*
- * The line protocol: one command or message per line (docs/chat.md).
+ * Layer 6 (chat.h lists the layers; includes commands.h, so who.h,
+ * client.h and the layers below): the line protocol, one command or
+ * message per line (docs/chat.md), and the lines held behind a /who.
  *
  * Every reply is built in the worker's scratch line or on the stack; only
  * /rooms and /who, whose size grows with the server, allocate.
@@ -10,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "chat.h"
+#include "commands.h"
 
 void chat_sanitize(char *dst, const uint8_t *src, size_t len)
 {
@@ -38,18 +40,6 @@ static void trim(const uint8_t **p, size_t *len)
                 (*len)--;
 }
 
-/* Appends @len bytes at @s to the line at @buf + *@off. */
-static void put(char *buf, size_t *off, const void *s, size_t len)
-{
-        memcpy(buf + *off, s, len);
-        *off += len;
-}
-
-static void puts_(char *buf, size_t *off, const char *s)
-{
-        put(buf, off, s, strlen(s));
-}
-
 static void reply(struct chat_client *cl, const char *line)
 {
         chat_send(cl, line, strlen(line));
@@ -62,10 +52,10 @@ static void reply_with(struct chat_client *cl, const char *what, const uint8_t *
         size_t off = 0;
         if (len > CHAT_NAME_MAX * 3)
                 len = CHAT_NAME_MAX * 3;
-        puts_(line, &off, what);
+        chat_puts(line, &off, what);
         chat_sanitize(line + off, arg, len);
         off += len;
-        puts_(line, &off, "\r\n");
+        chat_puts(line, &off, "\r\n");
         chat_send(cl, line, off);
 }
 
@@ -77,15 +67,15 @@ static void room_message(struct chat_client *cl, const uint8_t *text, size_t len
                 return;
         char *line = cl->w->scratch;
         size_t off = 0;
-        puts_(line, &off, "[#");
-        puts_(line, &off, cl->room->name);
-        puts_(line, &off, "] ");
-        puts_(line, &off, cl->nick->name);
-        puts_(line, &off, ": ");
+        chat_puts(line, &off, "[#");
+        chat_puts(line, &off, cl->room->name);
+        chat_puts(line, &off, "] ");
+        chat_puts(line, &off, cl->nick->name);
+        chat_puts(line, &off, ": ");
         chat_sanitize(line + off, text, len);
         off += len;
-        puts_(line, &off, "\r\n");
-        if (chat_broadcast(cl->w, cl, cl->room, line, off) < 0)
+        chat_puts(line, &off, "\r\n");
+        if (chat_client_say(cl, line, off) < 0)
                 reply(cl, "! out of memory\r\n");
 }
 
@@ -111,10 +101,7 @@ static void cmd_nick(struct chat_client *cl, const uint8_t *arg, size_t len)
          * returns (QSBR), which is all we need. */
         char line[2 * CHAT_NAME_MAX + 32];
         int n = snprintf(line, sizeof(line), "* %s is now %s\r\n", old->name, nick->name);
-        if (cl->room)
-                chat_broadcast(cl->w, cl, cl->room, line, (size_t)n);
-        else
-                chat_send(cl, line, (size_t)n);
+        chat_client_say(cl, line, (size_t)n);
 }
 
 static void cmd_join(struct chat_client *cl, const uint8_t *arg, size_t len)
@@ -127,7 +114,7 @@ static void cmd_join(struct chat_client *cl, const uint8_t *arg, size_t len)
                 reply(cl, "! invalid room\r\n");
                 return;
         }
-        if (chat_client_join(cl, (const char *)arg, len) < 0 && !cl->departed)
+        if (chat_client_join(cl, (const char *)arg, len) < 0 && !chat_client_gone(cl))
                 reply(cl, "! out of memory\r\n");
 }
 
@@ -152,12 +139,10 @@ static void pm_deliver(tern_conn *c, void *arg)
 {
         struct pm *pm = arg;
         struct chat_client *cl = c ? tern_conn_data(c) : NULL;
-        if (cl) {
-                chat_enter(cl->w);
+        if (cl)
                 chat_send(cl, pm->data, pm->len);
-                chat_exit(cl->w);
-        }
         free(pm);
+        chat_grace_release();
 }
 
 static void cmd_msg(struct chat_client *cl, const uint8_t *arg, size_t len)
@@ -187,28 +172,28 @@ static void cmd_msg(struct chat_client *cl, const uint8_t *arg, size_t len)
                 return;
         }
         size_t off = 0;
-        puts_(pm->data, &off, "[pm] ");
-        puts_(pm->data, &off, cl->nick->name);
-        puts_(pm->data, &off, ": ");
+        chat_puts(pm->data, &off, "[pm] ");
+        chat_puts(pm->data, &off, cl->nick->name);
+        chat_puts(pm->data, &off, ": ");
         chat_sanitize(pm->data + off, text, tlen);
         off += tlen;
-        puts_(pm->data, &off, "\r\n");
+        chat_puts(pm->data, &off, "\r\n");
         pm->len = off;
-        if (tern_handle_post(tern_conn_server(cl->conn), to->owner, pm_deliver, pm) < 0) {
+        if (tern_handle_post(tern_conn_server(cl->m.conn), to->owner, pm_deliver, pm) < 0) {
                 free(pm);
                 reply_with(cl, "! no such user ", arg, nlen);
                 return;
         }
         char *line = cl->w->scratch;
         off = 0;
-        puts_(line, &off, "[pm to ");
-        puts_(line, &off, to->name);
-        puts_(line, &off, "] ");
-        puts_(line, &off, cl->nick->name);
-        puts_(line, &off, ": ");
+        chat_puts(line, &off, "[pm to ");
+        chat_puts(line, &off, to->name);
+        chat_puts(line, &off, "] ");
+        chat_puts(line, &off, cl->nick->name);
+        chat_puts(line, &off, ": ");
         chat_sanitize(line + off, text, tlen);
         off += tlen;
-        puts_(line, &off, "\r\n");
+        chat_puts(line, &off, "\r\n");
         chat_send(cl, line, off);
 }
 
@@ -223,183 +208,24 @@ static const char help_text[] =
     "*   /help           this text\r\n"
     "* any other line is said to your room\r\n";
 
-/* ---- /who: asked of every worker with members, answered by the last ---- */
-
-struct who_part {
-        char *names; /* NUL-separated */
-        size_t len;
-        uint32_t n;
-};
-
-struct who_req {
-        struct chat_server *cs;
-        tern_handle requester;
-        uint64_t room_id;
-        int pending; /* atomic: workers still to answer, +1 while asking */
-        char room_name[CHAT_NAME_MAX + 1];
-        struct who_part parts[]; /* one per worker, written by that worker */
-};
-
-struct who_reply {
-        size_t len;
-        char data[];
-};
+/* ---- /who and the lines held behind it ---- */
 
 static void replay_pending(struct chat_client *cl);
 
-static void who_reply_deliver(tern_conn *c, void *arg)
+static void who_answered(struct chat_client *cl)
 {
-        struct who_reply *r = arg;
-        struct chat_client *cl = c ? tern_conn_data(c) : NULL;
-        if (cl) {
-                chat_enter(cl->w);
-                chat_send(cl, r->data, r->len);
-                cl->waiting = false;
-                replay_pending(cl);
-                chat_exit(cl->w);
-        }
-        free(r);
-}
-
-static int name_cmp(const void *a, const void *b)
-{
-        return strcasecmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/*
- * Builds the answer. @direct is the requester when we run in its own /who
- * callback (every member was local); otherwise the answer travels to the
- * requester's worker, which is waiting for it.
- */
-static void who_finish(struct who_req *req, struct chat_client *direct)
-{
-        struct chat_server *cs = req->cs;
-        size_t n = 0, bytes = 0;
-        for (int i = 0; i < cs->nworkers; i++) {
-                n += req->parts[i].n;
-                bytes += req->parts[i].len;
-        }
-        const char **names = malloc((n ? n : 1) * sizeof(*names));
-        struct who_reply *r = malloc(sizeof(*r) + bytes + CHAT_LINE_OVERHEAD);
-        if (names && r) {
-                size_t k = 0;
-                for (int i = 0; i < cs->nworkers; i++) {
-                        const char *p = req->parts[i].names;
-                        for (uint32_t j = 0; j < req->parts[i].n; j++, p += strlen(p) + 1)
-                                names[k++] = p;
-                }
-                qsort(names, n, sizeof(*names), name_cmp);
-                size_t off = 0;
-                puts_(r->data, &off, "* members of #");
-                puts_(r->data, &off, req->room_name);
-                puts_(r->data, &off, ":");
-                for (size_t i = 0; i < n; i++) {
-                        puts_(r->data, &off, " ");
-                        puts_(r->data, &off, names[i]);
-                }
-                puts_(r->data, &off, "\r\n");
-                r->len = off;
-        } else if (r) {
-                r->len = (size_t)snprintf(r->data, CHAT_LINE_OVERHEAD, "! out of memory\r\n");
-        }
-        if (direct) {
-                if (r)
-                        chat_send(direct, r->data, r->len);
-                else
-                        reply(direct, "! out of memory\r\n");
-        } else if (r) {
-                /* Exactly once, even to a closed requester (then c = NULL). */
-                if (tern_handle_post(cs->srv, req->requester, who_reply_deliver, r) == 0)
-                        r = NULL;
-        }
-        /* Without memory for an answer the requester stays waiting; its idle
-         * timeout (or a close) ends that. */
-        free(r);
-        free(names);
-        for (int i = 0; i < cs->nworkers; i++)
-                free(req->parts[i].names);
-        free(req);
-}
-
-/* Returns true when this call answered the request. */
-static bool who_done(struct who_req *req, struct chat_client *direct)
-{
-        if (__atomic_sub_fetch(&req->pending, 1, __ATOMIC_ACQ_REL))
-                return false;
-        who_finish(req, direct);
-        return true;
-}
-
-static void who_collect(struct chat_worker *w, struct who_req *req)
-{
-        struct chat_lroom *lr = chat_lroom_find(w, req->room_id);
-        if (!lr)
-                return;
-        struct chat_client *cl;
-        size_t bytes = 0;
-        cds_list_for_each_entry(cl, &lr->members, member) bytes += strlen(cl->nick->name) + 1;
-        struct who_part *part = &req->parts[w->index];
-        part->names = malloc(bytes ? bytes : 1);
-        if (!part->names)
-                return; /* the answer misses this worker's members */
-        cds_list_for_each_entry(cl, &lr->members, member)
-        {
-                size_t len = strlen(cl->nick->name) + 1;
-                memcpy(part->names + part->len, cl->nick->name, len);
-                part->len += len;
-                part->n++;
-        }
-}
-
-static void who_task(tern_loop *loop, void *arg)
-{
-        struct who_req *req = arg;
-        struct chat_worker *w = &req->cs->workers[tern_loop_index(loop)];
-        chat_enter(w);
-        who_collect(w, req);
-        who_done(req, NULL);
-        chat_exit(w);
+        cl->waiting = false;
+        replay_pending(cl);
 }
 
 static void cmd_who(struct chat_client *cl)
 {
-        struct chat_worker *w = cl->w;
-        struct chat_server *cs = w->cs;
-        struct chat_room *room = cl->room;
-        if (!room)
+        if (chat_who(cl, who_answered))
                 return;
-        struct who_req *req =
-            calloc(1, sizeof(*req) + (size_t)cs->nworkers * sizeof(req->parts[0]));
-        if (!req) {
-                reply(cl, "! out of memory\r\n");
-                return;
-        }
-        req->cs = cs;
-        req->requester = tern_conn_handle(cl->conn);
-        req->room_id = room->id;
-        memcpy(req->room_name, room->name, sizeof(req->room_name));
-        /* Member lists are private to their workers: ask each worker that
-         * counts members (a count is raised before its member can be seen
-         * joining, so whoever saw a join is answered with that member). */
-        uint8_t targets[256];
-        int n = 0;
-        for (int i = 0; i < cs->nworkers; i++)
-                if (i != w->index && __atomic_load_n(&room->count[i], __ATOMIC_SEQ_CST))
-                        targets[n++] = (uint8_t)i;
-        req->pending = n + 1;
-        who_collect(w, req);
-        for (int i = 0; i < n; i++)
-                if (tern_loop_post(cs->workers[targets[i]].loop, who_task, req) < 0)
-                        who_done(req, NULL); /* that worker stopped: answer without it */
-        if (who_done(req, cl))
-                return;
-        /* The answer comes back as a task on this worker, necessarily after
-         * this callback: hold the client's next lines until then. */
+        /* Hold the client's next lines until the answer is out. */
         cl->waiting = true;
-        tern_conn_pause_read(cl->conn);
+        tern_conn_pause_read(cl->m.conn);
 }
-
-/* ---- lines held behind a /who ---- */
 
 static void hold(struct chat_client *cl, const struct tern_frame *f)
 {
@@ -428,7 +254,7 @@ static void hold(struct chat_client *cl, const struct tern_frame *f)
 static void replay_pending(struct chat_client *cl)
 {
         size_t off = 0;
-        while (off < cl->pend_len && !cl->waiting && !cl->departed) {
+        while (off < cl->pend_len && !cl->waiting && !chat_client_gone(cl)) {
                 uint32_t rec;
                 memcpy(&rec, cl->pend + off, sizeof(rec));
                 off += sizeof(rec);
@@ -439,7 +265,7 @@ static void replay_pending(struct chat_client *cl)
                 chat_on_line(cl, cl->pend + off, rec);
                 off += rec;
         }
-        if (cl->waiting && !cl->departed) {
+        if (cl->waiting && !chat_client_gone(cl)) {
                 memmove(cl->pend, cl->pend + off, cl->pend_len - off);
                 cl->pend_len -= off;
                 return;
@@ -449,8 +275,8 @@ static void replay_pending(struct chat_client *cl)
         cl->pend_len = cl->pend_cap = 0;
         if (cl->eof)
                 chat_client_depart(cl, NULL);
-        else if (!cl->departed && cl->conn)
-                tern_conn_resume_read(cl->conn);
+        else if (!chat_client_gone(cl))
+                tern_conn_resume_read(cl->m.conn);
 }
 
 void chat_on_frame(struct chat_client *cl, const struct tern_frame *f)

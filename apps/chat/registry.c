@@ -1,5 +1,6 @@
 /*
- * The shared registries: rooms and nicknames, each a liburcu lock-free hash
+ * Layer 1 (chat.h lists the layers; includes base.h only). The shared
+ * registries: rooms and nicknames, each a liburcu lock-free hash
  * table (rculfhash) under the QSBR flavour that tern's workers already
  * follow. Lookups take no lock and write nothing shared; updates are single
  * atomic commits (add_unique, replace, del); removed entries are freed by
@@ -19,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chat.h"
+#include "registry.h"
 
 /* ---- names and hashing ---- */
 

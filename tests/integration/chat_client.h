@@ -1,8 +1,10 @@
 /*
- * Line-oriented loopback clients for the tern-chat tests: one blocking
- * socket each, a receive buffer, and a poll() pump for many at once. Every
- * line the server sends must end with "\r\n"; a line that does not is a
- * failure (-EPROTO).
+ * What the tern-chat tests (test_chat_*.c) share. Line-oriented loopback
+ * clients: one blocking socket each, a receive buffer, and a poll() pump
+ * for many at once. Every line the server sends must end with "\r\n"; a
+ * line that does not is a failure (-EPROTO). Then the server itself,
+ * compiled in, and a fixture that starts it and checks at the end that it
+ * freed everything.
  */
 #ifndef TERN_CHAT_CLIENT_H
 #define TERN_CHAT_CLIENT_H
@@ -18,6 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <criterion/criterion.h>
+
+#include "srvutil.h"
 #include "testutil.h"
 
 #define CC_LINE_MAX 16384
@@ -272,6 +277,103 @@ static inline int cc_pump(struct cc *cs, int n, cc_line_cb on_line, bool (*done)
         free(line);
         free(pfds);
         return ret;
+}
+
+/*
+ * tern-chat is an application, not part of libtern: its modules (all but
+ * main.c) are compiled into each test so that the tests can drive the
+ * server in-process and check that it frees everything it allocated.
+ * Listed bottom layer first (apps/chat/chat.h).
+ */
+#include "../../apps/common/cli.c"
+#include "../../apps/chat/live.c"
+#include "../../apps/chat/registry.c"
+#include "../../apps/chat/worker.c"
+#include "../../apps/chat/fanout.c"
+#include "../../apps/chat/client.c"
+#include "../../apps/chat/who.c"
+#include "../../apps/chat/commands.c"
+#include "../../apps/chat/server.c"
+#include "../../apps/chat/config.c"
+#include "../../apps/chat/check.c"
+
+/* ---- server start / stop ---- */
+
+static inline struct chat_server *start_with(struct chat_opts *o)
+{
+        o->bind = "127.0.0.1";
+        o->port = 0;
+        if (!o->drain_timeout_ms)
+                o->drain_timeout_ms = 2000;
+        struct chat_server *cs = chat_server_new(o);
+        cr_assert_not_null(cs, "chat_server_new: %s", strerror(errno));
+        cr_assert_eq(chat_server_start(cs), 0);
+        return cs;
+}
+
+static inline struct chat_server *start(int workers)
+{
+        struct chat_opts o;
+        chat_opts_init(&o);
+        o.workers = workers;
+        return start_with(&o);
+}
+
+static inline void stop(struct chat_server *cs)
+{
+        chat_server_stop(cs);
+        cr_assert_eq(chat_server_wait(cs), 0);
+        chat_server_free(cs);
+        su_assert_nothing_live();
+        struct chat_live_counts lc;
+        chat_live_counts(&lc);
+        cr_assert_eq(lc.clients, 0, "%ld clients still live", lc.clients);
+        cr_assert_eq(lc.rooms, 0, "%ld rooms still live", lc.rooms);
+        cr_assert_eq(lc.nicks, 0, "%ld nicknames still live", lc.nicks);
+        cr_assert_eq(lc.msgs, 0, "%ld messages still live", lc.msgs);
+}
+
+/* Opens @n clients one after another; each earlier one sees each later
+ * one join the lobby, and those notices are consumed here. */
+static inline void open_all(struct cc *c, int n, uint16_t port)
+{
+        for (int i = 0; i < n; i++) {
+                cr_assert_eq(cc_open(&c[i], port), 0, "client %d", i);
+                for (int j = 0; j < i; j++)
+                        cc_expectf(&c[j], "* %s joined #lobby", c[i].nick);
+        }
+}
+
+static inline void close_all(struct cc *c, int n)
+{
+        for (int i = 0; i < n; i++)
+                cc_close(&c[i]);
+}
+
+static inline void send_str(struct cc *c, const char *s)
+{
+        cr_assert_eq(cc_send(c, s, strlen(s)), 0, "%s: send failed", c->nick);
+}
+
+/* Moves @c to @room and waits for its own join notice (the room may be
+ * spelt otherwise: its creator's spelling wins). */
+static inline void join(struct cc *c, const char *room)
+{
+        cr_assert_eq(cc_sendf(c, "/join %s\r\n", room), 0);
+        char want[128], got[CC_LINE_MAX];
+        snprintf(want, sizeof(want), "* %s joined #%s", c->nick, room);
+        int r;
+        while ((r = cc_line(c, got, sizeof(got), 10000)) >= 0 && strcasecmp(got, want) != 0)
+                ;
+        cr_assert_geq(r, 0, "%s: no \"%s\": %s", c->nick, want, strerror(-r));
+}
+
+static inline void expect_eof(struct cc *c)
+{
+        char line[CC_LINE_MAX];
+        int r = cc_line(c, line, sizeof(line), 10000);
+        cr_assert(r == -ENODATA || r == -ECONNRESET, "%s: expected the end, got %d \"%s\"", c->nick,
+                  r, r >= 0 ? line : "");
 }
 
 #endif

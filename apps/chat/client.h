@@ -1,0 +1,68 @@
+/*
+ * Layer 4 (chat.h lists the layers): one client's chat state and what it
+ * does to the chat: sends to it, joins, departures, the idle timer.
+ * Includes fanout.h (and so registry.h and worker.h). [worker]
+ *
+ * Every function here that fans out (a broadcast, an inbox drain, a send)
+ * settles before it returns: members marked too slow meanwhile, this
+ * client included, have departed by then.
+ */
+#ifndef CHAT_CLIENT_H
+#define CHAT_CLIENT_H
+
+#include "fanout.h"
+
+struct chat_client {
+        struct chat_member m; /* conn, room list, slow mark */
+        struct chat_worker *w;
+        struct chat_nick *nick; /* our registry entry; NULL once departed */
+        struct chat_room *room; /* counted membership; NULL when in none */
+        struct tern_timer idle;
+        uint64_t last_input; /* loop ms */
+        bool departed;       /* left the chat; the connection may still flush */
+        /* The command layer's: a /who is out to other workers, so later
+         * lines wait in @pend (and reading pauses) so that replies keep the
+         * order of commands. */
+        bool waiting;
+        bool eof;      /* the client finished sending while waiting: leave after */
+        uint8_t *pend; /* records: u32 length (UINT32_MAX: too long) + bytes */
+        size_t pend_len, pend_cap;
+};
+
+static inline struct chat_client *chat_client_of(struct chat_member *m)
+{
+        return caa_container_of(m, struct chat_client, m);
+}
+
+/* Departed, marked too slow, or its connection closed or closing: it should
+ * not act any more (its on_close will make it leave if it has not). */
+static inline bool chat_client_gone(const struct chat_client *cl)
+{
+        return cl->departed || chat_member_gone(&cl->m);
+}
+
+/* Sets the fan-out of @w up with this layer's slow-consumer drop. */
+int chat_client_worker_init(struct chat_worker *w);
+
+/* A new connection: greets it with a guest name and joins the lobby.
+ * Returns the client (attached to @c), or NULL (the connection is then
+ * aborted). */
+struct chat_client *chat_client_open(struct chat_worker *w, tern_conn *c);
+/* The connection closed (its on_close): departs and frees @cl. */
+void chat_client_closed(struct chat_client *cl, enum tern_close_reason reason, int err);
+
+/* Sends to one client, which departs with a notice if its pending output
+ * passes max_outbuf. Returns 0 or -errno. */
+int chat_send(struct chat_client *cl, const void *data, size_t len);
+int chat_sendf(struct chat_client *cl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Says @len bytes at @data to the client's room (or to the client alone if
+ * it is in none). Returns 0 or -ENOMEM. */
+int chat_client_say(struct chat_client *cl, const char *data, size_t len);
+/* Leaves the current room and joins @name: the room move of docs/chat.md.
+ * Returns 0, or -ENOMEM. */
+int chat_client_join(struct chat_client *cl, const char *name, size_t len);
+/* Leaves the chat (room, nickname, timer); @why, if any, is sent first and
+ * the connection then closes after flushing. */
+void chat_client_depart(struct chat_client *cl, const char *why);
+
+#endif
