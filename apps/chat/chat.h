@@ -35,6 +35,7 @@
 #define CHAT_DEFAULT_IDLE_S 300
 #define CHAT_DEFAULT_LINE   4096
 #define CHAT_DEFAULT_OUTBUF (1024 * 1024)
+#define CHAT_DEFAULT_INBOX  (4 * 1024 * 1024)
 #define CHAT_LOBBY          "lobby"
 /* Longest line the server writes besides the client's own text:
  * "[pm to " NAME "] " NAME ": " ... "\r\n" and friends. */
@@ -51,6 +52,9 @@ struct chat_opts {
         uint32_t max_conns;        /* 0: unlimited */
         size_t max_line;           /* longest client line, terminator excluded */
         size_t max_outbuf;         /* pending output past which a client is dropped */
+        size_t max_inbox;          /* bytes other workers may have queued for one
+                                      worker before their speakers pause (reading
+                                      resumes below half of it) */
         uint32_t drain_timeout_ms; /* 0: tern's default; bounds shutdown and the
                                       linger of a dropped slow client */
 };
@@ -87,6 +91,10 @@ tern_server *chat_server_tern(const struct chat_server *cs);
 /* The most output ever pending for one client, in bytes: the memory bound
  * of the slow-consumer rule, for operators and tests. [any] */
 size_t chat_server_peak_queued(const struct chat_server *cs);
+/* The most bytes ever queued at once in one worker's inbox, and how often a
+ * speaker was paused because an inbox was over max_inbox. [any] */
+size_t chat_server_peak_inbox(const struct chat_server *cs);
+uint64_t chat_server_throttles(const struct chat_server *cs);
 
 /* Process-wide counts of the chat's own objects, for leak checks. [any] */
 struct chat_live_counts {

@@ -48,13 +48,54 @@ int chat_sendf(struct chat_client *cl, const char *fmt, ...)
         return chat_send(cl, line, (size_t)n);
 }
 
+/* Another worker's inbox is past max_inbox: stop reading from @cl, the
+ * speaker that filled it, until the inboxes drain (backpressure to TCP
+ * instead of memory without bound). */
+static void throttle(struct chat_client *cl)
+{
+        struct chat_worker *w = cl->w;
+        if (cl->throttled || !cl->m.conn)
+                return;
+        cl->throttled = true;
+        tern_conn_pause_read(cl->m.conn);
+        cds_list_add_tail(&cl->throttle_link, &w->throttled);
+        __atomic_store_n(&w->throttles, w->throttles + 1, __ATOMIC_RELAXED);
+        if (!tern_timer_armed(&w->resume))
+                tern_loop_timer_start(w->loop, &w->resume, 1, 1);
+}
+
+static void unthrottle(struct chat_client *cl)
+{
+        if (!cl->throttled)
+                return;
+        cl->throttled = false;
+        cds_list_del_init(&cl->throttle_link);
+        /* A /who in flight keeps its own pause; its answer resumes. */
+        if (cl->m.conn && !cl->waiting)
+                tern_conn_resume_read(cl->m.conn);
+}
+
+/* Every millisecond while speakers are paused: once every other worker's
+ * inbox is down to half the bound, they all go on. */
+static void resume_cb(struct tern_timer *t, void *arg)
+{
+        struct chat_worker *w = arg;
+        if (!chat_inboxes_drained(w->cs, w))
+                return;
+        while (!cds_list_empty(&w->throttled))
+                unthrottle(cds_list_first_entry(&w->throttled, struct chat_client, throttle_link));
+        tern_loop_timer_stop(w->loop, t);
+}
+
 int chat_client_say(struct chat_client *cl, const char *data, size_t len)
 {
         if (!cl->room)
                 return chat_send(cl, data, len);
         int r = chat_broadcast(cl->w, &cl->m, cl->room, data, len);
+        if (r > 0)
+                throttle(cl);
         chat_fanout_settle(cl->w);
-        return r;
+        return r < 0 ? r : 0;
 }
 
 /* ---- rooms ---- */
@@ -170,7 +211,13 @@ static void drop_slow(struct chat_member *m)
 
 int chat_client_worker_init(struct chat_worker *w)
 {
+        tern_timer_init(&w->resume, resume_cb, w);
         return chat_fanout_init(w, drop_slow);
+}
+
+void chat_client_worker_stop(struct chat_worker *w)
+{
+        tern_loop_timer_stop(w->loop, &w->resume);
 }
 
 /* ---- life ---- */
@@ -202,6 +249,7 @@ struct chat_client *chat_client_open(struct chat_worker *w, tern_conn *c)
         }
         chat_live_add(CHAT_LIVE_CLIENTS, 1);
         chat_member_init(&cl->m, c);
+        CDS_INIT_LIST_HEAD(&cl->throttle_link);
         cl->w = w;
         tern_timer_init(&cl->idle, idle_cb, cl);
         cl->last_input = tern_loop_now(w->loop);
@@ -231,6 +279,7 @@ void chat_client_closed(struct chat_client *cl, enum tern_close_reason reason, i
                    err ? ": " : "", err ? tern_strerror(err) : "");
         tern_conn_set_data(cl->m.conn, NULL);
         cl->m.conn = NULL;
+        unthrottle(cl);
         chat_client_depart(cl, NULL);
         /* Nothing refers to it any more: off every list, its timer stopped,
          * and what other workers send it travels by handle, which the loop

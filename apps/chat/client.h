@@ -18,8 +18,10 @@ struct chat_client {
         struct chat_nick *nick; /* our registry entry; NULL once departed */
         struct chat_room *room; /* counted membership; NULL when in none */
         struct tern_timer idle;
-        uint64_t last_input; /* loop ms */
-        bool departed;       /* left the chat; the connection may still flush */
+        uint64_t last_input;                /* loop ms */
+        bool departed;                      /* left the chat; the connection may still flush */
+        bool throttled;                     /* reading paused: another worker's inbox is full */
+        struct cds_list_head throttle_link; /* in w->throttled while throttled */
         /* The command layer's: a /who is out to other workers, so later
          * lines wait in @pend (and reading pauses) so that replies keep the
          * order of commands. */
@@ -43,6 +45,14 @@ static inline bool chat_client_gone(const struct chat_client *cl)
 
 /* Sets the fan-out of @w up with this layer's slow-consumer drop. */
 int chat_client_worker_init(struct chat_worker *w);
+/* The worker's loop stops: resumes nobody, stops the resume timer. */
+void chat_client_worker_stop(struct chat_worker *w);
+/* Whether something other than a /who keeps @cl from reading (the command
+ * layer resumes reading only when this is false). */
+static inline bool chat_client_throttled(const struct chat_client *cl)
+{
+        return cl->throttled;
+}
 
 /* A new connection: greets it with a guest name and joins the lobby.
  * Returns the client (attached to @c), or NULL (the connection is then

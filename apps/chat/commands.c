@@ -276,7 +276,8 @@ static void replay_pending(struct chat_client *cl)
         if (cl->eof)
                 chat_client_depart(cl, NULL);
         else if (!chat_client_gone(cl))
-                tern_conn_resume_read(cl->m.conn);
+                if (!chat_client_throttled(cl)) /* else its resume resumes */
+                        tern_conn_resume_read(cl->m.conn);
 }
 
 void chat_on_frame(struct chat_client *cl, const struct tern_frame *f)

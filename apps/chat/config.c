@@ -24,6 +24,7 @@ enum {
         OPT_MAX_CONNS,
         OPT_MAX_LINE,
         OPT_MAX_OUTBUF,
+        OPT_MAX_INBOX,
         OPT_LOG_LEVEL,
         OPT_LOG_FORMAT,
         OPT_CHECK,
@@ -37,6 +38,7 @@ static const struct option chat_longopts[] = {
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"max-line", required_argument, NULL, OPT_MAX_LINE},
     {"max-outbuf", required_argument, NULL, OPT_MAX_OUTBUF},
+    {"max-inbox", required_argument, NULL, OPT_MAX_INBOX},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"check", required_argument, NULL, OPT_CHECK},
@@ -57,6 +59,7 @@ static const struct {
     {OPT_MAX_CONNS, "TERN_MAX_CONNS"},
     {OPT_MAX_LINE, "TERN_MAX_LINE"},
     {OPT_MAX_OUTBUF, "TERN_MAX_OUTBUF"},
+    {OPT_MAX_INBOX, "TERN_MAX_INBOX"},
     {OPT_LOG_LEVEL, "TERN_LOG_LEVEL"},
     {OPT_LOG_FORMAT, "TERN_LOG_FORMAT"},
 };
@@ -71,6 +74,7 @@ static void usage(FILE *f, const char *argv0)
         fprintf(f,
                 "usage: %s [--bind ADDR] [--port P] [--workers N] [--idle-timeout SECONDS]\n"
                 "          [--max-conns N] [--max-line BYTES] [--max-outbuf BYTES]\n"
+                "          [--max-inbox BYTES]\n"
                 "          [--log-level L] [--log-format F]\n"
                 "       %s --check [HOST:]PORT\n"
                 "\n"
@@ -92,6 +96,9 @@ static void usage(FILE *f, const char *argv0)
                 "                                               %u-%u (default %d)\n"
                 "      --max-outbuf BYTES    TERN_MAX_OUTBUF    pending output past which a slow\n"
                 "                                               client is dropped (default 1m)\n"
+                "      --max-inbox BYTES     TERN_MAX_INBOX     room messages other workers may\n"
+                "                                               queue for one worker before their\n"
+                "                                               speakers pause (default 4m)\n"
                 "      --log-level L         TERN_LOG_LEVEL     debug, info, warn, error, off\n"
                 "                                               (default info)\n"
                 "      --log-format F        TERN_LOG_FORMAT    text or json (default text)\n"
@@ -180,6 +187,12 @@ static int apply(struct chat_config *cfg, int opt, const char *val, const char *
                         return fail(err, errlen, "invalid %s '%s': expected bytes, %u-%llu (1g)",
                                     what, val, MIN_OUTBUF, MAX_OUTBUF_LIMIT);
                 cfg->opts.max_outbuf = (size_t)v;
+                return 0;
+        case OPT_MAX_INBOX:
+                if (!app_parse_size(val, MIN_OUTBUF, MAX_OUTBUF_LIMIT, &v))
+                        return fail(err, errlen, "invalid %s '%s': expected bytes, %u-%llu (1g)",
+                                    what, val, MIN_OUTBUF, MAX_OUTBUF_LIMIT);
+                cfg->opts.max_inbox = (size_t)v;
                 return 0;
         case OPT_LOG_LEVEL:
                 if (!tern_log_level_parse(val, &cfg->log_level))

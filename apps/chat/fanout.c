@@ -215,14 +215,15 @@ int chat_broadcast(struct chat_worker *w, const struct chat_member *from, struct
         struct chat_msg *m = chat_msg_new(cs, room->id, data, len, (uint32_t)n + 1);
         if (!m)
                 return -ENOMEM;
+        bool over = false;
         for (int i = 0; i < n; i++)
-                chat_inbox_push(&cs->workers[targets[i]], m);
+                over |= chat_inbox_push(&cs->workers[targets[i]], m);
         /* Local members last: by the time the sender sees its own line,
          * every other worker has the message queued. */
         if (lr)
                 deliver_local(w, lr, m->data, m->len);
         chat_msg_put(m);
-        return 0;
+        return over ? 1 : 0;
 }
 
 /* ---- set-up ---- */

@@ -70,7 +70,9 @@ void chat_inbox_drain(struct chat_worker *w);
 /* Sends @len bytes at @data (borrowed) to every member of @room, on every
  * worker, the caller included if it is a member. @from, if not NULL, is the
  * member speaking: nothing is sent if the inbox drain before it finds it
- * gone. Returns 0 or -ENOMEM. Marks, never drops: settle afterwards. */
+ * gone. Returns 0, 1 when another worker's inbox is now past max_inbox (the
+ * caller should pause the speaker), or -ENOMEM. Marks, never drops: settle
+ * afterwards. */
 int chat_broadcast(struct chat_worker *w, const struct chat_member *from, struct chat_room *room,
                    const char *data, size_t len);
 

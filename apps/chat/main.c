@@ -93,6 +93,13 @@ int main(int argc, char **argv)
         r = chat_server_wait(server);
         if (r)
                 tern_error("tern-chat: %s", tern_strerror(r));
+        /* What backpressure did (docs/chat.md, "Overload"): operators and
+         * the inbox test read it here. */
+        tern_info("tern-chat: peak inbox %zu B (max inbox %zu B), speakers paused %llu times, "
+                  "peak output per client %zu B",
+                  chat_server_peak_inbox(server), cfg.opts.max_inbox,
+                  (unsigned long long)chat_server_throttles(server),
+                  chat_server_peak_queued(server));
         chat_server_free(server);
         tern_info("tern-chat stopped");
         return r ? 1 : 0;

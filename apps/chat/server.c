@@ -87,12 +87,20 @@ void chat_opts_init(struct chat_opts *o)
         o->idle_timeout_ms = CHAT_DEFAULT_IDLE_S * 1000u;
         o->max_line = CHAT_DEFAULT_LINE;
         o->max_outbuf = CHAT_DEFAULT_OUTBUF;
+        o->max_inbox = CHAT_DEFAULT_INBOX;
+}
+
+/* Each worker's loop, as it stops: nothing of ours may stay armed. */
+static void worker_stop(tern_loop *loop, void *user)
+{
+        struct chat_server *cs = user;
+        chat_client_worker_stop(&cs->workers[tern_loop_index(loop)]);
 }
 
 struct chat_server *chat_server_new(const struct chat_opts *o)
 {
         if (o->max_line == 0 || o->max_line > TERN_LINE_MAX_LEN_LIMIT || o->max_outbuf == 0 ||
-            o->workers < 0 || o->workers > 255) {
+            o->max_inbox == 0 || o->workers < 0 || o->workers > 255) {
                 errno = EINVAL;
                 return NULL;
         }
@@ -125,6 +133,7 @@ struct chat_server *chat_server_new(const struct chat_opts *o)
         so.codec = &tern_line_codec;
         so.codec_config = &cs->line_cfg;
         so.user = cs;
+        so.on_worker_stop = worker_stop;
         cs->srv = tern_server_new(&so);
         if (!cs->srv)
                 goto out_free_cs;
@@ -218,4 +227,23 @@ size_t chat_server_peak_queued(const struct chat_server *cs)
                         peak = p;
         }
         return peak;
+}
+
+size_t chat_server_peak_inbox(const struct chat_server *cs)
+{
+        size_t peak = 0;
+        for (int i = 0; i < cs->nworkers; i++) {
+                size_t p = __atomic_load_n(&cs->workers[i].peak_inbox, __ATOMIC_RELAXED);
+                if (p > peak)
+                        peak = p;
+        }
+        return peak;
+}
+
+uint64_t chat_server_throttles(const struct chat_server *cs)
+{
+        uint64_t n = 0;
+        for (int i = 0; i < cs->nworkers; i++)
+                n += __atomic_load_n(&cs->workers[i].throttles, __ATOMIC_RELAXED);
+        return n;
 }

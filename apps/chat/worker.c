@@ -52,17 +52,41 @@ static struct chat_msg *msg_of_node(struct cds_wfcq_node *n, int worker)
 
 /* ---- inboxes ---- */
 
-void chat_inbox_push(struct chat_worker *to, struct chat_msg *m)
+/* What a queued message holds of its worker's memory, for the bound. */
+static long inbox_cost(const struct chat_msg *m)
 {
+        return (long)(sizeof(*m) + m->len);
+}
+
+bool chat_inbox_push(struct chat_worker *to, struct chat_msg *m)
+{
+        long queued = __atomic_add_fetch(&to->inbox_bytes, inbox_cost(m), __ATOMIC_RELAXED);
+        size_t peak = __atomic_load_n(&to->peak_inbox, __ATOMIC_RELAXED);
+        while ((size_t)queued > peak &&
+               !__atomic_compare_exchange_n(&to->peak_inbox, &peak, (size_t)queued, true,
+                                            __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+                ;
         cds_wfcq_node_init(&m->node[to->index]);
         CHAT_HB_RELEASE(m);
+        bool over = (size_t)queued > to->cs->opts.max_inbox;
         if (cds_wfcq_enqueue(&to->inbox_head, &to->inbox_tail, &m->node[to->index]))
-                return; /* not empty before: a ring is already on its way */
+                return over; /* not empty before: a ring is already on its way */
         int r = tern_loop_post(to->loop, to->ring, to);
         /* -ESHUTDOWN: that worker has stopped; chat_worker_destroy() frees
          * what stays queued. */
         if (r && r != -ESHUTDOWN)
                 tern_error("tern-chat: cannot wake worker %d: %s", to->index, tern_strerror(r));
+        return over;
+}
+
+bool chat_inboxes_drained(const struct chat_server *cs, const struct chat_worker *self)
+{
+        long low = (long)(cs->opts.max_inbox / 2);
+        for (int i = 0; i < cs->nworkers; i++)
+                if (&cs->workers[i] != self &&
+                    __atomic_load_n(&cs->workers[i].inbox_bytes, __ATOMIC_RELAXED) > low)
+                        return false;
+        return true;
 }
 
 void chat_inbox_take(struct chat_worker *w, struct __cds_wfcq_head *head,
@@ -79,6 +103,7 @@ struct chat_msg *chat_inbox_pop(struct chat_worker *w, struct __cds_wfcq_head *h
                 return NULL;
         struct chat_msg *m = msg_of_node(n, w->index);
         CHAT_HB_ACQUIRE(m);
+        __atomic_sub_fetch(&w->inbox_bytes, inbox_cost(m), __ATOMIC_RELAXED);
         return m;
 }
 
@@ -91,6 +116,7 @@ int chat_worker_init(struct chat_worker *w, struct chat_server *cs, int index)
         w->index = index;
         w->loop = tern_server_loop(cs->srv, index);
         CDS_INIT_LIST_HEAD(&w->slow);
+        CDS_INIT_LIST_HEAD(&w->throttled);
         w->scratch = malloc(cs->scratch_cap);
         return w->scratch ? 0 : -ENOMEM;
 }

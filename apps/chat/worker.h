@@ -28,6 +28,8 @@ struct chat_worker {
         /* Any thread: producers append to the tail. */
         struct __cds_wfcq_head inbox_head;
         struct cds_wfcq_tail inbox_tail __attribute__((aligned(64)));
+        long inbox_bytes;  /* atomic: queued for this worker, not yet taken */
+        size_t peak_inbox; /* atomic: the most inbox_bytes ever was */
         /* This worker's thread only. */
         struct chat_server *cs __attribute__((aligned(64)));
         tern_loop *loop;
@@ -40,6 +42,11 @@ struct chat_worker {
         uint32_t nlrooms;
         struct cds_list_head slow;
         void (*drop_slow)(struct chat_member *m);
+        /* The client layer's: speakers paused because another worker's
+         * inbox is full, and the timer that resumes them once it drained. */
+        struct cds_list_head throttled;
+        struct tern_timer resume;
+        uint64_t throttles; /* atomic (relaxed): speakers paused so far */
         char *scratch;      /* one encoded line; top-level handlers only */
         size_t peak_queued; /* atomic (relaxed): most output a client ever had pending */
 };
@@ -58,8 +65,12 @@ struct chat_msg *chat_msg_new(const struct chat_server *cs, uint64_t room_id, co
                               size_t len, uint32_t refs);
 void chat_msg_put(struct chat_msg *m); /* [any] */
 /* Appends @m (one of its references) to @to's inbox, ringing @to if the
- * inbox was empty. [any worker] */
-void chat_inbox_push(struct chat_worker *to, struct chat_msg *m);
+ * inbox was empty. Returns true if @to's inbox is now past max_inbox: the
+ * caller should stop reading from whoever spoke. [any worker] */
+bool chat_inbox_push(struct chat_worker *to, struct chat_msg *m);
+/* True while every other worker's inbox is at or below half of max_inbox:
+ * paused speakers may go on. [any worker] */
+bool chat_inboxes_drained(const struct chat_server *cs, const struct chat_worker *self);
 /* Moves everything queued in @w's inbox to the private queue (@head,
  * @tail), which the caller initialised; pops with chat_inbox_pop(). */
 void chat_inbox_take(struct chat_worker *w, struct __cds_wfcq_head *head,
