@@ -19,11 +19,12 @@
 # Each run gets a fresh server; within a round the servers' order rotates,
 # and the table shows the median of the rounds. Server CPU is utime+stime
 # from /proc/PID/stat over the measured window, per 100,000 deliveries.
-# "runq" is the share of the window the server's threads spent runnable but
-# waiting for a CPU (/proc/PID/task/*/schedstat): high means the machine was
-# busy with something else and the run is suspect. Every run goes to
-# OUT/chat-vs-muduo-<date>.csv. A run with delivery errors makes the script
-# exit 1.
+# "runq" is the time the server's threads spent runnable but waiting for a
+# CPU (/proc/PID/task/*/schedstat, summed over threads, so it can pass 100%)
+# over the whole client run (set-up and drain included), as a share of that
+# run's wall time: high means other work was taking the CPUs. Every run goes
+# to OUT/chat-vs-muduo-<date>T<time>Z.csv (UTC). A run with delivery errors
+# makes the script exit 1.
 #
 # usage: tools/bench/run-chat-vs-muduo.sh --muduo-loop PATH --muduo-threaded PATH
 #          [--rounds R] [--duration S] [--clients N] [--senders K]
@@ -114,8 +115,9 @@ field() { bench_json_get "$2" "$1"; }
 runq_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $2 } END { printf "%.0f\n", s }'; }
 
 mkdir -p "$OUT"
-DATE=$(date +%F)
-CSV=$OUT/chat-vs-muduo-$DATE.csv
+DATE=$(date -u +%F)
+STAMP=$(date -u +%FT%H%MZ)
+CSV=$OUT/chat-vs-muduo-$STAMP.csv
 RAW=$WORK/raw.csv
 echo "date,round,config,server,clients,senders,delivered_per_s,lat_p50_us,lat_p99_us,server_cpu_pct,client_cpu_pct,server_cpu_ms_per_100k,client_cpu_ms_per_100k,server_runq_pct,errors" >"$RAW"
 LOAD_START=$(bench_loadavg)
