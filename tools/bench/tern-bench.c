@@ -17,8 +17,9 @@
  *   idle      open N connections (each echoes one probe), hold them idle,
  *             then check each still echoes; with --pid, server RSS per conn
  *   chat      tern-chat's line protocol: N clients join a room, K send at a
- *             fixed rate; delivered msg/s, delivery latency, and exactly-once
- *             in-order delivery checked per (receiver, sender) (bench_chat.c)
+ *             fixed rate (or closed-loop); delivered msg/s, delivery latency,
+ *             and exactly-once in-order delivery checked per (receiver,
+ *             sender) (bench_chat.c); --framing muduo for muduo's chat servers
  *
  * Every wait is bounded: epoll_wait times out every 50 ms to look at the
  * phase, set-up has a deadline, and the final echo check has a deadline.
