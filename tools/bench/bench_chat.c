@@ -114,6 +114,7 @@ struct client {
 
 struct sender {
         unsigned client;
+        bool ready;   /* closed loop: its last message came back (or none sent yet) */
         uint64_t seq; /* next to send = messages sent */
         uint64_t t_start;
         char *out; /* bytes the socket would not take yet */
@@ -203,6 +204,10 @@ static void chat_on_message(struct chat *ch, struct client *c, const char *t, co
         k = bench_chat_stream_observe(&c->streams[s], q, &ch->v);
         if (k == BENCH_CHAT_DUP)
                 return;
+        /* closed loop: the sender's own copy of its latest message lets it go on */
+        if (ch->cfg->closed_loop && ch->snd[s].client == (unsigned)(c - ch->cl) &&
+            q + 1 == ch->snd[s].seq)
+                ch->snd[s].ready = true;
         ch->expected_done++;
         ch->delivered_total++;
         if (ch->now >= ch->m0 && ch->now < ch->m1) {
@@ -221,6 +226,25 @@ static size_t chat_room_of(const struct chat *ch, unsigned idx, char *out, size_
         else
                 n = snprintf(out, cap, "%s-%u", ch->cfg->room, idx / ch->cfg->room_size);
         return n < 0 ? 0 : (size_t)n;
+}
+
+/* What a client said, as delivered: a benchmark message or a sync marker. */
+static void chat_on_text(struct chat *ch, struct client *c, const char *t, const char *end)
+{
+        if (end - t >= 2 && t[0] == 'm' && t[1] == ' ') {
+                chat_on_message(ch, c, t, end);
+        } else if (end - t > 16 && !memcmp(t, "tern-bench-sync ", 16)) {
+                bool ok = true;
+                const char *p = t + 16;
+                unsigned id = (unsigned)parse_u64(&p, end, &ok);
+                if (ok && id > c->synced) {
+                        c->synced = id;
+                        if (id == ch->sync_target)
+                                ch->synced++;
+                }
+        } else if (ch->cfg->framing == BENCH_CHAT_FRAMING_MUDUO) {
+                ch->protocol_errors++; /* muduo relays only what the clients send */
+        }
 }
 
 static void chat_on_line(struct chat *ch, struct client *c, const char *l, size_t len)
@@ -261,22 +285,39 @@ static void chat_on_line(struct chat *ch, struct client *c, const char *l, size_
                         ch->protocol_errors++;
                         return;
                 }
-                t += 2;
-                if (end - t >= 2 && t[0] == 'm' && t[1] == ' ') {
-                        chat_on_message(ch, c, t, end);
-                } else if (end - t > 16 && !memcmp(t, "tern-bench-sync ", 16)) {
-                        bool ok = true;
-                        const char *p = t + 16;
-                        unsigned id = (unsigned)parse_u64(&p, end, &ok);
-                        if (ok && id > c->synced) {
-                                c->synced = id;
-                                if (id == ch->sync_target)
-                                        ch->synced++;
-                        }
-                }
+                chat_on_text(ch, c, t + 2, end);
                 return;
         }
         ch->protocol_errors++;
+}
+
+/* Longest muduo payload a client accepts: every payload here is a short line. */
+#define FRAME_MAX (PART_MAX - 4)
+
+/*
+ * Whole muduo frames in @p (@have bytes): each 4-byte big-endian length and
+ * its payload to chat_on_text. Returns the bytes consumed, or -1 when a
+ * length is not one this benchmark sends (the stream cannot be resynced).
+ */
+static ssize_t chat_on_frames(struct chat *ch, struct client *c, const char *p, size_t have)
+{
+        size_t off = 0;
+
+        while (have - off >= 4) {
+                const unsigned char *h = (const unsigned char *)p + off;
+                uint32_t len =
+                    (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+
+                if (len > FRAME_MAX)
+                        return -1;
+                if (have - off < 4 + (size_t)len)
+                        break;
+                chat_on_text(ch, c, p + off + 4, p + off + 4 + len);
+                if (c->state != C_OPEN)
+                        break;
+                off += 4 + (size_t)len;
+        }
+        return (ssize_t)off;
 }
 
 static void chat_read(struct chat *ch, struct client *c)
@@ -299,6 +340,19 @@ static void chat_read(struct chat *ch, struct client *c)
                         return;
                 }
                 have += (size_t)n;
+                if (ch->cfg->framing == BENCH_CHAT_FRAMING_MUDUO) {
+                        ssize_t used = chat_on_frames(ch, c, ch->rbuf, have);
+                        if (used < 0) {
+                                ch->protocol_errors++;
+                                chat_lose(ch, c);
+                                return;
+                        }
+                        c->partlen = (uint16_t)(have - (size_t)used); /* < 4 + FRAME_MAX */
+                        memcpy(c->part, ch->rbuf + used, c->partlen);
+                        if ((size_t)n < ask)
+                                return;
+                        continue;
+                }
                 for (size_t i = c->partlen; i < have; i++) {
                         if (ch->rbuf[i] != '\n')
                                 continue;
@@ -318,6 +372,35 @@ static void chat_read(struct chat *ch, struct client *c)
                 if ((size_t)n < ask)
                         return; /* drained: edge-triggered epoll reports the next batch */
         }
+}
+
+/*
+ * One outgoing message in the run's framing: @text (@len bytes, no newline)
+ * as a line or as a muduo frame, into @out (room for len + 4). Returns its size.
+ */
+static size_t chat_frame(const struct chat *ch, char *out, const char *text, size_t len)
+{
+        if (ch->cfg->framing == BENCH_CHAT_FRAMING_MUDUO) {
+                out[0] = (char)(len >> 24);
+                out[1] = (char)(len >> 16);
+                out[2] = (char)(len >> 8);
+                out[3] = (char)len;
+                memmove(out + 4, text, len);
+                return len + 4;
+        }
+        memmove(out, text, len);
+        out[len] = '\n';
+        return len + 1;
+}
+
+/* Sender @i's message @seq stamped @t, framed, into @out (room for 96). */
+static size_t chat_format(const struct chat *ch, char *out, unsigned i, uint64_t seq, uint64_t t)
+{
+        char text[80];
+        int len = snprintf(text, sizeof(text), "m %u %llu %llu", i, (unsigned long long)seq,
+                           (unsigned long long)t);
+
+        return chat_frame(ch, out, text, (size_t)len);
 }
 
 static int chat_flush(struct chat *ch, struct sender *s)
@@ -362,6 +445,12 @@ static void chat_event(struct chat *ch, struct client *c, uint32_t events)
                 ch->connecting--;
                 c->state = C_OPEN;
                 ch->open++;
+                if (ch->cfg->framing == BENCH_CHAT_FRAMING_MUDUO) {
+                        /* no rooms: connected is in; chat_sync proves the server agrees */
+                        c->joined = true;
+                        ch->joined++;
+                        goto open;
+                }
                 chat_room_of(ch, (unsigned)(c - ch->cl), room, sizeof(room));
                 len = snprintf(cmd, sizeof(cmd), "/join %s\n", room);
                 if (chat_write_all(c->fd, cmd, (size_t)len)) {
@@ -369,6 +458,7 @@ static void chat_event(struct chat *ch, struct client *c, uint32_t events)
                         return;
                 }
         }
+open:
         if (c->state != C_OPEN)
                 return;
         if (events & EPOLLIN)
@@ -454,19 +544,32 @@ static void chat_progress_clear(const struct chat *ch)
  * which proves each is in the room and served. Returns 0, -ETIMEDOUT, -EINTR. */
 static int chat_sync(struct chat *ch, unsigned id, uint64_t limit_ns)
 {
-        char line[64];
-        int len = snprintf(line, sizeof(line), "tern-bench-sync %u\n", id);
-        uint64_t deadline = tern_now_ns() + limit_ns;
+        char text[32], line[64];
+        int tl = snprintf(text, sizeof(text), "tern-bench-sync %u", id);
+        size_t len = chat_frame(ch, line, text, (size_t)tl);
+        uint64_t deadline = tern_now_ns() + limit_ns, resend = 0;
+        bool muduo = ch->cfg->framing == BENCH_CHAT_FRAMING_MUDUO;
 
         unsigned step = ch->cfg->room_size ? ch->cfg->room_size : ch->cfg->conns;
 
         ch->sync_target = id;
         ch->synced = 0;
-        /* the first client of each room speaks for it */
-        for (unsigned i = 0; i < ch->cfg->conns; i += step)
-                if (ch->cl[i].state != C_OPEN || chat_write_all(ch->cl[i].fd, line, (size_t)len))
-                        return -ECONNRESET;
-        while (ch->synced + ch->lost < ch->cfg->conns) {
+        for (;;) {
+                /*
+                 * The first client of each room speaks for it. muduo has no
+                 * join to wait for, so a client whose connection the server
+                 * has not accepted yet misses the marker: it is said again
+                 * every 100 ms (a client counts the first copy it reads).
+                 */
+                if (ch->now >= resend) {
+                        for (unsigned i = 0; i < ch->cfg->conns; i += step)
+                                if (ch->cl[i].state != C_OPEN ||
+                                    chat_write_all(ch->cl[i].fd, line, len))
+                                        return -ECONNRESET;
+                        resend = muduo ? ch->now + 100000000ull : UINT64_MAX;
+                }
+                if (ch->synced + ch->lost >= ch->cfg->conns)
+                        break;
                 if (*ch->cfg->interrupted)
                         return -EINTR;
                 if (ch->now >= deadline)
@@ -525,9 +628,8 @@ static void chat_send_due(struct chat *ch)
                 t = tern_now_ns();
                 while (burst < SEND_BURST && s->t_start + s->seq * interval <= t &&
                        s->outlen + sizeof(line) <= OUT_CAP) {
-                        int len = snprintf(line, sizeof(line), "m %u %llu %llu\n", i,
-                                           (unsigned long long)s->seq, (unsigned long long)t);
-                        memcpy(s->out + s->outlen, line, (size_t)len);
+                        size_t len = chat_format(ch, line, i, s->seq, t);
+                        memcpy(s->out + s->outlen, line, len);
                         s->outlen += (uint32_t)len;
                         s->seq++;
                         burst++;
@@ -537,42 +639,88 @@ static void chat_send_due(struct chat *ch)
         }
 }
 
+/* Closed loop: each sender whose last message came back sends its next one. */
+static void chat_send_ready(struct chat *ch)
+{
+        char line[96];
+
+        for (unsigned i = 0; i < ch->cfg->senders; i++) {
+                struct sender *s = &ch->snd[i];
+                struct client *c = &ch->cl[s->client];
+                size_t len;
+
+                if (!s->ready || c->state != C_OPEN || s->outlen)
+                        continue;
+                len = chat_format(ch, line, i, s->seq, tern_now_ns());
+                memcpy(s->out, line, len);
+                s->outlen = (uint32_t)len;
+                s->seq++;
+                s->ready = false;
+                if (chat_flush(ch, s))
+                        chat_lose(ch, c);
+        }
+}
+
+/* CPU over the window; with deliveries, also CPU ms per 100,000 deliveries. */
 static void chat_report_cpu(const struct chat *ch, uint64_t t0, uint64_t t1, uint64_t self0,
-                            uint64_t self1, bool srv, uint64_t srv0, uint64_t srv1)
+                            uint64_t self1, bool srv, uint64_t srv0, uint64_t srv1,
+                            uint64_t delivered)
 {
         double dt = (double)(t1 - t0);
         double self = 100.0 * (double)(self1 - self0) / dt;
         double server = srv ? 100.0 * (double)(srv1 - srv0) / dt : 0;
+        double per = delivered ? 1e5 / 1e6 / (double)delivered : 0; /* ns -> ms per 100k */
 
         if (ch->cfg->json) {
                 printf(",\"client_cpu_pct\":%.1f", self);
                 if (srv)
                         printf(",\"server_cpu_pct\":%.1f", server);
+                if (delivered) {
+                        printf(",\"client_cpu_ms_per_100k\":%.2f", (double)(self1 - self0) * per);
+                        if (srv)
+                                printf(",\"server_cpu_ms_per_100k\":%.2f",
+                                       (double)(srv1 - srv0) * per);
+                }
                 return;
         }
         printf("  %-14s client %.0f%%", "cpu (1 core=100)", self);
         if (srv)
                 printf("  server %.0f%%", server);
         printf("\n");
+        if (delivered) {
+                printf("  %-14s client %.2f ms", "cpu/100k dlv", (double)(self1 - self0) * per);
+                if (srv)
+                        printf("  server %.2f ms", (double)(srv1 - srv0) * per);
+                printf("\n");
+        }
 }
 
 static void chat_header(const struct chat *ch)
 {
         const struct bench_chat_cfg *cfg = ch->cfg;
+        bool muduo = cfg->framing == BENCH_CHAT_FRAMING_MUDUO;
 
         if (cfg->json) {
                 printf("{\"tool\":\"tern-bench\",\"mode\":\"chat\",\"host\":\"%s\",\"port\":%u,"
                        "\"connections\":%u,\"senders\":%u,\"rate_per_sender\":%.3f,"
-                       "\"room\":\"%s\",\"room_size\":%u,\"idle\":%s,\"src_addrs\":%u",
+                       "\"room\":\"%s\",\"room_size\":%u,\"idle\":%s,\"src_addrs\":%u,"
+                       "\"closed_loop\":%s,\"framing\":\"%s\"",
                        cfg->host, cfg->port, cfg->conns, cfg->senders, cfg->rate, cfg->room,
-                       cfg->room_size, cfg->idle ? "true" : "false", cfg->nsrc);
+                       cfg->room_size, cfg->idle ? "true" : "false", cfg->nsrc,
+                       cfg->closed_loop ? "true" : "false", muduo ? "muduo" : "tern");
                 return;
         }
-        printf("tern-bench chat -> %s:%u: %u clients in #%s", cfg->host, cfg->port, cfg->conns,
-               cfg->room);
+        if (muduo)
+                printf("tern-bench chat -> %s:%u: %u clients, muduo framing", cfg->host, cfg->port,
+                       cfg->conns);
+        else
+                printf("tern-bench chat -> %s:%u: %u clients in #%s", cfg->host, cfg->port,
+                       cfg->conns, cfg->room);
         if (cfg->room_size)
                 printf("-N (%u per room)", cfg->room_size);
-        if (!cfg->idle)
+        if (!cfg->idle && cfg->closed_loop)
+                printf(", %u sending closed-loop", cfg->senders);
+        else if (!cfg->idle)
                 printf(", %u sending %.1f msg/s each", cfg->senders, cfg->rate);
         if (cfg->nsrc > 1)
                 printf(", %u source addresses", cfg->nsrc);
@@ -634,8 +782,10 @@ static int chat_run_load(struct chat *ch)
         ch->m0 = start + (uint64_t)(cfg->warmup * 1e9);
         ch->m1 = ch->m0 + (uint64_t)(cfg->duration * 1e9);
         /* Staggered, so K senders do not fire in lock-step bursts. */
-        for (unsigned i = 0; i < cfg->senders; i++)
+        for (unsigned i = 0; i < cfg->senders; i++) {
                 ch->snd[i].t_start = start + (uint64_t)(1e9 / cfg->rate) * i / cfg->senders;
+                ch->snd[i].ready = true;
+        }
         ch->now = start;
         self0 = bench_self_cpu_ns();
         bool measuring = false;
@@ -650,7 +800,10 @@ static int chat_run_load(struct chat *ch)
                         if (cfg->pid > 0)
                                 srv = bench_proc_cpu_ns(cfg->pid, &srv0) == 0;
                 }
-                chat_send_due(ch);
+                if (cfg->closed_loop)
+                        chat_send_ready(ch);
+                else
+                        chat_send_due(ch);
                 chat_poll(ch, 1);
                 if (ch->now - shown >= 500000000ull) {
                         chat_progress(ch, ch->now < ch->m0 ? "warm-up" : "measuring",
@@ -704,7 +857,8 @@ static int chat_run_load(struct chat *ch)
                         printf(",\"lat_%s_us\":%.1f", names[i],
                                (double)bench_hist_percentile(&ch->lat, pcts[i]) / 1e3);
                 printf(",\"lat_max_us\":%.1f", (double)bench_hist_percentile(&ch->lat, 100) / 1e3);
-                chat_report_cpu(ch, ch->m0, t_stop, self0, self1, srv, srv0, srv1);
+                chat_report_cpu(ch, ch->m0, t_stop, self0, self1, srv, srv0, srv1,
+                                ch->delivered_window);
                 printf(",\"in_order\":%llu,\"dropped\":%llu,\"duplicate\":%llu,"
                        "\"reordered\":%llu,\"missing\":%llu,\"lost\":%llu,\"malformed\":%llu,"
                        "\"errors\":%llu,\"interrupted\":%s}\n",
@@ -715,8 +869,13 @@ static int chat_run_load(struct chat *ch)
                        (unsigned long long)ch->malformed + ch->protocol_errors + ch->server_errors,
                        (unsigned long long)errors, interrupted ? "true" : "false");
         } else {
-                printf("  %-14s %.0f msg/s offered, %llu sent\n", "sent", cfg->rate * cfg->senders,
-                       (unsigned long long)sent);
+                if (cfg->closed_loop)
+                        printf("  %-14s closed loop, %llu sent (%.0f msg/s)\n", "sent",
+                               (unsigned long long)sent,
+                               (double)sent / ((double)(t_stop - start) / 1e9));
+                else
+                        printf("  %-14s %.0f msg/s offered, %llu sent\n", "sent",
+                               cfg->rate * cfg->senders, (unsigned long long)sent);
                 printf("  %-14s %.0f msg/s over %.2f s (%llu in the window)\n", "delivered",
                        secs > 0 ? (double)ch->delivered_window / secs : 0, secs,
                        (unsigned long long)ch->delivered_window);
@@ -725,7 +884,8 @@ static int chat_run_load(struct chat *ch)
                         printf(" %s %.0f us", names[i],
                                (double)bench_hist_percentile(&ch->lat, pcts[i]) / 1e3);
                 printf(" max %.0f us\n", (double)bench_hist_percentile(&ch->lat, 100) / 1e3);
-                chat_report_cpu(ch, ch->m0, t_stop, self0, self1, srv, srv0, srv1);
+                chat_report_cpu(ch, ch->m0, t_stop, self0, self1, srv, srv0, srv1,
+                                ch->delivered_window);
                 printf("  %-14s %llu delivered in sequence; dropped %llu, duplicate %llu, "
                        "reordered %llu, missing at end %llu, lost clients %llu, bad lines %llu\n",
                        "verified", (unsigned long long)fin.in_order,

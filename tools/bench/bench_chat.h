@@ -6,8 +6,16 @@
  * I/O, so the unit tests can feed it crafted streams: it follows one
  * (receiver, sender) pair's sequence numbers and classifies every arrival.
  * bench_chat_run drives a server: N clients join one room, K of them send
- * `m SENDER SEQ SEND_NS` lines at a fixed rate, and every client checks that
- * it received each sender's messages exactly once and in order.
+ * `m SENDER SEQ SEND_NS` lines at a fixed rate (open loop) or each as soon as
+ * its previous one came back to it through the room (closed loop), and every
+ * client checks that it received each sender's messages exactly once and in
+ * order.
+ *
+ * Two framings. tern-chat's line protocol (welcome, /join, `[#room] nick:
+ * text` deliveries), or muduo's example chat servers (examples/asio/chat in
+ * muduo's repository): every frame a 4-byte big-endian length and that many
+ * payload bytes, nothing sent on connect, and every frame a client sends
+ * relayed to every connected client, the sender included.
  */
 #ifndef TERN_BENCH_CHAT_H
 #define TERN_BENCH_CHAT_H
@@ -67,6 +75,11 @@ void bench_chat_stream_finish(struct bench_chat_stream *s, uint64_t sent,
 /* Delivery errors in @v: everything but in-order first deliveries. */
 uint64_t bench_chat_verdict_errors(const struct bench_chat_verdict *v);
 
+enum bench_chat_framing {
+        BENCH_CHAT_FRAMING_TERN,  /* tern-chat's lines, one room joined with /join */
+        BENCH_CHAT_FRAMING_MUDUO, /* 4-byte big-endian length + payload; no rooms */
+};
+
 /* What bench_chat_run needs; every pointer is borrowed for the run. */
 struct bench_chat_cfg {
         const struct bench_target *target;
@@ -76,7 +89,9 @@ struct bench_chat_cfg {
         unsigned port;
         unsigned conns;
         unsigned senders; /* K <= conns; 0 with idle */
-        double rate;      /* messages/s per sender */
+        double rate;      /* messages/s per sender (open loop only) */
+        bool closed_loop; /* each sender sends when its previous message came back */
+        enum bench_chat_framing framing;
         const char *room;
         unsigned room_size; /* idle only: clients per room ROOM-0, ROOM-1...; 0 = one room */
         double duration, warmup, setup_timeout;

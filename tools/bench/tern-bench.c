@@ -17,8 +17,9 @@
  *   idle      open N connections (each echoes one probe), hold them idle,
  *             then check each still echoes; with --pid, server RSS per conn
  *   chat      tern-chat's line protocol: N clients join a room, K send at a
- *             fixed rate; delivered msg/s, delivery latency, and exactly-once
- *             in-order delivery checked per (receiver, sender) (bench_chat.c)
+ *             fixed rate (or closed-loop); delivered msg/s, delivery latency,
+ *             and exactly-once in-order delivery checked per (receiver,
+ *             sender) (bench_chat.c); --framing muduo for muduo's chat servers
  *
  * Every wait is bounded: epoll_wait times out every 50 ms to look at the
  * phase, set-up has a deadline, and the final echo check has a deadline.
@@ -123,6 +124,8 @@ struct cfg {
         const char *room; /* chat */
         unsigned room_size;
         bool chat_idle;
+        bool closed_loop; /* chat */
+        enum bench_chat_framing framing;
         struct bench_target target;
         struct sockaddr_in *srcs; /* nsrc > 1: loopback source addresses */
 };
@@ -1295,6 +1298,11 @@ static void usage(FILE *f)
                    "\nchat mode (tern-chat protocol):\n"
                    "      --senders K        clients that send (default 10, at most -c)\n"
                    "      --rate R           messages/s per sender (default 100)\n"
+                   "      --closed-loop      each sender sends its next message as soon as its\n"
+                   "                         previous one came back to it (instead of --rate)\n"
+                   "      --framing F        tern (default): tern-chat's lines and /join;\n"
+                   "                         muduo: 4-byte big-endian length + payload, no\n"
+                   "                         join (muduo's examples/asio/chat servers)\n"
                    "      --room NAME        room to join (default bench)\n"
                    "      --idle             send nothing: hold the clients -d seconds, check "
                    "each is\n"
@@ -1361,7 +1369,9 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
                 OPT_ROOM,
                 OPT_IDLE,
                 OPT_ROOM_SIZE,
-                OPT_ACTIVE
+                OPT_ACTIVE,
+                OPT_CLOSED,
+                OPT_FRAMING
         };
         static const struct option opts[] = {
             {"host", required_argument, NULL, 'H'},
@@ -1384,6 +1394,8 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
             {"idle", no_argument, NULL, OPT_IDLE},
             {"room-size", required_argument, NULL, OPT_ROOM_SIZE},
             {"active", required_argument, NULL, OPT_ACTIVE},
+            {"closed-loop", no_argument, NULL, OPT_CLOSED},
+            {"framing", required_argument, NULL, OPT_FRAMING},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
@@ -1499,6 +1511,17 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
                         ok = parse_uint(optarg, 10000000, &v) && v > 0;
                         cfg->active = (unsigned)v;
                         break;
+                case OPT_CLOSED:
+                        cfg->closed_loop = true;
+                        break;
+                case OPT_FRAMING:
+                        if (!strcmp(optarg, "tern"))
+                                cfg->framing = BENCH_CHAT_FRAMING_TERN;
+                        else if (!strcmp(optarg, "muduo"))
+                                cfg->framing = BENCH_CHAT_FRAMING_MUDUO;
+                        else
+                                ok = false;
+                        break;
                 case 'h':
                         usage(stdout);
                         return -1;
@@ -1537,6 +1560,16 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
                 }
                 if (strlen(cfg->room) > 20) {
                         fprintf(stderr, "tern-bench: --room is at most 20 characters here\n");
+                        return 2;
+                }
+                if (cfg->room_size && cfg->framing == BENCH_CHAT_FRAMING_MUDUO) {
+                        fprintf(stderr, "tern-bench: --room-size needs rooms; muduo's chat "
+                                        "servers have one\n");
+                        return 2;
+                }
+                if (cfg->closed_loop && cfg->chat_idle) {
+                        fprintf(stderr, "tern-bench: --closed-loop and --idle exclude each "
+                                        "other\n");
                         return 2;
                 }
                 if (cfg->chat_idle)
@@ -1632,6 +1665,8 @@ static int run_chat(void)
             .warmup = g_cfg.warmup,
             .setup_timeout = g_cfg.setup_timeout,
             .idle = g_cfg.chat_idle,
+            .closed_loop = g_cfg.closed_loop,
+            .framing = g_cfg.framing,
             .json = g_cfg.json,
             .progress = g_cfg.progress,
             .pid = g_cfg.pid,
