@@ -177,6 +177,9 @@ def main():
         check(d["accepted"] == N, f"accepted rose by {d['accepted']}, want {N}")
         check(d["closed"] == N, f"closed rose by {d['closed']}, want {N}")
         check(after["open"] == 1, f"open = {after['open']}, want 1 (Prometheus's)")
+        for name, v in (("before", before), ("after", after)):
+            check(v["accepted"] - v["closed"] == v["open"],
+                  f"{name}: accepted {v['accepted']} - closed {v['closed']} != open {v['open']}")
         # The scrapes in between add their own HTTP bytes: ~100 in, a few KiB out each.
         scrapes = max(1, round(after["scrapes"] - before["scrapes"]))
         check(N * M <= d["in"] <= N * M + 1000 * scrapes,
