@@ -96,17 +96,11 @@ static const struct {
 #undef W
 };
 
-static int put_gauge(struct tern_buf *b, const char *name, const char *help, const char *labels,
-                     uint64_t v)
+int app_metric(struct tern_buf *out, const char *name, const char *type, const char *help,
+               uint64_t value)
 {
-        int r = app_metric_family(b, name, "gauge", help);
-        return r ? r : app_metric_value(b, name, labels, v);
-}
-
-static int put_counter(struct tern_buf *b, const char *name, const char *help, uint64_t v)
-{
-        int r = app_metric_family(b, name, "counter", help);
-        return r ? r : app_metric_value(b, name, NULL, v);
+        int r = app_metric_family(out, name, type, help);
+        return r ? r : app_metric_value(out, name, NULL, value);
 }
 
 static uint64_t nonneg(long v)
@@ -139,52 +133,44 @@ static int render_metrics(struct tern_buf *b)
 
         struct tern_live_counts lc;
         tern_live_counts(&lc);
+        const struct {
+                const char *name, *type, *help;
+                uint64_t v;
+        } one[] = {
+            {"tern_acceptor_rejected_total", "counter",
+             "Connections accepted then closed at once: over max_conns.", total.rejected},
+            {"tern_acceptor_accept_errors_total", "counter",
+             "accept(2) failures (EMFILE and friends).", total.accept_errors},
+            {"tern_live_connections", "gauge", "Connection objects not yet freed, process-wide.",
+             nonneg(lc.conns)},
+            {"tern_live_buffers", "gauge", "Input and output buffer allocations not yet freed.",
+             nonneg(lc.bufs)},
+            {"tern_live_buffer_bytes", "gauge", "Buffer capacity allocated now.",
+             nonneg(lc.buf_bytes)},
+            {"tern_live_buffer_peak_bytes", "gauge",
+             "Most buffer capacity allocated at once since start.", nonneg(lc.buf_bytes_peak)},
+            {"tern_timers_armed", "gauge", "Timers armed on any loop's wheel.", nonneg(lc.timers)},
+            {"tern_live_loops", "gauge", "Event loops not yet freed.", nonneg(lc.loops)},
+            {"tern_live_watches", "gauge", "Fd watches not yet freed.", nonneg(lc.watches)},
+            {"tern_live_connectors", "gauge", "Connectors not yet freed.", nonneg(lc.connectors)},
+            {"tern_workers", "gauge", "Worker loops of the server.", (uint64_t)n},
+        };
+        for (size_t i = 0; !r && i < sizeof(one) / sizeof(one[0]); i++)
+                r = app_metric(b, one[i].name, one[i].type, one[i].help, one[i].v);
+
         char info[160];
         snprintf(info, sizeof(info), "program=\"%s\",version=\"%s\"", admin.prog, tern_version());
+        if (!r)
+                r = app_metric_family(b, "tern_build_info", "gauge",
+                                      "Program and tern version; always 1.");
+        if (!r)
+                r = app_metric_value(b, "tern_build_info", info, 1);
         char start[256];
         int sn = snprintf(start, sizeof(start),
                           "# HELP process_start_time_seconds Start time of the process since "
                           "unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\n"
                           "process_start_time_seconds %.3f\n",
                           admin.start_time);
-        if (!r)
-                r = put_counter(b, "tern_acceptor_rejected_total",
-                                "Connections accepted then closed at once: over max_conns.",
-                                total.rejected);
-        if (!r)
-                r = put_counter(b, "tern_acceptor_accept_errors_total",
-                                "accept(2) failures (EMFILE and friends).", total.accept_errors);
-        if (!r)
-                r = put_gauge(b, "tern_live_connections",
-                              "Connection objects not yet freed, process-wide.", NULL,
-                              nonneg(lc.conns));
-        if (!r)
-                r = put_gauge(b, "tern_live_buffers",
-                              "Input and output buffer allocations not yet freed.", NULL,
-                              nonneg(lc.bufs));
-        if (!r)
-                r = put_gauge(b, "tern_live_buffer_bytes", "Buffer capacity allocated now.", NULL,
-                              nonneg(lc.buf_bytes));
-        if (!r)
-                r = put_gauge(b, "tern_live_buffer_peak_bytes",
-                              "Most buffer capacity allocated at once since start.", NULL,
-                              nonneg(lc.buf_bytes_peak));
-        if (!r)
-                r = put_gauge(b, "tern_timers_armed", "Timers armed on any loop's wheel.", NULL,
-                              nonneg(lc.timers));
-        if (!r)
-                r = put_gauge(b, "tern_live_loops", "Event loops not yet freed.", NULL,
-                              nonneg(lc.loops));
-        if (!r)
-                r = put_gauge(b, "tern_live_watches", "Fd watches not yet freed.", NULL,
-                              nonneg(lc.watches));
-        if (!r)
-                r = put_gauge(b, "tern_live_connectors", "Connectors not yet freed.", NULL,
-                              nonneg(lc.connectors));
-        if (!r)
-                r = put_gauge(b, "tern_workers", "Worker loops of the server.", NULL, (uint64_t)n);
-        if (!r)
-                r = put_gauge(b, "tern_build_info", "Program and tern version; always 1.", info, 1);
         if (!r && sn > 0 && (size_t)sn < sizeof(start))
                 r = tern_buf_append(b, start, (size_t)sn);
         if (!r && admin.metrics)

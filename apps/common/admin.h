@@ -60,4 +60,9 @@ int app_metric_family(struct tern_buf *out, const char *name, const char *type, 
  * `worker="0"`, escaped by the caller). Returns 0 or -ENOMEM. */
 int app_metric_value(struct tern_buf *out, const char *name, const char *labels, uint64_t value);
 
+/* A whole family of one unlabelled sample: app_metric_family() then
+ * app_metric_value(). Returns 0 or -ENOMEM. */
+int app_metric(struct tern_buf *out, const char *name, const char *type, const char *help,
+               uint64_t value);
+
 #endif

@@ -17,38 +17,28 @@
 
 static tern_server *server;
 
-static void kv_gauge(struct tern_buf *out, const char *name, const char *help, uint64_t v)
-{
-        app_metric_family(out, name, "gauge", help);
-        app_metric_value(out, name, NULL, v);
-}
-
-static void kv_counter(struct tern_buf *out, const char *name, const char *help, uint64_t v)
-{
-        app_metric_family(out, name, "counter", help);
-        app_metric_value(out, name, NULL, v);
-}
-
 /* The store's counters for /metrics (docs/admin.md): atomics, no lock. */
 static void kv_metrics(struct tern_buf *out, void *arg)
 {
         struct kv_app *app = arg;
         struct kv_store_stats ss;
         kv_store_stats(app->store, &ss);
-        kv_gauge(out, "tern_kv_keys", "Keys in the store.", ss.keys);
-        kv_gauge(out, "tern_kv_keys_with_ttl", "Keys that carry an expiry time.", ss.expires);
-        kv_gauge(out, "tern_kv_memory_bytes",
-                 "Accounted memory of keys, values, containers and bucket arrays.", ss.bytes);
-        kv_gauge(out, "tern_kv_max_memory_bytes", "The --max-memory cap; 0 = none.",
-                 kv_store_max_memory(app->store));
-        kv_counter(out, "tern_kv_keyspace_hits_total", "Lookups that found their key.", ss.hits);
-        kv_counter(out, "tern_kv_keyspace_misses_total", "Lookups that did not find their key.",
-                   ss.misses);
-        kv_counter(out, "tern_kv_expired_keys_total", "Keys removed because their TTL passed.",
-                   ss.expired);
-        kv_counter(out, "tern_kv_evicted_keys_total", "Keys removed to stay under --max-memory.",
-                   ss.evicted);
-        kv_counter(out, "tern_kv_connections_received_total",
+        app_metric(out, "tern_kv_keys", "gauge", "Keys in the store.", ss.keys);
+        app_metric(out, "tern_kv_keys_with_ttl", "gauge", "Keys that carry an expiry time.",
+                   ss.expires);
+        app_metric(out, "tern_kv_memory_bytes", "gauge",
+                   "Accounted memory of keys, values, containers and bucket arrays.", ss.bytes);
+        app_metric(out, "tern_kv_max_memory_bytes", "gauge", "The --max-memory cap; 0 = none.",
+                   kv_store_max_memory(app->store));
+        app_metric(out, "tern_kv_keyspace_hits_total", "counter", "Lookups that found their key.",
+                   ss.hits);
+        app_metric(out, "tern_kv_keyspace_misses_total", "counter",
+                   "Lookups that did not find their key.", ss.misses);
+        app_metric(out, "tern_kv_expired_keys_total", "counter",
+                   "Keys removed because their TTL passed.", ss.expired);
+        app_metric(out, "tern_kv_evicted_keys_total", "counter",
+                   "Keys removed to stay under --max-memory.", ss.evicted);
+        app_metric(out, "tern_kv_connections_received_total", "counter",
                    "RESP connections accepted so far (INFO's total_connections_received).",
                    __atomic_load_n(&app->connections, __ATOMIC_RELAXED));
 }

@@ -18,17 +18,14 @@ static tern_server *server;
 static void proxy_metrics(struct tern_buf *out, void *arg)
 {
         struct proxy *px = arg;
-        app_metric_family(out, "tern_proxy_pairs", "gauge", "Source-destination pairs alive now.");
-        app_metric_value(out, "tern_proxy_pairs", NULL,
-                         (uint64_t)__atomic_load_n(&px->pairs, __ATOMIC_RELAXED));
-        app_metric_family(out, "tern_proxy_connect_failures_total", "counter",
-                          "Sources closed because their destination could not be reached.");
-        app_metric_value(out, "tern_proxy_connect_failures_total", NULL,
-                         (uint64_t)__atomic_load_n(&px->connect_failed, __ATOMIC_RELAXED));
-        app_metric_family(out, "tern_proxy_peak_queued_bytes", "gauge",
-                          "Most output ever queued on one connection.");
-        app_metric_value(out, "tern_proxy_peak_queued_bytes", NULL,
-                         (uint64_t)__atomic_load_n(&px->peak_queued, __ATOMIC_RELAXED));
+        app_metric(out, "tern_proxy_pairs", "gauge", "Source-destination pairs alive now.",
+                   (uint64_t)__atomic_load_n(&px->pairs, __ATOMIC_RELAXED));
+        app_metric(out, "tern_proxy_connect_failures_total", "counter",
+                   "Sources closed because their destination could not be reached.",
+                   (uint64_t)__atomic_load_n(&px->connect_failed, __ATOMIC_RELAXED));
+        app_metric(out, "tern_proxy_peak_queued_bytes", "gauge",
+                   "Most output ever queued on one connection.",
+                   (uint64_t)__atomic_load_n(&px->peak_queued, __ATOMIC_RELAXED));
 }
 
 static void usage(FILE *f, const char *argv0)
