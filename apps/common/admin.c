@@ -34,11 +34,6 @@ bool app_admin_addr_valid(const char *addr)
         return addr && app_split_hostport(addr, "127.0.0.1", host, sizeof(host), &port) == 0;
 }
 
-uint16_t app_admin_port(void)
-{
-        return admin.on ? admin.port : 0;
-}
-
 int app_metric_family(struct tern_buf *out, const char *name, const char *type, const char *help)
 {
         char line[512];

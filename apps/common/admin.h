@@ -49,9 +49,6 @@ bool app_admin_addr_valid(const char *addr);
 int app_admin_attach(tern_server *s, const char *prog, const char *addr,
                      app_admin_metrics_fn metrics, void *arg);
 
-/* The admin listener's port (0 when off). [any] */
-uint16_t app_admin_port(void);
-
 /* Appends "# HELP @name @help" and "# TYPE @name @type" (@type "counter" or
  * "gauge"). Returns 0 or -ENOMEM. [the buffer's owner] */
 int app_metric_family(struct tern_buf *out, const char *name, const char *type, const char *help);

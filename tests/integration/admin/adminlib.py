@@ -74,13 +74,17 @@ class Program:
         return log
 
 
+_unread = {}  # socket -> bytes received past the last response read
+
+
 def recv_response(sock, timeout=5.0, head_only=False):
     """One HTTP/1.1 response from @sock: (status, headers dict lowercased, body).
+    Bytes past it (pipelined answers) are kept for the next call.
     @head_only: the answer to a HEAD, no body whatever Content-Length says
     (body is then what arrived after the head: must be nothing). Returns
     None when the peer closed before a whole response."""
     sock.settimeout(timeout)
-    data = b""
+    data = _unread.pop(sock, b"")
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
@@ -101,6 +105,8 @@ def recv_response(sock, timeout=5.0, head_only=False):
         if not chunk:
             return None
         rest += chunk
+    if len(rest) > n:
+        _unread[sock] = rest[n:]
     return status, headers, rest[:n]
 
 

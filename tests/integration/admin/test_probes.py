@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from adminlib import Program, fail, get, request
+from adminlib import Program, fail, get, recv_response, request
 
 
 def check(cond, why):
@@ -79,6 +79,30 @@ def main():
     check(data.startswith(b"HTTP/1.1 400 "), f"malformed request answered {data[:40]!r}")
     s.close()
 
+    # Pipelined: three requests in one write, three answers in order.
+    s = socket.create_connection(("127.0.0.1", a), timeout=5)
+    s.sendall(b"".join(f"GET {x} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+                       for x in ("/healthz", "/nope", "/readyz")))
+    got = [recv_response(s) for _ in range(3)]
+    check([g and g[0] for g in got] == [200, 404, 200], f"pipelined: {[g and g[0] for g in got]}")
+    s.close()
+
+    # HTTP/1.0 without keep-alive: the answer, then the close.
+    s = socket.create_connection(("127.0.0.1", a), timeout=5)
+    s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+    r = recv_response(s)
+    check(r is not None and r[0] == 200, f"HTTP/1.0 /healthz: {r and r[0]}")
+    check(s.recv(1) == b"", "HTTP/1.0 without keep-alive: connection left open")
+    s.close()
+
+    # A request line past the codec's limit: 414, then the close.
+    s = socket.create_connection(("127.0.0.1", a), timeout=5)
+    s.sendall(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    r = recv_response(s)
+    check(r is not None and r[0] == 414, f"long request line: {r and r[0]}, want 414")
+    check(s.recv(1) == b"", "after 414: connection left open")
+    s.close()
+
     # The data port still echoes.
     e = socket.create_connection(("127.0.0.1", p.port), timeout=5)
     e.sendall(b"hello")
@@ -120,7 +144,8 @@ def main():
     log = p.stop()
     check(time.monotonic() - t0 >= 1.0, "drain shorter than expected")
     held.close()
-    print("ok: probes, 404, 405, HEAD, keep-alive, 400 + close, TERN_ADMIN, drain")
+    print("ok: probes, 404, 405, HEAD, keep-alive, pipelining, HTTP/1.0, 400 and 414 + close, "
+          "TERN_ADMIN, drain")
     del log
 
 
