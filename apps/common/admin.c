@@ -1,7 +1,6 @@
 #include "admin.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +20,6 @@ static struct admin {
         const char *prog;
         app_admin_metrics_fn metrics;
         void *arg;
-        int listener;
         uint16_t port;
         double start_time; /* unix seconds */
         char host[64];
@@ -308,7 +306,6 @@ int app_admin_attach(tern_server *s, const char *prog, const char *addr,
         admin.prog = prog;
         admin.metrics = metrics;
         admin.arg = arg;
-        admin.listener = id;
         admin.port = tern_server_listener_port(s, id);
         admin.on = true;
         tern_info("%s admin endpoint on %s port %u (/metrics, /healthz, /readyz)", prog,
