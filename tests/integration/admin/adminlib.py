@@ -3,6 +3,7 @@ free loopback ports (read back from its log), speak plain HTTP/1.1 to it
 over a raw socket, and stop it checking its exit and its log.
 """
 
+import atexit
 import os
 import re
 import signal
@@ -34,6 +35,7 @@ class Program:
         args = list(argv) + (["--admin", "127.0.0.1:0"] if admin else [])
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=env)
+        atexit.register(self.kill)  # a failing test leaves no server behind
         self.port = self.admin_port = None
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -50,6 +52,11 @@ class Program:
         self.proc.kill()
         self.proc.wait()
         fail(f"{self.name} did not start:\n{self.read_log()}")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def read_log(self):
         with open(self.log.name, errors="replace") as f:
