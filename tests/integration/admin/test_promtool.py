@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 
 from adminlib import Program, fail, get, metrics_dict, skip, sum_metric
 
@@ -65,9 +66,16 @@ def main():
     got = b""
     while len(got) < 1000:
         got += c.recv(65536)
-    body = scrape(p)
+    # The worker counts its write just after send() returns, so the echo can
+    # reach us a moment before the counter does: scrape until it shows.
+    deadline = time.monotonic() + 5
+    while True:
+        body = scrape(p)
+        m = metrics_dict(body.decode())
+        if sum_metric(m, "tern_bytes_out_total") >= 1000 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     promtool_check("tern-echo", body)
-    m = metrics_dict(body.decode())
     common(p, m, 2)
     # The echo connection and the scrape's own are both open.
     check(sum_metric(m, "tern_connections_open") == 2,
