@@ -24,7 +24,7 @@ PREFIX ?= /usr/local
 # redis-server and python3-redis for tern-kv's client tests (kv.redis_py, ...).
 TEST_EXTRA_DEPS ?= clang libclang-rt-14-dev redis-tools libevent-dev libuv1-dev gnuplot-nox \
 	libhttp-parser-dev curl python3-redis \
-	podman runc debootstrap doxygen python3 libhiredis-dev redis-server
+	podman runc debootstrap doxygen python3 libhiredis-dev redis-server prometheus
 FUZZ_SECONDS ?= 20
 # Static analysers for `make lint` (tools/lint.sh; configs .clang-tidy,
 # .cppcheck-suppressions, tools/lint/cppcheck.cfg).

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "cli.h"
 #include "tern.h"
 
@@ -27,6 +28,7 @@ static void usage(FILE *f, const char *argv0)
 {
         fprintf(f,
                 "usage: %s --port P [--bind ADDR] [--workers N] [--accept MODE] [--log-level L]\n"
+                "          [--admin ADDR:PORT]\n"
                 "\n"
                 "Echoes every byte it receives back to the sender.\n"
                 "\n"
@@ -38,6 +40,8 @@ static void usage(FILE *f, const char *argv0)
                 "                      loop accepts), auto (worker with 1 worker, else thread;\n"
                 "                      the default)\n"
                 "  -l, --log-level L   debug, info, warn, error or off (default info)\n"
+                "  -A, --admin ADDR:PORT  serve /metrics, /healthz, /readyz over HTTP there\n"
+                "                      (also TERN_ADMIN; default off; docs/admin.md)\n"
                 "  -h, --help          this text\n"
                 "\n"
                 "SIGINT or SIGTERM stops it gracefully.\n",
@@ -47,20 +51,18 @@ static void usage(FILE *f, const char *argv0)
 int main(int argc, char **argv)
 {
         static const struct option longopts[] = {
-            {"port", required_argument, NULL, 'p'},
-            {"bind", required_argument, NULL, 'b'},
-            {"workers", required_argument, NULL, 'w'},
-            {"log-level", required_argument, NULL, 'l'},
-            {"accept", required_argument, NULL, 'a'},
-            {"help", no_argument, NULL, 'h'},
-            {NULL, 0, NULL, 0},
+            {"port", required_argument, NULL, 'p'},    {"bind", required_argument, NULL, 'b'},
+            {"workers", required_argument, NULL, 'w'}, {"log-level", required_argument, NULL, 'l'},
+            {"accept", required_argument, NULL, 'a'},  {"admin", required_argument, NULL, 'A'},
+            {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
         };
         struct tern_server_opts o;
         tern_server_opts_init(&o);
         o.ops = &echo_ops;
         bool have_port = false;
+        const char *admin = getenv(APP_ADMIN_ENV);
         int ch;
-        while ((ch = getopt_long(argc, argv, "p:b:w:a:l:h", longopts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "p:b:w:a:l:A:h", longopts, NULL)) != -1) {
                 switch (ch) {
                 case 'p':
                 case 'b':
@@ -69,6 +71,9 @@ int main(int argc, char **argv)
                 case 'l':
                         if (app_server_opt(ch, optarg, argv[0], &o, &have_port) < 0)
                                 return 2;
+                        break;
+                case 'A':
+                        admin = optarg;
                         break;
                 case 'h':
                         usage(stdout, argv[0]);
@@ -82,12 +87,20 @@ int main(int argc, char **argv)
                 usage(stderr, argv[0]);
                 return 2;
         }
+        if (admin && *admin && !app_admin_addr_valid(admin)) {
+                fprintf(stderr, "%s: invalid --admin '%s' (HOST:PORT)\n", argv[0], admin);
+                return 2;
+        }
 
         app_reap_orphans_as_init();
         app_log_default_workers("tern-echo", o.workers);
         server = tern_server_new(&o);
         if (!server) {
                 tern_error("tern-echo: cannot start: %s", strerror(errno));
+                return 1;
+        }
+        if (app_admin_attach(server, "tern-echo", admin, NULL, NULL) < 0) {
+                tern_server_free(server);
                 return 1;
         }
         app_stop_server_on_signals(server);

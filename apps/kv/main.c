@@ -11,10 +11,37 @@
 #include <string.h>
 
 #include "kv.h"
+#include "admin.h"
 #include "cli.h"
 #include "tern.h"
 
 static tern_server *server;
+
+/* The store's counters for /metrics (docs/admin.md): atomics, no lock. */
+static void kv_metrics(struct tern_buf *out, void *arg)
+{
+        struct kv_app *app = arg;
+        struct kv_store_stats ss;
+        kv_store_stats(app->store, &ss);
+        app_metric(out, "tern_kv_keys", "gauge", "Keys in the store.", ss.keys);
+        app_metric(out, "tern_kv_keys_with_ttl", "gauge", "Keys that carry an expiry time.",
+                   ss.expires);
+        app_metric(out, "tern_kv_memory_bytes", "gauge",
+                   "Accounted memory of keys, values, containers and bucket arrays.", ss.bytes);
+        app_metric(out, "tern_kv_max_memory_bytes", "gauge", "The --max-memory cap; 0 = none.",
+                   kv_store_max_memory(app->store));
+        app_metric(out, "tern_kv_keyspace_hits_total", "counter", "Lookups that found their key.",
+                   ss.hits);
+        app_metric(out, "tern_kv_keyspace_misses_total", "counter",
+                   "Lookups that did not find their key.", ss.misses);
+        app_metric(out, "tern_kv_expired_keys_total", "counter",
+                   "Keys removed because their TTL passed.", ss.expired);
+        app_metric(out, "tern_kv_evicted_keys_total", "counter",
+                   "Keys removed to stay under --max-memory.", ss.evicted);
+        app_metric(out, "tern_kv_connections_received_total", "counter",
+                   "RESP connections accepted so far (INFO's total_connections_received).",
+                   __atomic_load_n(&app->connections, __ATOMIC_RELAXED));
+}
 
 static void usage(FILE *f, const char *argv0)
 {
@@ -22,7 +49,7 @@ static void usage(FILE *f, const char *argv0)
                 "usage: %s --port P [--bind ADDR] [--workers N] [--accept MODE] [--log-level L]\n"
                 "          [--max-memory BYTES] [--maxmemory-policy P] [--requirepass PASS]\n"
                 "          [--max-bulk BYTES] [--max-args N] [--max-inline BYTES]\n"
-                "          [--max-request BYTES]\n"
+                "          [--max-request BYTES] [--admin ADDR:PORT]\n"
                 "\n"
                 "An in-memory key-value server speaking RESP (the Redis protocol), with\n"
                 "strings, hashes, lists, sets, sorted sets, expiry and transactions.\n"
@@ -43,6 +70,8 @@ static void usage(FILE *f, const char *argv0)
                 "      --max-args N      most arguments in one command (default %u)\n"
                 "      --max-inline B    longest inline command line (default %u)\n"
                 "      --max-request B   longest command in bytes (default %u)\n"
+                "  -A, --admin ADDR:PORT serve /metrics, /healthz, /readyz over HTTP there\n"
+                "                        (also TERN_ADMIN; default off; docs/admin.md)\n"
                 "  -h, --help            this text\n"
                 "\n"
                 "Sizes take a k, m or g suffix (powers of 1024).\n"
@@ -77,6 +106,7 @@ int main(int argc, char **argv)
             {"max-args", required_argument, NULL, OPT_MAX_ARGS},
             {"max-inline", required_argument, NULL, OPT_MAX_INLINE},
             {"max-request", required_argument, NULL, OPT_MAX_REQUEST},
+            {"admin", required_argument, NULL, 'A'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
@@ -88,11 +118,12 @@ int main(int argc, char **argv)
         uint64_t sz64;
         long v;
         bool have_port = false;
+        const char *admin = getenv(APP_ADMIN_ENV);
         int ch;
 
         tern_server_opts_init(&o);
         tern_resp_config_init(&resp);
-        while ((ch = getopt_long(argc, argv, "p:b:w:a:l:m:h", longopts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "p:b:w:a:l:m:A:h", longopts, NULL)) != -1) {
                 switch (ch) {
                 case 'p':
                 case 'b':
@@ -155,6 +186,9 @@ int main(int argc, char **argv)
                         }
                         requirepass = optarg;
                         break;
+                case 'A':
+                        admin = optarg;
+                        break;
                 case 'h':
                         usage(stdout, argv[0]);
                         return 0;
@@ -165,6 +199,10 @@ int main(int argc, char **argv)
         }
         if (!have_port || optind != argc) {
                 usage(stderr, argv[0]);
+                return 2;
+        }
+        if (admin && *admin && !app_admin_addr_valid(admin)) {
+                fprintf(stderr, "%s: invalid --admin '%s' (HOST:PORT)\n", argv[0], admin);
                 return 2;
         }
 
@@ -190,6 +228,11 @@ int main(int argc, char **argv)
         server = tern_server_new(&o);
         if (!server) {
                 tern_error("tern-kv: cannot start: %s", strerror(errno));
+                kv_app_fini(&app);
+                return 1;
+        }
+        if (app_admin_attach(server, "tern-kv", admin, kv_metrics, &app) < 0) {
+                tern_server_free(server);
                 kv_app_fini(&app);
                 return 1;
         }

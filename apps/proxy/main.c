@@ -8,16 +8,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "cli.h"
 #include "proxy.h"
 
 static tern_server *server;
+
+/* The proxy's own counters for /metrics (docs/admin.md). */
+static void proxy_metrics(struct tern_buf *out, void *arg)
+{
+        struct proxy *px = arg;
+        app_metric(out, "tern_proxy_pairs", "gauge", "Source-destination pairs alive now.",
+                   (uint64_t)__atomic_load_n(&px->pairs, __ATOMIC_RELAXED));
+        app_metric(out, "tern_proxy_connect_failures_total", "counter",
+                   "Sources closed because their destination could not be reached.",
+                   (uint64_t)__atomic_load_n(&px->connect_failed, __ATOMIC_RELAXED));
+        app_metric(out, "tern_proxy_peak_queued_bytes", "gauge",
+                   "Most output ever queued on one connection.",
+                   (uint64_t)__atomic_load_n(&px->peak_queued, __ATOMIC_RELAXED));
+}
 
 static void usage(FILE *f, const char *argv0)
 {
         fprintf(f,
                 "usage: %s --listen [HOST:]PORT --to HOST:PORT [--workers N] [--accept MODE]\n"
                 "          [--connect-timeout MS] [--high-water BYTES] [--log-level L]\n"
+                "          [--admin ADDR:PORT]\n"
                 "\n"
                 "Forwards every connection accepted on --listen to --to, both ways.\n"
                 "A destination that reads slowly pauses reading from its source.\n"
@@ -31,6 +47,8 @@ static void usage(FILE *f, const char *argv0)
                 "  -H, --high-water BYTES    queued bytes per connection before the other\n"
                 "                            side pauses (default %u; resumes at half)\n"
                 "  -l, --log-level L         debug, info, warn, error or off (default info)\n"
+                "  -A, --admin ADDR:PORT     serve /metrics, /healthz, /readyz over HTTP there\n"
+                "                            (also TERN_ADMIN; default off; docs/admin.md)\n"
                 "  -h, --help                this text\n"
                 "\n"
                 "SIGINT or SIGTERM stops it gracefully.\n",
@@ -47,6 +65,7 @@ int main(int argc, char **argv)
             {"connect-timeout", required_argument, NULL, 'T'},
             {"high-water", required_argument, NULL, 'H'},
             {"log-level", required_argument, NULL, 'l'},
+            {"admin", required_argument, NULL, 'A'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
@@ -56,8 +75,9 @@ int main(int argc, char **argv)
         uint16_t to_port = 0;
         bool have_listen = false, have_to = false, have_port = false;
         long timeout_ms = 10000, high = 0;
+        const char *admin = getenv(APP_ADMIN_ENV);
         int ch;
-        while ((ch = getopt_long(argc, argv, "L:t:w:a:T:H:l:h", longopts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "L:t:w:a:T:H:l:A:h", longopts, NULL)) != -1) {
                 switch (ch) {
                 case 'L':
                         if (app_split_hostport(optarg, NULL, listen_host, sizeof(listen_host),
@@ -97,6 +117,9 @@ int main(int argc, char **argv)
                         if (app_server_opt(ch, optarg, argv[0], &o, &have_port) < 0)
                                 return 2;
                         break;
+                case 'A':
+                        admin = optarg;
+                        break;
                 case 'h':
                         usage(stdout, argv[0]);
                         return 0;
@@ -107,6 +130,10 @@ int main(int argc, char **argv)
         }
         if (!have_listen || !have_to || optind != argc) {
                 usage(stderr, argv[0]);
+                return 2;
+        }
+        if (admin && *admin && !app_admin_addr_valid(admin)) {
+                fprintf(stderr, "%s: invalid --admin '%s' (HOST:PORT)\n", argv[0], admin);
                 return 2;
         }
 
@@ -122,6 +149,10 @@ int main(int argc, char **argv)
         server = tern_server_new(&o);
         if (!server) {
                 tern_error("tern-proxy: cannot start: %s", strerror(errno));
+                return 1;
+        }
+        if (app_admin_attach(server, "tern-proxy", admin, proxy_metrics, &px) < 0) {
+                tern_server_free(server);
                 return 1;
         }
         app_stop_server_on_signals(server);

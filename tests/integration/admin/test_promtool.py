@@ -1,0 +1,150 @@
+"""admin.promtool: `promtool check metrics` on /metrics of tern-echo, tern-kv
+and tern-proxy, after some traffic, and the values each program's own
+families must show.
+
+Usage: test_promtool.py TERN_ECHO TERN_KV TERN_PROXY
+Skips (77) when promtool (Debian package prometheus) is not installed.
+"""
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+from adminlib import Program, fail, get, metrics_dict, skip, sum_metric
+
+
+def check(cond, why):
+    if not cond:
+        fail(why)
+
+
+def promtool_check(name, body):
+    r = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
+    out = (r.stdout + r.stderr).decode(errors="replace")
+    check(r.returncode == 0, f"promtool check metrics on {name}'s /metrics failed:\n{out}")
+    print(f"{name}: promtool check metrics ok")
+
+
+def scrape(p):
+    st, hd, body = get(p.admin_port, "/metrics")
+    check(st == 200, f"{p.name} /metrics: {st}")
+    check(hd.get("content-type", "").startswith("text/plain; version=0.0.4"),
+          f"{p.name} Content-Type {hd.get('content-type')!r}")
+    return body
+
+
+def common(p, m, workers):
+    for name in ("tern_connections_accepted_total", "tern_bytes_in_total",
+                 "tern_connections_open", "tern_loop_iterations_total"):
+        n = sum(1 for k in m if k.startswith(name + "{worker="))
+        check(n == workers, f"{p.name}: {name} has {n} worker series, want {workers}")
+    check(m.get("tern_workers") == workers, f"{p.name}: tern_workers {m.get('tern_workers')}")
+    info = [k for k in m if k.startswith("tern_build_info{")]
+    check(len(info) == 1 and f'program="{p.name}"' in info[0], f"{p.name}: build_info {info}")
+    for name in ("tern_acceptor_rejected_total", "tern_acceptor_accept_errors_total",
+                 "tern_live_connections", "tern_live_buffers", "tern_live_buffer_bytes",
+                 "tern_timers_armed", "process_start_time_seconds"):
+        check(name in m, f"{p.name}: {name} missing")
+
+
+def resp(sock, *args):
+    msg = f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)
+    sock.sendall(msg.encode())
+    return sock.recv(65536)
+
+
+def main():
+    if not shutil.which("promtool"):
+        skip("promtool not installed (Debian package prometheus)")
+    echo, kv, proxy = sys.argv[1:4]
+
+    p = Program([echo, "--bind", "127.0.0.1", "--port", "0", "--workers", "2"])
+    c = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    c.sendall(b"x" * 1000)
+    got = b""
+    while len(got) < 1000:
+        got += c.recv(65536)
+    # The worker counts its write just after send() returns, so the echo can
+    # reach us a moment before the counter does: scrape until it shows.
+    deadline = time.monotonic() + 5
+    while True:
+        body = scrape(p)
+        m = metrics_dict(body.decode())
+        if sum_metric(m, "tern_bytes_out_total") >= 1000 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    promtool_check("tern-echo", body)
+    common(p, m, 2)
+    # The echo connection and the scrape's own are both open.
+    check(sum_metric(m, "tern_connections_open") == 2,
+          f"tern-echo: open {sum_metric(m, 'tern_connections_open')}, want 2")
+    check(sum_metric(m, "tern_bytes_out_total") >= 1000, "tern-echo: bytes_out below 1000")
+    c.close()
+    p.stop()
+
+    p = Program([kv, "--bind", "127.0.0.1", "--port", "0", "--workers", "2"])
+    c = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    for i in range(5):
+        check(resp(c, "SET", f"k{i}", "v") == b"+OK\r\n", "kv SET")
+    # Whether a write counts as a lookup is the store's business: compare
+    # the counters around two reads only.
+    m0 = metrics_dict(scrape(p).decode())
+    check(resp(c, "GET", "k1") == b"$1\r\nv\r\n", "kv GET hit")
+    check(resp(c, "GET", "nokey") == b"$-1\r\n", "kv GET miss")
+    body = scrape(p)
+    promtool_check("tern-kv", body)
+    m = metrics_dict(body.decode())
+    common(p, m, 2)
+    check(m.get("tern_kv_keys") == 5, f"tern_kv_keys {m.get('tern_kv_keys')}, want 5")
+    for name in ("tern_kv_keyspace_hits_total", "tern_kv_keyspace_misses_total"):
+        d = m.get(name, -1) - m0.get(name, -1)
+        check(d == 1, f"{name} rose by {d} over one GET, want 1")
+    check(m.get("tern_kv_memory_bytes", 0) > 0, "tern_kv_memory_bytes is 0 with 5 keys")
+    check(m.get("tern_kv_connections_received_total") == 1,
+          f"connections_received {m.get('tern_kv_connections_received_total')}")
+    for name in ("tern_kv_keys_with_ttl", "tern_kv_max_memory_bytes",
+                 "tern_kv_expired_keys_total", "tern_kv_evicted_keys_total"):
+        check(name in m, f"tern-kv: {name} missing")
+    c.close()
+    p.stop()
+
+    # tern-proxy in front of a tern-echo; then one pair to a closed port.
+    e = Program([echo, "--bind", "127.0.0.1", "--port", "0", "--workers", "1"], admin=False)
+    p = Program([proxy, "--listen", "127.0.0.1:0", "--to", f"127.0.0.1:{e.port}",
+                 "--workers", "2"])
+    c = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    c.sendall(b"ping")
+    check(c.recv(4) == b"ping", "proxy did not pass bytes")
+    body = scrape(p)
+    promtool_check("tern-proxy", body)
+    m = metrics_dict(body.decode())
+    common(p, m, 2)
+    check(m.get("tern_proxy_pairs") == 1, f"tern_proxy_pairs {m.get('tern_proxy_pairs')}")
+    check(m.get("tern_proxy_connect_failures_total") == 0, "connect failures before any")
+    check(sum_metric(m, "tern_connects_total") == 1, "tern_connects_total != 1")
+    c.close()
+    p.stop()
+    e.stop()
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]  # bound, never listening: connects are refused
+    p = Program([proxy, "--listen", "127.0.0.1:0", "--to", f"127.0.0.1:{port}",
+                 "--workers", "1"])
+    c = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    c.settimeout(5)
+    check(c.recv(1) == b"", "proxy kept a source whose destination refused")
+    m = metrics_dict(scrape(p).decode())
+    check(m.get("tern_proxy_connect_failures_total") == 1,
+          f"connect failures {m.get('tern_proxy_connect_failures_total')}, want 1")
+    check(sum_metric(m, "tern_connect_errors_total") == 1, "tern_connect_errors_total != 1")
+    c.close()
+    p.stop()
+    closed.close()
+    print("ok: promtool on echo, kv, proxy and their values")
+
+
+if __name__ == "__main__":
+    main()
