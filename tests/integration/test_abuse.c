@@ -133,7 +133,11 @@ static int cmp_int(const void *a, const void *b)
 }
 
 /* Stops the probe and asserts that it was served all along: no failure and
- * a 99th percentile round trip under 100 ms (loopback, next to an abuser). */
+ * a 99th percentile round trip under 500 ms (loopback, next to an abuser).
+ * The bound tells "served" from "starved", not fast from slow: a server
+ * that let the abuser monopolise a worker stalls the probe for seconds,
+ * while a busy 2-core CI machine can stretch honest round trips to tens of
+ * milliseconds (the p99 is logged for whoever wants the figure). */
 static void probe_check(struct probe *pr, const char *during)
 {
         __atomic_store_n(&pr->stop, true, __ATOMIC_RELEASE);
@@ -144,7 +148,7 @@ static void probe_check(struct probe *pr, const char *during)
         int p99 = pr->lat_us[pr->n * 99 / 100], max = pr->lat_us[pr->n - 1];
         cr_log_info("%s: %d round trips, p50 %d us, p99 %d us, max %d us", during, pr->n,
                     pr->lat_us[pr->n / 2], p99, max);
-        cr_assert_lt(p99, 100000, "p99 round trip %d us during %s", p99, during);
+        cr_assert_lt(p99, 500000, "p99 round trip %d us during %s", p99, during);
 }
 
 /* Sends @len bytes of @chunk (repeated) as fast as the socket takes them,
@@ -381,7 +385,9 @@ Test(abuse, slowloris_tricklers_are_closed_by_the_idle_timeout)
         cr_assert_eq(open, 0, "%d of %d tricklers still open after 5 s", open, TRICKLERS);
         cr_log_info("all %d tricklers closed after %lld ms (idle timeout %d ms)", TRICKLERS,
                     (long long)cut_ms, IDLE_MS);
-        cr_assert_leq(cut_ms, 2 * IDLE_MS + 500);
+        /* Not a timing claim: the 5 s loop above is the real bound; this
+         * only says the cut came from the idle timeout, not from the end. */
+        cr_assert_leq(cut_ms, 2 * IDLE_MS + 1500);
         int need = TRICKLERS;
         cr_assert(tu_wait_until(closed_at_least, &need, 2000));
         cr_assert_eq(reasons(TERN_CLOSE_IDLE), TRICKLERS);
@@ -477,7 +483,8 @@ static void fd_exhaustion(enum tern_accept_mode mode)
         cr_assert_eq(read(to_parent[0], &c, 1), 1);
 
         /* Saturated: one second of the process's CPU time. A spinning
-         * acceptor burns a whole core; a pausing one wakes ten times. */
+         * acceptor burns a whole core; a pausing one wakes ten times (a few
+         * ms; the bound leaves room for a loaded machine). */
         usleep(200000);
         struct tern_stats st0, st1;
         tern_server_stats(s, &st0, NULL);
@@ -490,7 +497,7 @@ static void fd_exhaustion(enum tern_accept_mode mode)
                     (unsigned long)st1.conns);
         cr_assert_gt(st0.accept_errors, 0, "never ran out of descriptors");
         cr_assert_lt(st1.conns, 15, "%lu connections with room for 10", (unsigned long)st1.conns);
-        cr_assert_lt(used, 0.05, "%.1f ms of CPU in 1 s while saturated", used * 1e3);
+        cr_assert_lt(used, 0.25, "%.1f ms of CPU in 1 s while saturated", used * 1e3);
         cr_assert_leq(st1.accept_errors - st0.accept_errors, 20,
                       "acceptor retried %lu times in 1 s",
                       (unsigned long)(st1.accept_errors - st0.accept_errors));
@@ -505,14 +512,16 @@ static void fd_exhaustion(enum tern_accept_mode mode)
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d",
                   WEXITSTATUS(status));
         cr_log_info("service resumed %d ms after the clients left", took);
-        cr_assert_lt(took, 1000, "service resumed only after %d ms", took);
+        /* The pause is 100 ms; a server that never resumed would hit the
+         * child's 5 s read timeouts. 2 s leaves room for a loaded machine. */
+        cr_assert_lt(took, 2000, "service resumed only after %d ms", took);
         cr_assert(tu_wait_until(no_conns, s, 5000), "connections left open");
         su_stop(s);
 }
 
 /* The pause is an epoll_wait timeout on the acceptor thread, and a timer on
  * the worker's loop when the worker accepts: both must hold. */
-Test(abuse, fd_exhaustion_pauses_without_spinning_and_resumes_within_a_second)
+Test(abuse, fd_exhaustion_pauses_without_spinning_and_resumes_promptly)
 {
         fd_exhaustion(TERN_ACCEPT_WORKER);
         fd_exhaustion(TERN_ACCEPT_THREAD);
