@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # tern-chat against muduo's example chat servers (examples/asio/chat in
 # muduo's public repository: asio_chat_server, one event loop, and
-# asio_chat_server_threaded_highperformance, one loop per I/O thread). Bring
-# your own builds of the two servers; this script builds nothing.
+# asio_chat_server_threaded_highperformance, one loop per I/O thread). Give
+# either the two binaries (--muduo-loop, --muduo-threaded) or a checkout of
+# muduo's repository (--muduo-src DIR): the script then builds just those two
+# targets (and the muduo_base/muduo_net libraries they need) in Release mode
+# under DIR/build-tern-bench, which needs cmake, g++ and Debian's
+# libboost-dev. Nothing of muduo is kept in this repository.
 #
 # The load (tern-bench chat --closed-loop): CLIENTS clients in one room,
 # SENDERS of them closed-loop senders (each sends its next message as soon as
@@ -26,7 +30,8 @@
 # to OUT/chat-vs-muduo-<date>T<time>Z.csv (UTC). A run with delivery errors
 # makes the script exit 1.
 #
-# usage: tools/bench/run-chat-vs-muduo.sh --muduo-loop PATH --muduo-threaded PATH
+# usage: tools/bench/run-chat-vs-muduo.sh (--muduo-src DIR |
+#          --muduo-loop PATH --muduo-threaded PATH)
 #          [--rounds R] [--duration S] [--clients N] [--senders K]
 #          [--nice N] [--no-unpinned] [--bin DIR] [--out DIR] [--quick]
 #   --nice N   run server and client at nice N (default 0; -10 keeps other
@@ -45,6 +50,7 @@ UNPINNED=1
 QUICK=0
 MUDUO_LOOP=
 MUDUO_THREADED=
+MUDUO_SRC=
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 BENCH_NAME=run-chat-vs-muduo
@@ -56,6 +62,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --muduo-loop) MUDUO_LOOP=$2; shift ;;
     --muduo-threaded) MUDUO_THREADED=$2; shift ;;
+    --muduo-src) MUDUO_SRC=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --duration) DURATION=$2; shift ;;
     --clients) CLIENTS=$2; shift ;;
@@ -78,6 +85,22 @@ CHAT=$BIN/tern-chat
 BENCH=$BIN/tern-bench
 [ -x "$CHAT" ] || die "$CHAT not found: build it first (cmake --build build --target tern-chat)"
 [ -x "$BENCH" ] || die "$BENCH not found: build it first (cmake --build build --target tern-bench)"
+# Builds the two chat servers from a muduo checkout: only their targets,
+# Release (-O2, as muduo ships them), in a build tree of the checkout's own.
+build_muduo() {
+  local src=$1 b=$1/build-tern-bench
+  [ -f "$src/examples/asio/chat/server_threaded_highperformance.cc" ] ||
+    die "--muduo-src $src: not a muduo checkout (no examples/asio/chat)"
+  command -v cmake >/dev/null && command -v g++ >/dev/null || die "--muduo-src needs cmake and g++"
+  [ -f /usr/include/boost/version.hpp ] || die "--muduo-src needs boost headers (apt-get install libboost-dev)"
+  cmake -S "$src" -B "$b" -DCMAKE_BUILD_TYPE=Release -DMUDUO_BUILD_EXAMPLES=ON >"$b.log" 2>&1 ||
+    die "muduo configure failed: see $b.log"
+  cmake --build "$b" -j "$(nproc)" --target asio_chat_server \
+    asio_chat_server_threaded_highperformance >>"$b.log" 2>&1 || die "muduo build failed: see $b.log"
+  MUDUO_LOOP=$(find "$b" -type f -name asio_chat_server -perm -u+x | head -n 1)
+  MUDUO_THREADED=$(find "$b" -type f -name asio_chat_server_threaded_highperformance -perm -u+x | head -n 1)
+}
+[ -n "$MUDUO_SRC" ] && build_muduo "$MUDUO_SRC"
 [ -n "$MUDUO_LOOP" ] && [ -x "$MUDUO_LOOP" ] || die "--muduo-loop PATH: muduo's asio_chat_server"
 [ -n "$MUDUO_THREADED" ] && [ -x "$MUDUO_THREADED" ] ||
   die "--muduo-threaded PATH: muduo's asio_chat_server_threaded_highperformance"
