@@ -95,6 +95,11 @@ format-check:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 # Libraries, headers, tern.pc and the CMake package under PREFIX.
+# A library-only install needs only the build dependencies: no Criterion or
+# liburing from install-deps.sh, and the test suite is left out of a fresh
+# build directory when Criterion is absent (tests/CMakeLists.txt requires it).
+install: export TERN_DEPS_NO_TESTS = 1
+install: CMAKE_FLAGS += $(if $(shell pkg-config --exists criterion >/dev/null 2>&1 && echo y),,-DTERN_BUILD_TESTS=OFF)
 install: build
 	DESTDIR="$(DESTDIR)" cmake --install $(BUILD_DIR) --prefix "$(PREFIX)"
 

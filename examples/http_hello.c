@@ -51,6 +51,8 @@ static void build(struct tern_buf *b, int status, const char *date, const char *
 
 static void refresh(struct tern_timer *t, void *arg)
 {
+        (void)t;
+        (void)arg;
         char date[64];
         struct tm tm;
         time_t now = time(NULL);
@@ -65,6 +67,7 @@ static void refresh(struct tern_timer *t, void *arg)
 
 static void on_worker_start(tern_loop *loop, void *user)
 {
+        (void)user;
         tern_timer_init(&w.tick, refresh, NULL);
         refresh(&w.tick, NULL);
         tern_loop_timer_start(loop, &w.tick, 1000, 1000);
@@ -72,6 +75,7 @@ static void on_worker_start(tern_loop *loop, void *user)
 
 static void on_worker_stop(tern_loop *loop, void *user)
 {
+        (void)user;
         tern_loop_timer_stop(loop, &w.tick);
         tern_buf_free(&w.ok);
         tern_buf_free(&w.ok10);
@@ -116,6 +120,7 @@ static void on_codec_error(tern_conn *c, int err)
 
 static void on_signal(int sig)
 {
+        (void)sig;
         tern_server_stop(server); /* async-signal-safe */
 }
 

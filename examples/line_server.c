@@ -60,6 +60,7 @@ static void on_frame(tern_conn *c, const struct tern_frame *f)
 
 static void on_signal(int sig)
 {
+        (void)sig;
         tern_server_stop(server); /* async-signal-safe */
 }
 

@@ -35,6 +35,8 @@ static void on_open(tern_conn *c) /* on the connection's worker */
 
 static void on_close(tern_conn *c, enum tern_close_reason reason, int err)
 {
+        (void)reason;
+        (void)err;
         uintptr_t i = (uintptr_t)tern_conn_data(c);
         pthread_mutex_lock(&lock);
         if (i < MAX_CLIENTS)
@@ -44,6 +46,8 @@ static void on_close(tern_conn *c, enum tern_close_reason reason, int err)
 
 static void on_tick(struct tern_timer *t, void *arg) /* on worker 0 */
 {
+        (void)t;
+        (void)arg;
         char msg[32];
         int len = snprintf(msg, sizeof(msg), "tick %lu\n", ++ticks);
         pthread_mutex_lock(&lock);
@@ -62,12 +66,14 @@ static void worker_start(tern_loop *loop, void *user)
 
 static void worker_stop(tern_loop *loop, void *user)
 {
+        (void)user;
         if (tern_loop_index(loop) == 0)
                 tern_loop_timer_stop(loop, &ticker);
 }
 
 static void on_signal(int sig)
 {
+        (void)sig;
         tern_server_stop(server); /* async-signal-safe */
 }
 

@@ -34,6 +34,7 @@ static ssize_t tlv_decode(void *state, const uint8_t *in, size_t len, struct ter
 /* @payload is type + body, from the application (never inside @out). */
 static int tlv_encode(void *state, struct tern_buf *out, const void *payload, size_t len)
 {
+        (void)state;
         if (len < 1 || len - 1 > 0xffff)
                 return -EMSGSIZE;
         int err = tern_buf_reserve(out, 2 + len); /* all or nothing */
@@ -69,6 +70,7 @@ static tern_server *server;
 
 static void on_signal(int sig)
 {
+        (void)sig;
         tern_server_stop(server); /* async-signal-safe */
 }
 

@@ -193,7 +193,7 @@ TERN_EXPORT ssize_t tern_http_decode(struct tern_http_state *s, const uint8_t *i
 
 /** The request a DATA frame of this codec lends (borrowed, valid during
  * on_frame), or NULL when @p f is not one. [the frame's thread] */
-const struct tern_http_request *tern_http_request_of(const struct tern_frame *f);
+TERN_EXPORT const struct tern_http_request *tern_http_request_of(const struct tern_frame *f);
 
 /**
  * tern_http_state_status - the HTTP status to answer for the error the last

@@ -64,6 +64,18 @@ readelf -d "$work/pc-shared" | grep -q "NEEDED.*\[libtern.so.$soversion\]" ||
         fail "pc-shared does not use libtern.so.$soversion"
 LD_LIBRARY_PATH=$libdir "$work/pc-shared" "$version" || fail "run pkg-config shared build"
 
+step "examples, as examples/README.md builds them: -Wall -Wextra, rpath to a non-default prefix"
+# redis_async needs hiredis; the others only tern.
+for ex in line_server ticker_server tlv_server http_hello; do
+        # shellcheck disable=SC2046
+        "$cc" -Wall -Wextra -Werror "$here/../../examples/$ex.c" -o "$work/ex-$ex" \
+                $(pkg-config --cflags --libs tern) -Wl,-rpath,"$(pkg-config --variable=libdir tern)" ||
+                fail "examples/$ex.c does not build warning-free against the installed tern"
+        # No LD_LIBRARY_PATH: the rpath alone must find the installed library.
+        env -u LD_LIBRARY_PATH ldd "$work/ex-$ex" | grep -q "libtern.so.$soversion => $libdir/" ||
+                fail "examples/$ex.c: the loader does not find $libdir/libtern.so.$soversion"
+done
+
 step "pkg-config, static: the archive plus \$(pkg-config --static --libs tern)"
 # -ltern would pick the .so: take the archive explicitly, and from
 # --static --libs only what it needs (liburcu, ck, -pthread).
