@@ -1069,11 +1069,11 @@ static void kv_human(char *buf, size_t cap, size_t bytes)
         if (bytes < 1024)
                 snprintf(buf, cap, "%zuB", bytes);
         else if (bytes < (1u << 20))
-                snprintf(buf, cap, "%.2fK", bytes / 1024.0);
+                snprintf(buf, cap, "%.2fK", (double)bytes / 1024.0);
         else if (bytes < (1u << 30))
-                snprintf(buf, cap, "%.2fM", bytes / 1048576.0);
+                snprintf(buf, cap, "%.2fM", (double)bytes / 1048576.0);
         else
-                snprintf(buf, cap, "%.2fG", bytes / 1073741824.0);
+                snprintf(buf, cap, "%.2fG", (double)bytes / 1073741824.0);
 }
 
 static bool kv_want_section(struct kv_ctx *x, const char *name)

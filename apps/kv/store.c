@@ -1946,7 +1946,9 @@ int kv_lrange(struct kv_store *st, const void *key, size_t klen, int64_t start, 
                 stop = len + stop;
         if (stop >= len)
                 stop = len - 1;
-        int64_t n = start > stop ? 0 : stop - start + 1;
+        /* A missing key has len 0 and so n 0; the a.e test says so to the
+         * analyser too. */
+        int64_t n = !a.e || start > stop ? 0 : stop - start + 1;
         err = tern_resp_put_array(r->buf, (size_t)n);
         for (int64_t i = 0; i < n && !err; i++) {
                 const struct kv_item *it = kv_list_at(a.e->obj, (size_t)(start + i));
