@@ -97,8 +97,9 @@ build_muduo() {
     die "muduo configure failed: see $b.log"
   cmake --build "$b" -j "$(nproc)" --target asio_chat_server \
     asio_chat_server_threaded_highperformance >>"$b.log" 2>&1 || die "muduo build failed: see $b.log"
-  MUDUO_LOOP=$(find "$b" -type f -name asio_chat_server -perm -u+x | head -n 1)
-  MUDUO_THREADED=$(find "$b" -type f -name asio_chat_server_threaded_highperformance -perm -u+x | head -n 1)
+  # muduo's CMakeLists puts every executable in the build tree's bin/.
+  MUDUO_LOOP=$b/bin/asio_chat_server
+  MUDUO_THREADED=$b/bin/asio_chat_server_threaded_highperformance
 }
 [ -n "$MUDUO_SRC" ] && build_muduo "$MUDUO_SRC"
 [ -n "$MUDUO_LOOP" ] && [ -x "$MUDUO_LOOP" ] || die "--muduo-loop PATH: muduo's asio_chat_server"
