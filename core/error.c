@@ -15,6 +15,8 @@ const char *tern_strerror(int err)
                 return "frame exceeds size limit";
         case TERN_EINLIMIT:
                 return "input buffer limit exceeded";
+        case TERN_ETLS:
+                return "TLS handshake or record failed";
         default:
                 break;
         }

@@ -19,6 +19,7 @@
 #define TERN_EFRAME    (TERN_EBASE - 3) /**< codec rejected the byte stream */
 #define TERN_ETOOBIG   (TERN_EBASE - 4) /**< a frame passed the codec's limit */
 #define TERN_EINLIMIT  (TERN_EBASE - 5) /**< unconsumed input passed max_inbuf */
+#define TERN_ETLS      (TERN_EBASE - 6) /**< TLS handshake or record failed (the log says why) */
 
 /**
  * tern_strerror - describe a tern return code.

@@ -104,17 +104,80 @@ static void note_setup_error(struct tern_loop *l, int fd, int err)
 
 void tern__conn_cfg_put(struct tern__conn_cfg *cfg)
 {
-        if (cfg->refs && --cfg->refs == 0)
+        if (cfg->refs && --cfg->refs == 0) {
+                free(cfg->server_name);
                 free(cfg);
+        }
 }
 
 static void conn_connected(struct tern_conn *c);
+
+/* ---- the transport (TLS) ----
+ * Kept out of the plain path: a plain connection pays one test of
+ * cfg->xport per read burst and per write. */
+
+static inline void *xstate(const struct tern_conn *c)
+{
+        return TERN__CONN_XSTATE(c);
+}
+
+/*
+ * Transport failures come from peers, often hostile ones: each is logged
+ * with the peer and the reason, but at most 10 a second per worker, and the
+ * next line says how many were left out.
+ */
+static __thread struct {
+        uint64_t second;
+        uint32_t said, held;
+} xlog;
+
+static __attribute__((noinline, cold)) void xport_warn(struct tern_conn *c, const char *what,
+                                                       int err)
+{
+        struct tern_loop *l = c->io.loop;
+        tern__stat_add(l, TERN__STAT(tls_errors), 1);
+        uint64_t sec = l->now / 1000;
+        if (sec != xlog.second) {
+                xlog.second = sec;
+                xlog.said = 0;
+        }
+        if (xlog.said >= 10) {
+                xlog.held++;
+                return;
+        }
+        xlog.said++;
+        char peer[TERN_ADDRSTRLEN], why[200];
+        const char *reason = err ? c->cfg->xport->ops->why(xstate(c), err, why, sizeof(why)) : "";
+        if (xlog.held)
+                tern_warn("loop %d: %s: TLS %s%s%s; closing (%u similar lines left out)", l->index,
+                          tern_conn_peer_str(c, peer, sizeof(peer)), what, err ? ": " : "", reason,
+                          xlog.held);
+        else
+                tern_warn("loop %d: %s: TLS %s%s%s; closing", l->index,
+                          tern_conn_peer_str(c, peer, sizeof(peer)), what, err ? ": " : "", reason);
+        xlog.held = 0;
+}
+
+/* A graceful end: close_notify before the FIN. */
+static void xport_bye(struct tern_conn *c)
+{
+        if (c->cfg->xport && !(c->flags & TERN__CONN_HANDSHAKE) && xstate(c))
+                c->cfg->xport->ops->shutdown(xstate(c));
+}
+
+static void xport_free(struct tern_conn *c)
+{
+        if (c->cfg->xport && xstate(c)) {
+                c->cfg->xport->ops->close(xstate(c));
+                TERN__CONN_XSTATE(c) = NULL;
+        }
+}
 
 struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, struct tern__conn_cfg *cfg,
                                    bool connecting)
 {
         int err = ENOMEM;
-        struct tern_conn *c = TERN__CALLOC(1, sizeof(*c));
+        struct tern_conn *c = TERN__CALLOC(1, sizeof(*c) + (cfg->xport ? sizeof(void *) : 0));
         if (!c)
                 goto out_close_fd;
         c->io.kind = &conn_kind;
@@ -128,10 +191,17 @@ struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, struct tern__con
                 c->flags |= TERN__CONN_UNIX;
         c->idle_ms = cfg->idle_timeout_ms; /* armed when the connection opens */
         tern_timer_init(&c->idle_timer, idle_timer_cb, c);
+        if (cfg->xport) {
+                TERN__CONN_XSTATE(c) =
+                    cfg->xport->ops->open(cfg->xport, fd, connecting, cfg->server_name);
+                if (!TERN__CONN_XSTATE(c))
+                        goto out_free_conn;
+                c->flags |= TERN__CONN_HANDSHAKE; /* opens when the handshake ends */
+        }
         int r = cfg->codec ? tern_conn_set_codec(c, cfg->codec, cfg->codec_config) : 0;
         if (r < 0) {
                 err = -r;
-                goto out_free_conn;
+                goto out_free_xport;
         }
         if (cfg->nodelay && !cfg->unix_domain) {
                 int one = 1;
@@ -151,7 +221,10 @@ struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, struct tern__con
         tern__loop_ref(l);
         if (!connecting) {
                 tern__stat_add(l, TERN__STAT(accepted), 1);
-                conn_connected(c);
+                if (c->flags & TERN__CONN_HANDSHAKE)
+                        tern_conn_set_idle_timeout(c, cfg->xport->handshake_timeout_ms);
+                else
+                        conn_connected(c);
         }
         /* Data may have arrived before registration; the ET edge for it was
          * reported at EPOLL_CTL_ADD, so nothing to do here. */
@@ -160,6 +233,8 @@ struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, struct tern__con
 out_free_codec:
         if (c->codec && c->codec->state_free)
                 c->codec->state_free(c->codec_state);
+out_free_xport:
+        xport_free(c);
 out_free_conn:
         free(c);
 out_close_fd:
@@ -207,11 +282,13 @@ void tern__conn_close(struct tern_conn *c, enum tern_close_reason reason, int er
         c->close_reason = (uint8_t)reason;
         c->close_err = err;
         tern__loop_timer_cancel(l, &c->idle_timer);
-        if (!(c->flags & TERN__CONN_CONNECTING)) {
-                /* Counted now, before the peer can see the close. */
+        /* Counted now, before the peer can see the close: open ones leave
+         * the gauge, and every accepted one is closed (handshake or not). */
+        if (!(c->flags & (TERN__CONN_CONNECTING | TERN__CONN_HANDSHAKE)))
                 tern__stat_sub(l, TERN__STAT(conns), 1);
+        if (!(c->flags & TERN__CONN_CONNECTING) &&
+            (!(c->flags & TERN__CONN_HANDSHAKE) || !(c->flags & TERN__CONN_CLIENT)))
                 tern__stat_add(l, TERN__STAT(closed), 1);
-        }
         /* on_close and the rest of the close run from the loop's top level
          * (finish_close), never inside the call that closed. */
         tern__io_defer(&c->io);
@@ -221,7 +298,7 @@ void tern__conn_close(struct tern_conn *c, enum tern_close_reason reason, int er
 static void finish_close(struct tern_conn *c)
 {
         struct tern_loop *l = c->io.loop;
-        bool opened = !(c->flags & TERN__CONN_CONNECTING);
+        bool opened = !(c->flags & (TERN__CONN_CONNECTING | TERN__CONN_HANDSHAKE));
         /* on_close still sees the handle (to unregister it) and the socket
          * (tern_conn_peer for its log line). */
         if (opened && c->ops->on_close)
@@ -234,6 +311,7 @@ static void finish_close(struct tern_conn *c)
         if (c->codec && c->codec->state_free)
                 c->codec->state_free(c->codec_state);
         c->codec = NULL;
+        xport_free(c);
         /* No EPOLL_CTL_DEL: close() unregisters the fd unless another
          * descriptor shares its file (a forked child not yet exec'd, a
          * posix_spawn in flight, a dup). Then its events keep coming with
@@ -283,9 +361,57 @@ static void owe(struct tern_conn *c, uint8_t what)
 
 /* ---- writing ---- */
 
+/*
+ * sock_sendv through the transport. Small pieces are gathered into one
+ * plaintext buffer first, so a line and its prefix become one TLS record and
+ * one syscall, not two of each. Nothing goes out before the handshake ends:
+ * it stays queued and flushes then.
+ */
+static __attribute__((noinline)) ssize_t xport_sendv(struct tern_conn *c, const struct iovec *iov,
+                                                     int iovcnt)
+{
+        if (c->flags & TERN__CONN_HANDSHAKE)
+                return 0;
+        const struct tern__xport_ops *x = c->cfg->xport->ops;
+        uint8_t gather[16384]; /* one TLS record's worth */
+        size_t total = 0;
+        for (int i = 0; i < iovcnt; i++)
+                total += iov[i].iov_len;
+        tern__stat_add(c->io.loop, TERN__STAT(writes), 1);
+        ssize_t n;
+        if (iovcnt == 1 || total > sizeof(gather)) {
+                size_t done = 0;
+                for (int i = 0; i < iovcnt; i++) {
+                        n = x->write(xstate(c), iov[i].iov_base, iov[i].iov_len);
+                        if (n < 0 && done == 0)
+                                goto out_failed;
+                        if (n <= 0)
+                                break;
+                        done += (size_t)n;
+                        if ((size_t)n < iov[i].iov_len)
+                                break;
+                }
+                return (ssize_t)done;
+        }
+        size_t off = 0;
+        for (int i = 0; i < iovcnt; i++) {
+                memcpy(gather + off, iov[i].iov_base, iov[i].iov_len);
+                off += iov[i].iov_len;
+        }
+        n = x->write(xstate(c), gather, total);
+        if (n >= 0)
+                return n;
+out_failed:
+        if (n == TERN_ETLS)
+                xport_warn(c, "record error", (int)n);
+        return n;
+}
+
 /* Sends @iov directly. Returns bytes written (maybe 0 on EAGAIN) or -errno. */
 static ssize_t sock_sendv(struct tern_conn *c, const struct iovec *iov, int iovcnt)
 {
+        if (c->cfg->xport)
+                return xport_sendv(c, iov, iovcnt);
         struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
         int fd = c->io.fd;
         tern__stat_add(c->io.loop, TERN__STAT(writes), 1);
@@ -330,10 +456,13 @@ static void after_flush(struct tern_conn *c)
                 if (c->ops->on_write_complete && !(c->flags & TERN__CONN_CLOSED))
                         owe(c, TERN__OWE_WRITTEN);
         }
-        if ((c->flags & (TERN__CONN_CLOSING | TERN__CONN_CLOSED)) == TERN__CONN_CLOSING)
+        if ((c->flags & (TERN__CONN_CLOSING | TERN__CONN_CLOSED)) == TERN__CONN_CLOSING) {
+                xport_bye(c);
                 tern__conn_close(c, c->close_reason, c->close_err);
-        else if ((c->flags & (TERN__CONN_SHUTWR | TERN__CONN_CLOSED)) == TERN__CONN_SHUTWR)
+        } else if ((c->flags & (TERN__CONN_SHUTWR | TERN__CONN_CLOSED)) == TERN__CONN_SHUTWR) {
+                xport_bye(c);
                 shutdown(c->io.fd, SHUT_WR); /* the FIN follows the last byte */
+        }
 }
 
 static void flush_out(struct tern_conn *c)
@@ -657,6 +786,97 @@ static void do_read(struct tern_conn *c)
         }
 }
 
+/*
+ * do_read through the transport. Unlike a socket, a short read says nothing:
+ * OpenSSL returns one record per call and may hold more it read ahead, so
+ * reading goes on until the transport says -EAGAIN (its buffers and the
+ * socket are both empty) or the budget runs out.
+ */
+static __attribute__((noinline)) void do_read_xport(struct tern_conn *c)
+{
+        struct tern_loop *l = c->io.loop;
+        size_t budget = limits_of(c)->read_budget;
+        const struct tern__xport_ops *x = c->cfg->xport->ops;
+
+        while (!(c->flags &
+                 (TERN__CONN_CLOSED | TERN__CONN_CLOSING | TERN__CONN_PAUSED | TERN__CONN_EOF))) {
+                ssize_t n = x->read(xstate(c), l->spill, TERN__SPILL_SIZE);
+                if (n == 0) {
+                        on_eof(c);
+                        return;
+                }
+                if (n < 0) {
+                        if (n == TERN_ETLS)
+                                xport_warn(c, "record error", (int)n);
+                        if (n != -EAGAIN)
+                                tern__conn_close(c, TERN_CLOSE_ERROR, (int)n);
+                        return;
+                }
+                tern__stat_add(l, TERN__STAT(bytes_in), (uint64_t)n);
+                struct tern_buf *in = &c->in;
+                struct tern_buf view = {l->spill, TERN__SPILL_SIZE, 0, (size_t)n};
+                if (!c->in.base)
+                        in = &view; /* lend the spill out, as do_read does */
+                else if (tern_buf_append(&c->in, l->spill, (size_t)n) < 0) {
+                        tern__conn_close(c, TERN_CLOSE_ERROR, -ENOMEM);
+                        return;
+                }
+                size_t had = tern_buf_len(in);
+                deliver(c, in);
+                if (tern_buf_len(in) < had)
+                        note_progress(c);
+                if (in == &view && !tern_buf_empty(&view) && !(c->flags & TERN__CONN_CLOSED) &&
+                    tern_buf_append(&c->in, tern_buf_data(&view), tern_buf_len(&view)) < 0) {
+                        tern__conn_close(c, TERN_CLOSE_ERROR, -ENOMEM);
+                        return;
+                }
+                if (!(c->flags & TERN__CONN_CLOSED))
+                        tern_buf_release_if_empty(&c->in);
+                if (over_in_limit(c))
+                        return;
+                if ((size_t)n >= budget || l->pending) {
+                        mark_ready(c);
+                        return;
+                }
+                budget -= (size_t)n;
+        }
+}
+
+/*
+ * Drives the transport's handshake. When it ends the connection opens
+ * (on_open; a connector learns it connected only now, so a failed handshake
+ * is a failed attempt), and what was queued meanwhile flushes. Returns true
+ * once open.
+ */
+static bool xport_handshake(struct tern_conn *c)
+{
+        struct tern_loop *l = c->io.loop;
+        const struct tern__xport_ops *x = c->cfg->xport->ops;
+        int r = x->handshake(xstate(c));
+        if (r == -EAGAIN)
+                return false;
+        if (r < 0) {
+                xport_warn(c, "handshake failed", r);
+                tern__conn_close(c, TERN_CLOSE_ERROR, r);
+                return false;
+        }
+        c->flags &= ~TERN__CONN_HANDSHAKE;
+        tern__stat_add(l, TERN__STAT(tls_handshakes), 1);
+        if (x->resumed(xstate(c)))
+                tern__stat_add(l, TERN__STAT(tls_resumed), 1);
+        c->idle_ms = c->cfg->idle_timeout_ms; /* the handshake deadline ends */
+        if (!c->idle_ms)
+                tern__loop_timer_cancel(l, &c->idle_timer);
+        struct tern__conn_cfg *cfg = c->cfg;
+        if ((c->flags & TERN__CONN_CLIENT) && cfg->owner && cfg->owner_ops)
+                cfg->owner_ops->connected(cfg->owner, c);
+        conn_connected(c);
+        if (!(c->flags & TERN__CONN_CLOSED) && !tern_buf_empty(&c->out) &&
+            !(c->flags & TERN__CONN_CORKED))
+                flush_out(c);
+        return !(c->flags & TERN__CONN_CLOSED);
+}
+
 /* An outgoing connect() reported back. Returns false if @c is not open. */
 static bool finish_connect(struct tern_conn *c, uint32_t events)
 {
@@ -672,6 +892,12 @@ static bool finish_connect(struct tern_conn *c, uint32_t events)
         }
         if (!(events & EPOLLOUT))
                 return false; /* still in progress */
+        if (c->flags & TERN__CONN_HANDSHAKE) {
+                /* Connected; open once the handshake ends, which has a deadline. */
+                c->flags &= ~TERN__CONN_CONNECTING;
+                tern_conn_set_idle_timeout(c, c->cfg->xport->handshake_timeout_ms);
+                return true;
+        }
         struct tern__conn_cfg *cfg = c->cfg;
         if (cfg->owner && cfg->owner_ops)
                 cfg->owner_ops->connected(cfg->owner, c);
@@ -695,6 +921,16 @@ static void conn_on_events(struct tern__io *io, uint32_t events)
         }
         if (events & EPOLLRDHUP)
                 c->flags |= TERN__CONN_RDHUP;
+        if (c->cfg->xport) {
+                /* Any edge may be the one the transport waits for, and the
+                 * handshake's last flight may carry records already read. */
+                if ((c->flags & TERN__CONN_HANDSHAKE) && !xport_handshake(c))
+                        return;
+                if ((events & EPOLLOUT) && !tern_buf_empty(&c->out))
+                        flush_out(c);
+                do_read_xport(c);
+                return;
+        }
         /* Both may arrive together: flush first so a reply queued earlier goes
          * out before new input produces more. */
         if ((events & EPOLLOUT) && !tern_buf_empty(&c->out))
@@ -715,7 +951,10 @@ static void conn_on_ready(struct tern__io *io)
                         return;
                 tern_buf_release_if_empty(&c->in);
         }
-        do_read(c);
+        if (c->cfg->xport)
+                do_read_xport(c);
+        else
+                do_read(c);
 }
 
 /* ---- closing, idle, drain ---- */
@@ -726,6 +965,7 @@ static void close_after_flush(struct tern_conn *c, enum tern_close_reason reason
         if (c->flags & (TERN__CONN_CLOSED | TERN__CONN_CLOSING))
                 return;
         if (tern_buf_empty(&c->out)) {
+                xport_bye(c);
                 tern__conn_close(c, reason, err);
                 return;
         }
@@ -749,8 +989,10 @@ void tern_conn_shutdown(tern_conn *c)
         if (c->flags & (TERN__CONN_CLOSED | TERN__CONN_CLOSING | TERN__CONN_SHUTWR))
                 return;
         c->flags |= TERN__CONN_SHUTWR;
-        if (tern_buf_empty(&c->out))
+        if (tern_buf_empty(&c->out)) {
+                xport_bye(c);
                 shutdown(c->io.fd, SHUT_WR);
+        }
         /* else after_flush() sends the FIN once the queue has drained */
 }
 
@@ -778,7 +1020,7 @@ static void conn_on_drain(struct tern__io *io, bool deadline)
                 tern__conn_close(c, TERN_CLOSE_SHUTDOWN, 0);
                 return;
         }
-        if (c->flags & TERN__CONN_CONNECTING) { /* never opened: nothing to say */
+        if (c->flags & (TERN__CONN_CONNECTING | TERN__CONN_HANDSHAKE)) { /* never opened */
                 tern__conn_close(c, TERN_CLOSE_SHUTDOWN, -ESHUTDOWN);
                 return;
         }
@@ -793,6 +1035,7 @@ static void conn_on_destroy(struct tern__io *io)
         struct tern_conn *c = (struct tern_conn *)io;
         if (c->codec && c->codec->state_free)
                 c->codec->state_free(c->codec_state);
+        xport_free(c);
         tern__timer_cancel(&c->io.loop->wheel, &c->idle_timer);
         close(c->io.fd);
         conn_free(io);
@@ -833,6 +1076,13 @@ static void idle_timer_cb(struct tern_timer *t, void *arg)
                 return;
         }
         char peer[TERN_ADDRSTRLEN];
+        if (c->flags & TERN__CONN_HANDSHAKE) {
+                /* A peer that never finishes (slowloris) holds nothing long. */
+                c->close_err = 0;
+                xport_warn(c, "handshake not finished in time", 0);
+                tern__conn_close(c, TERN_CLOSE_IDLE, -ETIMEDOUT);
+                return;
+        }
         if (c->flags & TERN__CONN_CLOSING) {
                 tern_warn("loop %d: %s: peer not reading, %zu bytes unsent at close deadline; "
                           "aborting",

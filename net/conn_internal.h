@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "buf.h"
 #include "conn.h"
@@ -26,6 +27,7 @@ enum {
         TERN__CONN_CLIENT = 1u << 11,     /* made by a connector, not accepted */
         TERN__CONN_SHUTWR = 1u << 12,     /* FIN once output has flushed */
         TERN__CONN_UNIX = 1u << 13,       /* a Unix-domain socket: no TCP options */
+        TERN__CONN_HANDSHAKE = 1u << 14,  /* transport handshake not finished: not open */
 };
 
 /* Callbacks owed from the loop's top level (on_pending). */
@@ -45,6 +47,42 @@ struct tern__conn_owner_ops {
 };
 
 /*
+ * A transport under the connection (TLS, tls.c): what the connection calls
+ * instead of read(2) and send(2). The connection offers this kind; the
+ * transport's configuration (struct tern_tls) starts with a struct
+ * tern__xport, which listeners and connectors hand down as they get it.
+ * Per-connection state lives behind the connection (TERN__CONN_XSTATE).
+ * All calls are non-blocking, on the connection's loop.
+ */
+struct tern__xport;
+struct tern__xport_ops {
+        /* New state for @fd; @client: we connect (then @server_name, or
+         * NULL, is the name to ask for and verify). NULL with errno set. */
+        void *(*open)(struct tern__xport *x, int fd, bool client, const char *server_name);
+        /* Drives the handshake: 0 done, -EAGAIN (wait for any edge), or an
+         * error (why() says more). */
+        int (*handshake)(void *st);
+        /* Plaintext in: bytes (> 0), 0 at the peer's end of stream, -EAGAIN
+         * when both the transport and the socket are empty, or an error. */
+        ssize_t (*read)(void *st, void *buf, size_t len);
+        /* Plaintext out: bytes taken (0: would block; offer the same bytes
+         * again, possibly with more behind them), or an error. */
+        ssize_t (*write)(void *st, const void *buf, size_t len);
+        /* Graceful end (close_notify), once, best effort. */
+        void (*shutdown)(void *st);
+        /* Frees @st; the fd stays the caller's. */
+        void (*close)(void *st);
+        /* Why the last call failed, for a log line: into @buf, returned. */
+        const char *(*why)(void *st, int err, char *buf, size_t size);
+        /* The handshake finished: was it resumed? */
+        bool (*resumed)(void *st);
+};
+struct tern__xport {
+        const struct tern__xport_ops *ops;
+        uint32_t handshake_timeout_ms;
+};
+
+/*
  * What a connection runs with: a listener's stack, or a connector's. Shared
  * by every connection it makes; a listener's lives as long as its server
  * (refs 0), a connector's is counted (refs > 0), since a connection may
@@ -60,9 +98,11 @@ struct tern__conn_cfg {
         bool unix_domain;
         long *live; /* accepted: the server's count for max_conns, or NULL */
         const struct tern__conn_owner_ops *owner_ops;
-        void *owner;   /* the connector; NULL once it is freed */
-        uint32_t refs; /* 0: not counted (outlives its connections) */
-        void *user;    /* tern_conn_listener_user() */
+        void *owner;               /* the connector; NULL once it is freed */
+        uint32_t refs;             /* 0: not counted (outlives its connections) */
+        void *user;                /* tern_conn_listener_user() */
+        struct tern__xport *xport; /* NULL: plain TCP or Unix socket */
+        char *server_name;         /* a connector's TLS name (owned), or NULL */
 };
 
 /*
@@ -92,6 +132,18 @@ struct tern_conn {
  * 16) and its 16-byte slot: the idle-memory budget of docs/benchmarks.md
  * (256 bytes per connection) leaves no room for another field. */
 _Static_assert(sizeof(struct tern_conn) <= 216, "struct tern_conn grew past its idle budget");
+
+/* The transport of a tern_tls (tls.h), which starts with its struct
+ * tern__xport; NULL for NULL. */
+struct tern_tls;
+static inline struct tern__xport *tern__xport_of(const struct tern_tls *t)
+{
+        return (struct tern__xport *)(void *)t;
+}
+
+/* A connection with a transport is allocated with its state pointer just
+ * behind it, so plain connections pay nothing for the possibility. */
+#define TERN__CONN_XSTATE(c) (((void **)((struct tern_conn *)(c) + 1))[0])
 
 /* The loop of @c; the connection's own fields through io. */
 #define TERN__CONN_LOOP(c) ((c)->io.loop)

@@ -123,6 +123,16 @@ tern_connector *tern_connector_new(tern_loop *l, const struct tern_connector_opt
         cfg->limits = o->limits;
         cfg->idle_timeout_ms = o->idle_timeout_ms;
         cfg->nodelay = o->nodelay;
+        cfg->xport = tern__xport_of(o->tls);
+        if (o->tls) {
+                const char *name = o->tls_server_name ? o->tls_server_name : o->host;
+                cfg->server_name = name ? strdup(name) : NULL;
+                if (name && !cfg->server_name) {
+                        free(cfg);
+                        r = -ENOMEM;
+                        goto out_free_connector;
+                }
+        }
         cfg->owner_ops = &owner_ops;
         cfg->owner = cn;
         cfg->refs = 1;

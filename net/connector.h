@@ -39,6 +39,8 @@
 #include "conn.h"
 #include "loop.h"
 
+struct tern_tls; /* tls.h */
+
 /** Opaque connector; see the file comment. */
 typedef struct tern_connector tern_connector;
 
@@ -64,22 +66,28 @@ struct tern_connector_opts {
         /** Peer name or numeric address. A name is resolved once, blocking,
          *  in tern_connector_new(); a numeric address never blocks. */
         const char *host;
-        uint16_t port;                          /**< peer port */
-        uint32_t connect_timeout_ms;            /**< per attempt; 0 = the kernel's; default 10000 */
-        bool reconnect;                         /**< connect again after an established
-                                                     connection closes (not after a stop) */
-        uint32_t backoff_min_ms;                /**< first retry delay; default 100 */
-        uint32_t backoff_max_ms;                /**< delay cap; default 30000 */
-        uint32_t max_attempts;                  /**< consecutive failures before giving up;
-                                                     0 = never give up; default 1 */
-        uint32_t idle_timeout_ms;               /**< for the established connection; 0 = off */
-        bool nodelay;                           /**< TCP_NODELAY; default true */
-        struct tern_conn_limits limits;         /**< the connection's; default
-                                                     tern_conn_limits_init() */
-        const struct tern_conn_ops *ops;        /**< the connection's callbacks (on_open =
-                                                     connected); borrowed, must outlive it */
-        const struct tern_codec *codec;         /**< optional; borrowed */
-        const void *codec_config;               /**< borrowed until the connector is freed */
+        uint16_t port;                   /**< peer port */
+        uint32_t connect_timeout_ms;     /**< per attempt; 0 = the kernel's; default 10000 */
+        bool reconnect;                  /**< connect again after an established
+                                              connection closes (not after a stop) */
+        uint32_t backoff_min_ms;         /**< first retry delay; default 100 */
+        uint32_t backoff_max_ms;         /**< delay cap; default 30000 */
+        uint32_t max_attempts;           /**< consecutive failures before giving up;
+                                              0 = never give up; default 1 */
+        uint32_t idle_timeout_ms;        /**< for the established connection; 0 = off */
+        bool nodelay;                    /**< TCP_NODELAY; default true */
+        struct tern_conn_limits limits;  /**< the connection's; default
+                                              tern_conn_limits_init() */
+        const struct tern_conn_ops *ops; /**< the connection's callbacks (on_open =
+                                              connected); borrowed, must outlive it */
+        const struct tern_codec *codec;  /**< optional; borrowed */
+        const void *codec_config;        /**< borrowed until the connector is freed */
+        /** TLS (tls.h, a client configuration); borrowed, must outlive the
+         *  connector; NULL = plain. A failed handshake is a failed attempt. */
+        const struct tern_tls *tls;
+        /** The name to ask for (SNI) and to verify the certificate against;
+         *  NULL = host. */
+        const char *tls_server_name;
         tern_connect_error_cb on_connect_error; /**< optional */
         tern_give_up_cb on_give_up;             /**< optional */
         void *user;                             /**< tern_connector_user() */

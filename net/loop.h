@@ -154,6 +154,10 @@ struct tern_stats {
         uint64_t connects;         /**< outgoing connections established (connector.h) */
         uint64_t connect_errors;   /**< outgoing connect attempts that failed */
         uint64_t setup_errors;     /**< new connections dropped: no memory, epoll_ctl */
+        uint64_t tls_handshakes;   /**< TLS handshakes finished (tls.h) */
+        uint64_t tls_resumed;      /**< of which resumed a session */
+        uint64_t tls_errors;       /**< TLS connections closed by a handshake or record error,
+                                        or a handshake timeout */
 };
 
 /** Copies @p loop's counters into @p out. [any] */

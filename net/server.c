@@ -248,6 +248,7 @@ int tern_server_listen(tern_server *s, const struct tern_listener_opts *o)
         cfg->unix_domain = o->kind == TERN_LISTEN_UNIX;
         cfg->live = &s->acc.live_conns;
         cfg->user = o->user;
+        cfg->xport = tern__xport_of(o->tls);
 
         int first = s->acc.nlfds;
         int r = o->kind == TERN_LISTEN_UNIX ? listen_unix(s, ln, o) : listen_tcp(s, ln, o);
@@ -352,6 +353,7 @@ tern_server *tern_server_new(const struct tern_server_opts *o)
                 lo.ops = o->ops;
                 lo.codec = o->codec;
                 lo.codec_config = o->codec_config;
+                lo.tls = o->tls;
                 lo.idle_timeout_ms = o->idle_timeout_ms;
                 r = tern_server_listen(s, &lo);
                 if (r < 0)

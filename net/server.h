@@ -27,6 +27,8 @@
 #include "export.h"
 #include "loop.h"
 
+struct tern_tls; /* tls.h */
+
 /** A server (opaque). */
 typedef struct tern_server tern_server;
 
@@ -75,6 +77,9 @@ struct tern_server_opts {
         const struct tern_conn_ops *ops; /**< borrowed; must outlive the server */
         const struct tern_codec *codec;  /**< optional, for every connection */
         const void *codec_config;        /**< borrowed until tern_server_free() */
+        const struct tern_tls *tls;      /**< TLS on the first listener (tls.h);
+                                              borrowed, must outlive the server;
+                                              NULL = plain */
         void *user;                      /**< tern_server_user() */
         /** Run on each worker thread as it starts / just before it exits
          * (after its connections closed): set up and stop per-loop timers. */
@@ -116,6 +121,8 @@ struct tern_listener_opts {
         const void *codec_config;        /**< borrowed until tern_server_free() */
         uint32_t idle_timeout_ms;        /**< 0 = off */
         const struct tern_conn_limits *limits; /**< copied; NULL = the server's */
+        const struct tern_tls *tls;            /**< TLS (tls.h); borrowed, must outlive
+                                                    the server; NULL = plain */
         void *user;                            /**< tern_conn_listener_user() */
 };
 

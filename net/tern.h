@@ -42,6 +42,7 @@
 #include "resp.h"
 #include "server.h"
 #include "timer.h"
+#include "tls.h"
 #include "version.h"
 #include "watch.h"
 

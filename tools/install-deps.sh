@@ -13,12 +13,15 @@ command -v make >/dev/null || need+=(make)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 have_pc liburcu-qsbr || need+=(liburcu-dev)
 have_pc ck || need+=(libck-dev)
+have_pc libssl || need+=(libssl-dev)
 # TERN_DEPS_NO_TESTS=1: the library and apps only (the container image), so
 # neither the test suite nor tools/; tests/container/run.sh bakes every
 # other package named here into its build base.
 [ -n "${TERN_DEPS_NO_TESTS:-}" ] || have_pc criterion || need+=(libcriterion-dev)
 # io_uring for tools/iomodels' Proactor server (the build skips it when missing)
 [ -n "${TERN_DEPS_NO_TESTS:-}" ] || have_pc liburing || need+=(liburing-dev)
+# The TLS tests make certificates and talk with the openssl command line tool.
+[ -n "${TERN_DEPS_NO_TESTS:-}" ] || command -v openssl >/dev/null || need+=(openssl)
 # Optional extras named by the caller, e.g. TERN_EXTRA_DEPS="libevent-dev libuv1-dev"
 for p in ${TERN_EXTRA_DEPS:-}; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

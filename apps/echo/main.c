@@ -12,6 +12,7 @@
 #include "admin.h"
 #include "cli.h"
 #include "tern.h"
+#include "tlsopt.h"
 
 static tern_server *server;
 
@@ -28,7 +29,7 @@ static void usage(FILE *f, const char *argv0)
 {
         fprintf(f,
                 "usage: %s --port P [--bind ADDR] [--workers N] [--accept MODE] [--log-level L]\n"
-                "          [--admin ADDR:PORT]\n"
+                "          [--admin ADDR:PORT] [--tls-port P --tls-cert FILE --tls-key FILE]\n"
                 "\n"
                 "Echoes every byte it receives back to the sender.\n"
                 "\n"
@@ -42,25 +43,33 @@ static void usage(FILE *f, const char *argv0)
                 "  -l, --log-level L   debug, info, warn, error or off (default info)\n"
                 "  -A, --admin ADDR:PORT  serve /metrics, /healthz, /readyz over HTTP there\n"
                 "                      (also TERN_ADMIN; default off; docs/admin.md)\n"
-                "  -h, --help          this text\n"
-                "\n"
-                "SIGINT or SIGTERM stops it gracefully.\n",
+                "  -h, --help          this text\n",
                 argv0, tern_default_workers());
+        app_tls_usage(f);
+        fputs("\nSIGINT or SIGTERM stops it gracefully.\n", f);
 }
 
 int main(int argc, char **argv)
 {
         static const struct option longopts[] = {
-            {"port", required_argument, NULL, 'p'},    {"bind", required_argument, NULL, 'b'},
-            {"workers", required_argument, NULL, 'w'}, {"log-level", required_argument, NULL, 'l'},
-            {"accept", required_argument, NULL, 'a'},  {"admin", required_argument, NULL, 'A'},
-            {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+            {"port", required_argument, NULL, 'p'},
+            {"bind", required_argument, NULL, 'b'},
+            {"workers", required_argument, NULL, 'w'},
+            {"log-level", required_argument, NULL, 'l'},
+            {"accept", required_argument, NULL, 'a'},
+            {"admin", required_argument, NULL, 'A'},
+            {"help", no_argument, NULL, 'h'},
+            APP_TLS_LONGOPTS,
+            {NULL, 0, NULL, 0},
         };
         struct tern_server_opts o;
         tern_server_opts_init(&o);
         o.ops = &echo_ops;
         bool have_port = false;
         const char *admin = getenv(APP_ADMIN_ENV);
+        struct app_tls tls;
+        if (app_tls_init(&tls, argv[0]) < 0)
+                return 2;
         int ch;
         while ((ch = getopt_long(argc, argv, "p:b:w:a:l:A:h", longopts, NULL)) != -1) {
                 switch (ch) {
@@ -79,6 +88,11 @@ int main(int argc, char **argv)
                         usage(stdout, argv[0]);
                         return 0;
                 default:
+                        if (app_tls_opt(&tls, ch, optarg, argv[0]) > 0)
+                                break;
+                        app_tls_free(&tls);
+                        if (ch != '?')
+                                return 2;
                         usage(stderr, argv[0]);
                         return 2;
                 }
@@ -92,13 +106,27 @@ int main(int argc, char **argv)
                 return 2;
         }
 
+        if (app_tls_load(&tls, argv[0]) < 0)
+                return 2;
+
         app_reap_orphans_as_init();
         app_log_default_workers("tern-echo", o.workers);
         server = tern_server_new(&o);
         if (!server) {
                 tern_error("tern-echo: cannot start: %s", strerror(errno));
+                app_tls_free(&tls);
                 return 1;
         }
+        struct tern_listener_opts tlo;
+        tern_listener_opts_init(&tlo);
+        tlo.bind = o.bind;
+        tlo.ops = o.ops;
+        if (app_tls_listen(server, &tls, &tlo, "tern-echo") < 0) {
+                tern_server_free(server);
+                app_tls_free(&tls);
+                return 1;
+        }
+        app_reload_on_sighup(app_reload_tls, &tls);
         if (app_admin_attach(server, "tern-echo", admin, NULL, NULL) < 0) {
                 tern_server_free(server);
                 return 1;
@@ -107,10 +135,12 @@ int main(int argc, char **argv)
 
         tern_info("tern-echo listening on %s port %u with %d worker(s)", o.bind ? o.bind : "*",
                   tern_server_port(server), tern_server_workers(server));
+
         int r = tern_server_run(server);
         if (r)
                 tern_error("tern-echo: %s", tern_strerror(r));
         tern_server_free(server);
+        app_tls_free(&tls);
         tern_info("tern-echo stopped");
         return r ? 1 : 0;
 }

@@ -11,7 +11,7 @@ import sys
 
 src = sys.argv[1]
 # module -> layer; a header or source belongs to the module its name starts with
-LAYERS = {'core': 0, 'loop': 1, 'conn': 2, 'watch': 2, 'acceptor': 3, 'connector': 3,
+LAYERS = {'core': 0, 'loop': 1, 'conn': 2, 'watch': 2, 'acceptor': 3, 'connector': 3, 'tls': 3,
           'server': 4, 'tern': 5}
 NET_MODULES = [m for m in LAYERS if m != 'core']
 

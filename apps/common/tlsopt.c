@@ -1,0 +1,295 @@
+/*
+ * The programs' TLS flags, the TLS listener and reload on SIGHUP (tlsopt.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "tlsopt.h"
+
+static int set_sni(struct app_tls *t, const char *spec, const char *prog, const char *what)
+{
+        /* A list: "CERT:KEY[,CERT:KEY...]" (a flag may also repeat). */
+        const char *p = spec;
+        while (*p) {
+                size_t len = strcspn(p, ",");
+                if (t->opts.n_sni == APP_TLS_MAX_SNI) {
+                        fprintf(stderr, "%s: invalid %s: at most %d certificates\n", prog, what,
+                                APP_TLS_MAX_SNI);
+                        return -1;
+                }
+                char *one = strndup(p, len);
+                char *colon = one ? strchr(one, ':') : NULL;
+                if (!colon || colon == one || !colon[1]) {
+                        fprintf(stderr, "%s: invalid %s '%.*s' (CERT_FILE:KEY_FILE)\n", prog, what,
+                                (int)len, p);
+                        free(one);
+                        return -1;
+                }
+                *colon = '\0';
+                size_t i = t->opts.n_sni++;
+                t->sni_spec[i] = one;
+                t->sni[i] = (struct tern_tls_cert){one, colon + 1};
+                p += len;
+                if (*p == ',')
+                        p++;
+        }
+        t->opts.sni = t->sni;
+        return 0;
+}
+
+static int set_verify(struct app_tls *t, const char *v, const char *prog, const char *what)
+{
+        if (!strcmp(v, "none"))
+                t->opts.verify = TERN_TLS_VERIFY_NONE;
+        else if (!strcmp(v, "optional"))
+                t->opts.verify = TERN_TLS_VERIFY_OPTIONAL;
+        else if (!strcmp(v, "required"))
+                t->opts.verify = TERN_TLS_VERIFY_REQUIRED;
+        else {
+                fprintf(stderr, "%s: invalid %s '%s' (none, optional or required)\n", prog, what,
+                        v);
+                return -1;
+        }
+        return 0;
+}
+
+/* One setting from a flag or a variable; @what names it for the error. */
+static int set(struct app_tls *t, int ch, const char *arg, const char *prog, const char *what)
+{
+        long v;
+        switch (ch) {
+        case APP_OPT_TLS_PORT:
+                if (!app_parse_long(arg, 0, 65535, &v)) {
+                        fprintf(stderr, "%s: invalid %s '%s' (0-65535)\n", prog, what, arg);
+                        return -1;
+                }
+                t->port = (uint16_t)v;
+                t->have_port = true;
+                return 0;
+        case APP_OPT_TLS_CERT:
+                t->opts.cert.cert_file = arg;
+                return 0;
+        case APP_OPT_TLS_KEY:
+                t->opts.cert.key_file = arg;
+                return 0;
+        case APP_OPT_TLS_CA:
+                t->opts.ca_file = arg;
+                return 0;
+        case APP_OPT_TLS_VERIFY_CLIENT:
+                return set_verify(t, arg, prog, what);
+        case APP_OPT_TLS_SNI:
+                return set_sni(t, arg, prog, what);
+        case APP_OPT_TLS_ALPN:
+                t->opts.alpn = arg;
+                return 0;
+        case APP_OPT_TLS_HANDSHAKE_TIMEOUT:
+                if (!app_parse_long(arg, 1, 3600000, &v)) {
+                        fprintf(stderr, "%s: invalid %s '%s' (milliseconds, 1-3600000)\n", prog,
+                                what, arg);
+                        return -1;
+                }
+                t->opts.handshake_timeout_ms = (uint32_t)v;
+                return 0;
+        default:
+                return 1;
+        }
+}
+
+static const struct {
+        int ch;
+        const char *flag, *var;
+} names[] = {
+    {APP_OPT_TLS_PORT, "--tls-port", "TERN_TLS_PORT"},
+    {APP_OPT_TLS_CERT, "--tls-cert", "TERN_TLS_CERT"},
+    {APP_OPT_TLS_KEY, "--tls-key", "TERN_TLS_KEY"},
+    {APP_OPT_TLS_CA, "--tls-ca", "TERN_TLS_CA"},
+    {APP_OPT_TLS_VERIFY_CLIENT, "--tls-verify-client", "TERN_TLS_VERIFY_CLIENT"},
+    {APP_OPT_TLS_SNI, "--tls-sni", "TERN_TLS_SNI"},
+    {APP_OPT_TLS_ALPN, "--tls-alpn", "TERN_TLS_ALPN"},
+    {APP_OPT_TLS_HANDSHAKE_TIMEOUT, "--tls-handshake-timeout", "TERN_TLS_HANDSHAKE_TIMEOUT"},
+};
+
+int app_tls_init(struct app_tls *t, const char *prog)
+{
+        memset(t, 0, sizeof(*t));
+        tern_tls_opts_init(&t->opts);
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+                const char *v = getenv(names[i].var);
+                if (v && *v && set(t, names[i].ch, v, prog, names[i].var) < 0)
+                        return -1;
+        }
+        t->sni_from_env = t->opts.n_sni > 0;
+        return 0;
+}
+
+int app_tls_opt(struct app_tls *t, int ch, const char *arg, const char *prog)
+{
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+                if (names[i].ch != ch)
+                        continue;
+                if (ch == APP_OPT_TLS_SNI && t->sni_from_env) {
+                        for (size_t j = 0; j < t->opts.n_sni; j++) {
+                                free(t->sni_spec[j]);
+                                t->sni_spec[j] = NULL;
+                        }
+                        t->opts.n_sni = 0;
+                        t->sni_from_env = false;
+                }
+                return set(t, ch, arg, prog, names[i].flag) < 0 ? -1 : 1;
+        }
+        return 0;
+}
+
+bool app_tls_wanted(const struct app_tls *t)
+{
+        return t->have_port || t->opts.cert.cert_file || t->opts.cert.key_file;
+}
+
+int app_tls_load(struct app_tls *t, const char *prog)
+{
+        if (!app_tls_wanted(t))
+                return 0;
+        if (!t->have_port) {
+                fprintf(stderr, "%s: --tls-cert needs --tls-port (or TERN_TLS_PORT)\n", prog);
+                return -1;
+        }
+        if (!t->opts.cert.cert_file || !t->opts.cert.key_file) {
+                fprintf(stderr, "%s: --tls-port needs --tls-cert and --tls-key\n", prog);
+                return -1;
+        }
+        char err[512];
+        t->tls = tern_tls_new(&t->opts, err, sizeof(err));
+        if (!t->tls) {
+                fprintf(stderr, "%s: TLS: %s\n", prog, err);
+                return -1;
+        }
+        return 0;
+}
+
+int app_tls_listen(tern_server *s, struct app_tls *t, const struct tern_listener_opts *base,
+                   const char *prog)
+{
+        if (!t->tls)
+                return 0;
+        struct tern_listener_opts lo = *base;
+        lo.port = t->port;
+        lo.tls = t->tls;
+        lo.kind = TERN_LISTEN_TCP;
+        int id = tern_server_listen(s, &lo);
+        if (id < 0)
+                tern_error("%s: cannot listen for TLS on port %u: %s", prog, t->port,
+                           tern_strerror(id));
+        else
+                tern_info("%s listening for TLS on %s port %u", prog, lo.bind ? lo.bind : "*",
+                          tern_server_listener_port(s, id));
+        return id;
+}
+
+void app_tls_usage(FILE *f)
+{
+        fputs("  --tls-port P          also serve TLS on port P (0 = ephemeral), same workers\n"
+              "  --tls-cert FILE       PEM certificate chain for TLS (leaf first)\n"
+              "  --tls-key FILE        PEM private key of that certificate\n"
+              "  --tls-sni CERT:KEY    more certificates, chosen by the name the client asks\n"
+              "                        for (SNI); a comma-separated list, or repeat the flag\n"
+              "  --tls-alpn LIST       ALPN protocols to accept, comma-separated\n"
+              "  --tls-ca FILE         CA certificates for client certificates (mTLS)\n"
+              "  --tls-verify-client M none (default), optional or required (needs --tls-ca)\n"
+              "  --tls-handshake-timeout MS  close peers that have not finished (10000)\n"
+              "                        Each has a TERN_TLS_* variable (TERN_TLS_PORT, ...);\n"
+              "                        SIGHUP reloads the certificate files (docs/tls.md).\n",
+              f);
+}
+
+void app_tls_free(struct app_tls *t)
+{
+        tern_tls_free(t->tls);
+        t->tls = NULL;
+        for (size_t i = 0; i < APP_TLS_MAX_SNI; i++) {
+                free(t->sni_spec[i]);
+                t->sni_spec[i] = NULL;
+        }
+}
+
+/* ---- SIGHUP ---- */
+
+static struct {
+        int pipe[2];
+        int n;
+        void (*fn[4])(void *);
+        void *arg[4];
+} hup = {{-1, -1}, 0, {NULL}, {NULL}};
+
+static void on_hup(int sig)
+{
+        (void)sig;
+        int saved = errno;
+        char b = 1;
+        ssize_t n = write(hup.pipe[1], &b, 1); /* async-signal-safe; full pipe = one pending */
+        (void)n;
+        errno = saved;
+}
+
+static void *reload_thread(void *unused)
+{
+        (void)unused;
+        char b[64];
+        for (;;) {
+                ssize_t n = read(hup.pipe[0], b, sizeof(b));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return NULL;
+                tern_info("SIGHUP: reloading");
+                for (int i = 0; i < hup.n; i++)
+                        hup.fn[i](hup.arg[i]);
+        }
+}
+
+void app_reload_on_sighup(void (*fn)(void *), void *arg)
+{
+        if (hup.n == 4)
+                return;
+        if (hup.pipe[0] < 0) {
+                if (pipe2(hup.pipe, O_CLOEXEC) < 0)
+                        return;
+                fcntl(hup.pipe[1], F_SETFL, O_NONBLOCK);
+                /* The thread takes no signal: they reach the main thread or
+                 * the workers as before. */
+                sigset_t all, old;
+                sigfillset(&all);
+                pthread_sigmask(SIG_BLOCK, &all, &old);
+                pthread_t th;
+                int r = pthread_create(&th, NULL, reload_thread, NULL);
+                pthread_sigmask(SIG_SETMASK, &old, NULL);
+                if (r != 0)
+                        return;
+                pthread_detach(th);
+                struct sigaction sa = {.sa_handler = on_hup, .sa_flags = SA_RESTART};
+                sigemptyset(&sa.sa_mask);
+                sigaction(SIGHUP, &sa, NULL);
+        }
+        hup.fn[hup.n] = fn;
+        hup.arg[hup.n] = arg;
+        hup.n++;
+}
+
+void app_reload_tls(void *arg)
+{
+        struct app_tls *t = arg;
+        if (!t->tls)
+                return;
+        char err[512];
+        int r = tern_tls_reload(t->tls, err, sizeof(err));
+        if (r < 0)
+                tern_warn("TLS reload refused, the old certificates stay in use: %s", err);
+        else
+                tern_info("TLS certificates reloaded (generation %llu)",
+                          (unsigned long long)tern_tls_generation(t->tls));
+}

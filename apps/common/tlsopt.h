@@ -1,0 +1,94 @@
+/*
+ * TLS options shared by the programs in apps/ (docs/tls.md): the flags and
+ * their TERN_TLS_* variables, loading the configuration, the TLS listener
+ * beside the plain one, and certificate reload on SIGHUP. Not part of
+ * libtern.
+ */
+#ifndef TERN_APP_TLSOPT_H
+#define TERN_APP_TLSOPT_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tern.h"
+#include "tls.h"
+
+#define APP_TLS_MAX_SNI 8
+
+/* Long-option codes for getopt_long, above every short option. */
+enum {
+        APP_OPT_TLS_PORT = 0x200,
+        APP_OPT_TLS_CERT,
+        APP_OPT_TLS_KEY,
+        APP_OPT_TLS_CA,
+        APP_OPT_TLS_VERIFY_CLIENT,
+        APP_OPT_TLS_SNI,
+        APP_OPT_TLS_ALPN,
+        APP_OPT_TLS_HANDSHAKE_TIMEOUT,
+};
+
+/* For a program's longopts table: APP_TLS_LONGOPTS, then its own. */
+#define APP_TLS_LONGOPTS                                                                           \
+        {"tls-port", required_argument, NULL, APP_OPT_TLS_PORT},                                   \
+            {"tls-cert", required_argument, NULL, APP_OPT_TLS_CERT},                               \
+            {"tls-key", required_argument, NULL, APP_OPT_TLS_KEY},                                 \
+            {"tls-ca", required_argument, NULL, APP_OPT_TLS_CA},                                   \
+            {"tls-verify-client", required_argument, NULL, APP_OPT_TLS_VERIFY_CLIENT},             \
+            {"tls-sni", required_argument, NULL, APP_OPT_TLS_SNI},                                 \
+            {"tls-alpn", required_argument, NULL, APP_OPT_TLS_ALPN},                               \
+        {                                                                                          \
+                "tls-handshake-timeout", required_argument, NULL, APP_OPT_TLS_HANDSHAKE_TIMEOUT    \
+        }
+
+/* What the flags (or their variables) asked for; the flag wins. */
+struct app_tls {
+        bool have_port;
+        uint16_t port;
+        struct tern_tls_opts opts;
+        struct tern_tls_cert sni[APP_TLS_MAX_SNI];
+        char *sni_spec[APP_TLS_MAX_SNI]; /* "CERT:KEY", owned */
+        bool sni_from_env;               /* a --tls-sni flag replaces TERN_TLS_SNI */
+        tern_tls *tls;                   /* after app_tls_load(), when asked for */
+};
+
+/* Defaults, then the TERN_TLS_* variables. Returns 0, or -1 after printing
+ * "PROG: invalid TERN_TLS_...: why" (the caller exits 2). */
+int app_tls_init(struct app_tls *t, const char *prog);
+
+/* Handles one of the APP_OPT_TLS_* codes. Returns 1 when @ch was one and
+ * valid, 0 when it is not one, -1 after printing "PROG: invalid --tls-...". */
+int app_tls_opt(struct app_tls *t, int ch, const char *arg, const char *prog);
+
+/* True when TLS was asked for (a TLS port, or a certificate). */
+bool app_tls_wanted(const struct app_tls *t);
+
+/* Checks the combination and loads the files: a missing or expired
+ * certificate, a key that does not match, is one line naming the file.
+ * Returns 0 (t->tls set, or TLS not wanted), or -1 after printing the
+ * reason (the caller exits 2). */
+int app_tls_load(struct app_tls *t, const char *prog);
+
+/* Adds the TLS listener to @s: @base's stack (ops, codec, limits) on
+ * t->port, over TLS, and logs where. Returns the listener id, 0 when TLS
+ * was not asked for, or -errno (logged). */
+int app_tls_listen(tern_server *s, struct app_tls *t, const struct tern_listener_opts *base,
+                   const char *prog);
+
+/* Usage lines for the TLS flags. */
+void app_tls_usage(FILE *f);
+
+/* Frees what app_tls_init/opt/load made. */
+void app_tls_free(struct app_tls *t);
+
+/*
+ * SIGHUP reloads: @fn(@arg) runs on a thread of its own (never in the
+ * signal handler) at every SIGHUP, and logs what it did; SIGHUP never kills
+ * the program. app_reload_tls is such a function for a struct app_tls.
+ * At most 4 functions. [main thread, at start-up]
+ */
+void app_reload_on_sighup(void (*fn)(void *), void *arg);
+void app_reload_tls(void *app_tls);
+
+#endif
