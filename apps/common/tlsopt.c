@@ -151,11 +151,11 @@ bool app_tls_wanted(const struct app_tls *t)
         return t->have_port || t->opts.cert.cert_file || t->opts.cert.key_file;
 }
 
-int app_tls_load(struct app_tls *t, const char *prog)
+int app_tls_load(struct app_tls *t, const char *prog, bool need_port)
 {
         if (!app_tls_wanted(t))
                 return 0;
-        if (!t->have_port) {
+        if (!t->have_port && need_port) {
                 fprintf(stderr, "%s: --tls-cert needs --tls-port (or TERN_TLS_PORT)\n", prog);
                 return -1;
         }
@@ -172,15 +172,23 @@ int app_tls_load(struct app_tls *t, const char *prog)
         return 0;
 }
 
-int app_tls_listen(tern_server *s, struct app_tls *t, const struct tern_listener_opts *base,
+int app_tls_listen(tern_server *s, struct app_tls *t, const struct tern_server_opts *o,
                    const char *prog)
 {
         if (!t->tls)
                 return 0;
-        struct tern_listener_opts lo = *base;
+        struct tern_listener_opts lo;
+        tern_listener_opts_init(&lo);
+        lo.bind = o->bind;
         lo.port = t->port;
+        lo.nodelay = o->nodelay;
+        lo.reuseport = o->reuseport;
+        lo.ops = o->ops;
+        lo.codec = o->codec;
+        lo.codec_config = o->codec_config;
+        lo.idle_timeout_ms = o->idle_timeout_ms;
+        lo.user = o->user;
         lo.tls = t->tls;
-        lo.kind = TERN_LISTEN_TCP;
         int id = tern_server_listen(s, &lo);
         if (id < 0)
                 tern_error("%s: cannot listen for TLS on port %u: %s", prog, t->port,

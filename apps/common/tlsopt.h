@@ -66,14 +66,16 @@ bool app_tls_wanted(const struct app_tls *t);
 
 /* Checks the combination and loads the files: a missing or expired
  * certificate, a key that does not match, is one line naming the file.
- * Returns 0 (t->tls set, or TLS not wanted), or -1 after printing the
- * reason (the caller exits 2). */
-int app_tls_load(struct app_tls *t, const char *prog);
+ * @need_port: a certificate without --tls-port is an error (else it is for
+ * the program's own listener, as tern-proxy's --listen). Returns 0 (t->tls
+ * set, or TLS not wanted), or -1 after printing the reason (exit 2). */
+int app_tls_load(struct app_tls *t, const char *prog, bool need_port);
 
-/* Adds the TLS listener to @s: @base's stack (ops, codec, limits) on
- * t->port, over TLS, and logs where. Returns the listener id, 0 when TLS
- * was not asked for, or -errno (logged). */
-int app_tls_listen(tern_server *s, struct app_tls *t, const struct tern_listener_opts *base,
+/* Adds the TLS listener to @s: the stack of the first listener @o made
+ * (bind address, ops, codec, idle timeout, user) on t->port, over TLS, and
+ * logs where. Returns the listener id, 0 when TLS was not asked for, or
+ * -errno (logged). */
+int app_tls_listen(tern_server *s, struct app_tls *t, const struct tern_server_opts *o,
                    const char *prog);
 
 /* Usage lines for the TLS flags. */

@@ -106,7 +106,7 @@ int main(int argc, char **argv)
                 return 2;
         }
 
-        if (app_tls_load(&tls, argv[0]) < 0)
+        if (app_tls_load(&tls, argv[0], true) < 0)
                 return 2;
 
         app_reap_orphans_as_init();
@@ -117,11 +117,7 @@ int main(int argc, char **argv)
                 app_tls_free(&tls);
                 return 1;
         }
-        struct tern_listener_opts tlo;
-        tern_listener_opts_init(&tlo);
-        tlo.bind = o.bind;
-        tlo.ops = o.ops;
-        if (app_tls_listen(server, &tls, &tlo, "tern-echo") < 0) {
+        if (app_tls_listen(server, &tls, &o, "tern-echo") < 0) {
                 tern_server_free(server);
                 app_tls_free(&tls);
                 return 1;

@@ -13,6 +13,7 @@
 #include "kv.h"
 #include "admin.h"
 #include "cli.h"
+#include "tlsopt.h"
 #include "tern.h"
 
 static tern_server *server;
@@ -72,13 +73,14 @@ static void usage(FILE *f, const char *argv0)
                 "      --max-request B   longest command in bytes (default %u)\n"
                 "  -A, --admin ADDR:PORT serve /metrics, /healthz, /readyz over HTTP there\n"
                 "                        (also TERN_ADMIN; default off; docs/admin.md)\n"
-                "  -h, --help            this text\n"
-                "\n"
-                "Sizes take a k, m or g suffix (powers of 1024).\n"
-                "SIGINT or SIGTERM stops it gracefully.\n",
+                "  -h, --help            this text\n",
                 argv0, tern_default_workers(), TERN_RESP_DEFAULT_MAX_BULK,
                 TERN_RESP_DEFAULT_MAX_ARGS, TERN_RESP_DEFAULT_MAX_INLINE,
                 TERN_RESP_DEFAULT_MAX_FRAME);
+        app_tls_usage(f);
+        fputs("\nSizes take a k, m or g suffix (powers of 1024).\n"
+              "SIGINT or SIGTERM stops it gracefully; SIGHUP reloads TLS certificates.\n",
+              f);
 }
 
 enum {
@@ -108,6 +110,7 @@ int main(int argc, char **argv)
             {"max-request", required_argument, NULL, OPT_MAX_REQUEST},
             {"admin", required_argument, NULL, 'A'},
             {"help", no_argument, NULL, 'h'},
+            APP_TLS_LONGOPTS,
             {NULL, 0, NULL, 0},
         };
         struct tern_server_opts o;
@@ -119,6 +122,9 @@ int main(int argc, char **argv)
         long v;
         bool have_port = false;
         const char *admin = getenv(APP_ADMIN_ENV);
+        struct app_tls tls;
+        if (app_tls_init(&tls, argv[0]) < 0)
+                return 2;
         int ch;
 
         tern_server_opts_init(&o);
@@ -193,6 +199,11 @@ int main(int argc, char **argv)
                         usage(stdout, argv[0]);
                         return 0;
                 default:
+                        if (app_tls_opt(&tls, ch, optarg, argv[0]) > 0)
+                                break;
+                        app_tls_free(&tls);
+                        if (ch != '?')
+                                return 2;
                         usage(stderr, argv[0]);
                         return 2;
                 }
@@ -205,6 +216,9 @@ int main(int argc, char **argv)
                 fprintf(stderr, "%s: invalid --admin '%s' (HOST:PORT)\n", argv[0], admin);
                 return 2;
         }
+
+        if (app_tls_load(&tls, argv[0], true) < 0)
+                return 2;
 
         struct kv_app app;
         int r = kv_app_init(&app, &resp, max_memory);
@@ -231,11 +245,14 @@ int main(int argc, char **argv)
                 kv_app_fini(&app);
                 return 1;
         }
-        if (app_admin_attach(server, "tern-kv", admin, kv_metrics, &app) < 0) {
+        if (app_tls_listen(server, &tls, &o, "tern-kv") < 0 ||
+            app_admin_attach(server, "tern-kv", admin, kv_metrics, &app) < 0) {
                 tern_server_free(server);
                 kv_app_fini(&app);
+                app_tls_free(&tls);
                 return 1;
         }
+        app_reload_on_sighup(app_reload_tls, &tls);
         app_stop_server_on_signals(server);
 
         tern_info("tern-kv listening on %s port %u with %d worker(s)", o.bind ? o.bind : "*",
@@ -245,6 +262,7 @@ int main(int argc, char **argv)
                 tern_error("tern-kv: %s", tern_strerror(r));
         tern_server_free(server);
         kv_app_fini(&app);
+        app_tls_free(&tls);
         tern_info("tern-kv stopped");
         return r ? 1 : 0;
 }

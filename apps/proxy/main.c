@@ -10,6 +10,7 @@
 
 #include "admin.h"
 #include "cli.h"
+#include "tlsopt.h"
 #include "proxy.h"
 
 static tern_server *server;
@@ -33,7 +34,8 @@ static void usage(FILE *f, const char *argv0)
         fprintf(f,
                 "usage: %s --listen [HOST:]PORT --to HOST:PORT [--workers N] [--accept MODE]\n"
                 "          [--connect-timeout MS] [--high-water BYTES] [--log-level L]\n"
-                "          [--admin ADDR:PORT]\n"
+                "          [--admin ADDR:PORT] [--tls-cert FILE --tls-key FILE]\n"
+                "          [--to-tls [--to-ca FILE] [--to-name NAME] [--to-insecure]]\n"
                 "\n"
                 "Forwards every connection accepted on --listen to --to, both ways.\n"
                 "A destination that reads slowly pauses reading from its source.\n"
@@ -50,9 +52,19 @@ static void usage(FILE *f, const char *argv0)
                 "  -A, --admin ADDR:PORT     serve /metrics, /healthz, /readyz over HTTP there\n"
                 "                            (also TERN_ADMIN; default off; docs/admin.md)\n"
                 "  -h, --help                this text\n"
-                "\n"
-                "SIGINT or SIGTERM stops it gracefully.\n",
+                "TLS termination: with --tls-cert and --tls-key, --listen speaks TLS (and\n"
+                "--tls-port adds a second, TLS, listener instead):\n",
                 argv0, tern_default_workers(), PROXY_DEFAULT_HIGH_WATER);
+        app_tls_usage(f);
+        fputs("TLS origination, to a destination that speaks TLS:\n"
+              "  --to-tls                  connect to --to over TLS (TERN_TO_TLS=1)\n"
+              "  --to-ca FILE              CAs to trust for it (TERN_TO_CA; default: the\n"
+              "                            system's store)\n"
+              "  --to-name NAME            name to ask for and verify (TERN_TO_NAME; default:\n"
+              "                            the host of --to)\n"
+              "  --to-insecure             do not verify its certificate (TERN_TO_INSECURE=1)\n"
+              "\nSIGINT or SIGTERM stops it gracefully; SIGHUP reloads the certificates.\n",
+              f);
 }
 
 int main(int argc, char **argv)
@@ -67,6 +79,11 @@ int main(int argc, char **argv)
             {"log-level", required_argument, NULL, 'l'},
             {"admin", required_argument, NULL, 'A'},
             {"help", no_argument, NULL, 'h'},
+            {"to-tls", no_argument, NULL, 0x300},
+            {"to-ca", required_argument, NULL, 0x301},
+            {"to-name", required_argument, NULL, 0x302},
+            {"to-insecure", no_argument, NULL, 0x303},
+            APP_TLS_LONGOPTS,
             {NULL, 0, NULL, 0},
         };
         struct tern_server_opts o;
@@ -76,6 +93,14 @@ int main(int argc, char **argv)
         bool have_listen = false, have_to = false, have_port = false;
         long timeout_ms = 10000, high = 0;
         const char *admin = getenv(APP_ADMIN_ENV);
+        struct app_tls tls;
+        if (app_tls_init(&tls, argv[0]) < 0)
+                return 2;
+        const char *to_ca = getenv("TERN_TO_CA"), *to_name = getenv("TERN_TO_NAME");
+        const char *e = getenv("TERN_TO_TLS");
+        bool to_tls = e && !strcmp(e, "1");
+        e = getenv("TERN_TO_INSECURE");
+        bool to_insecure = e && !strcmp(e, "1");
         int ch;
         while ((ch = getopt_long(argc, argv, "L:t:w:a:T:H:l:A:h", longopts, NULL)) != -1) {
                 switch (ch) {
@@ -123,7 +148,24 @@ int main(int argc, char **argv)
                 case 'h':
                         usage(stdout, argv[0]);
                         return 0;
+                case 0x300:
+                        to_tls = true;
+                        break;
+                case 0x301:
+                        to_ca = optarg;
+                        break;
+                case 0x302:
+                        to_name = optarg;
+                        break;
+                case 0x303:
+                        to_insecure = true;
+                        break;
                 default:
+                        if (app_tls_opt(&tls, ch, optarg, argv[0]) > 0)
+                                break;
+                        app_tls_free(&tls);
+                        if (ch != '?')
+                                return 2;
                         usage(stderr, argv[0]);
                         return 2;
                 }
@@ -137,9 +179,34 @@ int main(int argc, char **argv)
                 return 2;
         }
 
+        if (app_tls_load(&tls, argv[0], false) < 0)
+                return 2;
+        tern_tls *to = NULL;
+        if (to_tls) {
+                struct tern_tls_opts to_opts;
+                tern_tls_opts_init(&to_opts);
+                to_opts.client = true;
+                to_opts.ca_file = to_ca;
+                to_opts.verify = to_insecure ? TERN_TLS_VERIFY_NONE : TERN_TLS_VERIFY_REQUIRED;
+                char err[512];
+                to = tern_tls_new(&to_opts, err, sizeof(err));
+                if (!to) {
+                        fprintf(stderr, "%s: --to-tls: %s\n", argv[0], err);
+                        app_tls_free(&tls);
+                        return 2;
+                }
+        }
+
         static struct proxy px;
-        if (proxy_init(&px, to_host, to_port, (uint32_t)timeout_ms) < 0)
+        if (proxy_init(&px, to_host, to_port, (uint32_t)timeout_ms) < 0) {
+                tern_tls_free(to);
+                app_tls_free(&tls);
                 return 1;
+        }
+        px.to_tls = to;
+        snprintf(px.to_name, sizeof(px.to_name), "%s", to_name ? to_name : to_host);
+        if (!tls.have_port)
+                o.tls = tls.tls; /* --listen itself speaks TLS */
         if (high) {
                 o.high_water = (size_t)high;
                 o.low_water = (size_t)high / 2;
@@ -149,21 +216,35 @@ int main(int argc, char **argv)
         server = tern_server_new(&o);
         if (!server) {
                 tern_error("tern-proxy: cannot start: %s", strerror(errno));
+                tern_tls_free(to);
+                app_tls_free(&tls);
                 return 1;
         }
+        if (tls.have_port) {
+                if (app_tls_listen(server, &tls, &o, "tern-proxy") < 0) {
+                        tern_server_free(server);
+                        tern_tls_free(to);
+                        app_tls_free(&tls);
+                        return 1;
+                }
+        }
+        app_reload_on_sighup(app_reload_tls, &tls);
         if (app_admin_attach(server, "tern-proxy", admin, proxy_metrics, &px) < 0) {
                 tern_server_free(server);
                 return 1;
         }
         app_stop_server_on_signals(server);
 
-        tern_info("tern-proxy listening on %s port %u, forwarding to %s port %u, %d worker(s)",
-                  o.bind ? o.bind : "*", tern_server_port(server), px.to_host, px.to_port,
-                  tern_server_workers(server));
+        tern_info("tern-proxy listening on %s port %u%s, forwarding to %s port %u%s, %d "
+                  "worker(s)",
+                  o.bind ? o.bind : "*", tern_server_port(server), o.tls ? " (TLS)" : "",
+                  px.to_host, px.to_port, to ? " over TLS" : "", tern_server_workers(server));
         int r = tern_server_run(server);
         if (r)
                 tern_error("tern-proxy: %s", tern_strerror(r));
         tern_server_free(server);
+        tern_tls_free(to);
+        app_tls_free(&tls);
         tern_info("tern-proxy stopped");
         return r ? 1 : 0;
 }

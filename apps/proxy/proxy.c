@@ -183,6 +183,8 @@ static void src_open(tern_conn *c)
         o.ops = &dst_ops;
         o.limits = px->dst_limits; /* the same backpressure both ways */
         o.on_give_up = dst_give_up;
+        o.tls = px->to_tls;
+        o.tls_server_name = px->to_name;
         o.user = p;
         p->cn = tern_connector_new(tern_conn_loop(c), &o);
         int r = p->cn ? tern_connector_start(p->cn) : -errno;

@@ -28,6 +28,8 @@ struct proxy {
         uint16_t to_port;
         uint32_t connect_timeout_ms;
         struct tern_conn_limits dst_limits; /* the server's, for the destinations */
+        const tern_tls *to_tls;             /* TLS to the destination, or NULL */
+        char to_name[256];                  /* the name --to gave: SNI and verification */
         /* Counters, any thread (atomics). */
         long pairs;          /* pairs alive now */
         long connect_failed; /* sources closed because the destination failed */
