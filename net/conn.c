@@ -147,14 +147,17 @@ static __attribute__((noinline, cold)) void xport_warn(struct tern_conn *c, cons
         }
         xlog.said++;
         char peer[TERN_ADDRSTRLEN], why[200];
-        const char *reason = err ? c->cfg->xport->ops->why(xstate(c), err, why, sizeof(why)) : "";
+        const struct tern__xport_ops *x = c->cfg->xport->ops;
+        const char *reason = err ? x->why(xstate(c), err, why, sizeof(why)) : "";
+        const char *who = x->peer(xstate(c), peer, sizeof(peer));
+        if (!who)
+                who = tern_conn_peer_str(c, peer, sizeof(peer));
         if (xlog.held)
                 tern_warn("loop %d: %s: TLS %s%s%s; closing (%u similar lines left out)", l->index,
-                          tern_conn_peer_str(c, peer, sizeof(peer)), what, err ? ": " : "", reason,
-                          xlog.held);
+                          who, what, err ? ": " : "", reason, xlog.held);
         else
-                tern_warn("loop %d: %s: TLS %s%s%s; closing", l->index,
-                          tern_conn_peer_str(c, peer, sizeof(peer)), what, err ? ": " : "", reason);
+                tern_warn("loop %d: %s: TLS %s%s%s; closing", l->index, who, what,
+                          err ? ": " : "", reason);
         xlog.held = 0;
 }
 
@@ -806,8 +809,10 @@ static __attribute__((noinline)) void do_read_xport(struct tern_conn *c)
                         return;
                 }
                 if (n < 0) {
+                        /* A forged or corrupt record, a reset mid-record, are
+                         * told; a reset between records is an ordinary end. */
                         if (n == TERN_ETLS)
-                                xport_warn(c, "record error", (int)n);
+                                xport_warn(c, "read failed", (int)n);
                         if (n != -EAGAIN)
                                 tern__conn_close(c, TERN_CLOSE_ERROR, (int)n);
                         return;
@@ -1078,7 +1083,6 @@ static void idle_timer_cb(struct tern_timer *t, void *arg)
         char peer[TERN_ADDRSTRLEN];
         if (c->flags & TERN__CONN_HANDSHAKE) {
                 /* A peer that never finishes (slowloris) holds nothing long. */
-                c->close_err = 0;
                 xport_warn(c, "handshake not finished in time", 0);
                 tern__conn_close(c, TERN_CLOSE_IDLE, -ETIMEDOUT);
                 return;

@@ -76,6 +76,9 @@ struct tern__xport_ops {
         const char *(*why)(void *st, int err, char *buf, size_t size);
         /* The handshake finished: was it resumed? */
         bool (*resumed)(void *st);
+        /* The peer's address as text, remembered while it could still be
+         * asked for (a reset socket has none), or NULL. */
+        const char *(*peer)(void *st, char *buf, size_t size);
 };
 struct tern__xport {
         const struct tern__xport_ops *ops;

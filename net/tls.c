@@ -33,6 +33,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "addr.h"
 #include "conn_internal.h"
 #include "error.h"
 #include "log.h"
@@ -87,6 +88,8 @@ struct tls_conn {
         struct gen *gen;
         struct tern_tls *tls;
         char why[TLS_WHY_SIZE]; /* the reason of the last failure */
+        struct sockaddr_storage peer;
+        socklen_t peer_len; /* 0 until known */
 };
 
 static int g_conn_idx = -1; /* SSL ex_data: struct tls_conn */
@@ -339,6 +342,12 @@ static int load_pair(struct tern_tls *t, SSL_CTX *ctx, const char *cert, const c
                 return -EINVAL;
         }
         if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+                if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+                        ERR_clear_error();
+                        snprintf(err, errlen, "%s does not match the certificate in %s", key,
+                                 cert);
+                        return -EINVAL;
+                }
                 snprintf(what, sizeof(what), "%s: cannot load the private key", key);
                 say(err, errlen, what);
                 return -EINVAL;
@@ -657,6 +666,10 @@ static void *tls_open(struct tern__xport *x, int fd, bool client, const char *se
         if (!bio)
                 goto out_free;
         BIO_set_data(bio, (void *)(intptr_t)fd);
+        /* Asked now: once the peer resets, the log line could not name it. */
+        tc->peer_len = sizeof(tc->peer);
+        if (getpeername(fd, (struct sockaddr *)&tc->peer, &tc->peer_len) < 0)
+                tc->peer_len = 0; /* a connect in progress: asked at the handshake */
         SSL_set_bio(tc->ssl, bio, bio);
         SSL_set_ex_data(tc->ssl, g_conn_idx, tc);
         if (!client) {
@@ -713,6 +726,11 @@ static int failure(struct tls_conn *tc, int r, int *want_io)
                         snprintf(tc->why, sizeof(tc->why), "peer closed the connection");
                         return 0;
                 }
+                if (SSL_has_pending(tc->ssl)) {
+                        /* Part of a record had come: the peer broke it off. */
+                        snprintf(tc->why, sizeof(tc->why), "%s mid-record", strerror(err));
+                        return TERN_ETLS;
+                }
                 snprintf(tc->why, sizeof(tc->why), "%s", strerror(err));
                 return -err;
         }
@@ -733,6 +751,12 @@ static int failure(struct tls_conn *tc, int r, int *want_io)
 static int tls_handshake(void *st)
 {
         struct tls_conn *tc = st;
+        if (!tc->peer_len) {
+                tc->peer_len = sizeof(tc->peer);
+                if (getpeername(SSL_get_fd(tc->ssl), (struct sockaddr *)&tc->peer,
+                                &tc->peer_len) < 0)
+                        tc->peer_len = 0;
+        }
         ERR_clear_error();
         int r = SSL_do_handshake(tc->ssl);
         if (r == 1)
@@ -802,6 +826,14 @@ static bool tls_resumed(void *st)
         return SSL_session_reused(((struct tls_conn *)st)->ssl) == 1;
 }
 
+static const char *tls_peer(void *st, char *buf, size_t size)
+{
+        struct tls_conn *tc = st;
+        if (!tc->peer_len)
+                return NULL;
+        return tern_sockaddr_str((struct sockaddr *)&tc->peer, tc->peer_len, buf, size);
+}
+
 static const struct tern__xport_ops tls_ops = {
     .open = tls_open,
     .handshake = tls_handshake,
@@ -811,6 +843,7 @@ static const struct tern__xport_ops tls_ops = {
     .close = tls_close,
     .why = tls_why,
     .resumed = tls_resumed,
+    .peer = tls_peer,
 };
 
 /* ---- what a connection negotiated ---- */

@@ -86,6 +86,11 @@ static const struct {
       "Outgoing connection attempts that failed."),
     W(setup_errors, "tern_setup_errors_total", "counter",
       "New connections dropped while being set up (no memory, epoll_ctl)."),
+    W(tls_handshakes, "tern_tls_handshakes_total", "counter", "TLS handshakes finished."),
+    W(tls_resumed, "tern_tls_resumed_total", "counter",
+      "TLS handshakes that resumed a session (tickets)."),
+    W(tls_errors, "tern_tls_errors_total", "counter",
+      "TLS connections closed by a handshake or record error, or a handshake timeout."),
 #undef W
 };
 
