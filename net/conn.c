@@ -156,8 +156,8 @@ static __attribute__((noinline, cold)) void xport_warn(struct tern_conn *c, cons
                 tern_warn("loop %d: %s: TLS %s%s%s; closing (%u similar lines left out)", l->index,
                           who, what, err ? ": " : "", reason, xlog.held);
         else
-                tern_warn("loop %d: %s: TLS %s%s%s; closing", l->index, who, what,
-                          err ? ": " : "", reason);
+                tern_warn("loop %d: %s: TLS %s%s%s; closing", l->index, who, what, err ? ": " : "",
+                          reason);
         xlog.held = 0;
 }
 

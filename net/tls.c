@@ -344,8 +344,7 @@ static int load_pair(struct tern_tls *t, SSL_CTX *ctx, const char *cert, const c
         if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
                 if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
                         ERR_clear_error();
-                        snprintf(err, errlen, "%s does not match the certificate in %s", key,
-                                 cert);
+                        snprintf(err, errlen, "%s does not match the certificate in %s", key, cert);
                         return -EINVAL;
                 }
                 snprintf(what, sizeof(what), "%s: cannot load the private key", key);
@@ -753,8 +752,8 @@ static int tls_handshake(void *st)
         struct tls_conn *tc = st;
         if (!tc->peer_len) {
                 tc->peer_len = sizeof(tc->peer);
-                if (getpeername(SSL_get_fd(tc->ssl), (struct sockaddr *)&tc->peer,
-                                &tc->peer_len) < 0)
+                if (getpeername(SSL_get_fd(tc->ssl), (struct sockaddr *)&tc->peer, &tc->peer_len) <
+                    0)
                         tc->peer_len = 0;
         }
         ERR_clear_error();
