@@ -85,6 +85,7 @@ struct chat_server {
         uint64_t room_seq;  /* atomic */
         uint32_t guest_seq; /* atomic */
         int stopping;       /* atomic: no leave notices during shutdown */
+        int tls_listener;   /* its id, or 0 without TLS */
 };
 
 static inline bool chat_stopping(const struct chat_server *cs)

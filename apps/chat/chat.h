@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "../common/tlsopt.h"
 #include "line.h"
 #include "tern.h"
 
@@ -57,6 +58,9 @@ struct chat_opts {
                                       resumes below half of it) */
         uint32_t drain_timeout_ms; /* 0: tern's default; bounds shutdown and the
                                       linger of a dropped slow client */
+        const tern_tls *tls;       /* also listen for TLS on tls_port, the same
+                                      rooms (borrowed; outlives the server) */
+        uint16_t tls_port;
 };
 
 /* Fills @o with the documented defaults (port 7000, 300 s, 4096 B, 1 MiB). [any] */
@@ -85,7 +89,9 @@ int chat_server_wait(struct chat_server *cs);
  * registries. [not a worker] */
 void chat_server_free(struct chat_server *cs);
 uint16_t chat_server_port(const struct chat_server *cs); /* [any] */
-int chat_server_workers(const struct chat_server *cs);   /* [any] */
+/* The TLS listener's port, or 0 without TLS. [any] */
+uint16_t chat_server_tls_port(const struct chat_server *cs);
+int chat_server_workers(const struct chat_server *cs); /* [any] */
 /* The underlying tern server (borrowed, until chat_server_free()). [any] */
 tern_server *chat_server_tern(const struct chat_server *cs);
 /* The most output ever pending for one client, in bytes: the memory bound
@@ -111,7 +117,8 @@ struct chat_config {
         struct chat_opts opts;
         enum tern_log_level log_level;
         enum tern_log_format log_format;
-        const char *check; /* --check [HOST:]PORT, or NULL */
+        const char *check;  /* --check [HOST:]PORT, or NULL */
+        struct app_tls tls; /* --tls-*, TERN_TLS_*; loaded by main */
 };
 
 typedef const char *(*chat_getenv_cb)(const char *name);

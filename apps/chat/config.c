@@ -43,6 +43,7 @@ static const struct option chat_longopts[] = {
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"check", required_argument, NULL, OPT_CHECK},
     {"help", no_argument, NULL, OPT_HELP},
+    APP_TLS_LONGOPTS,
     {NULL, 0, NULL, 0},
 };
 
@@ -109,9 +110,13 @@ static void usage(FILE *f, const char *argv0)
                 "  -h, --help                                   this text\n"
                 "\n"
                 "BYTES take an optional k, m or g suffix (powers of 1024).\n"
-                "SIGINT or SIGTERM stops the server gracefully.\n",
+                "SIGINT or SIGTERM stops the server gracefully; SIGHUP reloads the TLS\n"
+                "certificates.\n"
+                "\n"
+                "TLS: plain and TLS listeners on the same workers, the same rooms:\n",
                 argv0, argv0, CHAT_DEFAULT_PORT, tern_default_workers(), CHAT_DEFAULT_IDLE_S, 16u,
                 MAX_LINE_LIMIT, CHAT_DEFAULT_LINE);
+        app_tls_usage(f);
 }
 
 static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -214,6 +219,11 @@ static int apply(struct chat_config *cfg, int opt, const char *val, const char *
                         return fail(err, errlen, "invalid %s '': expected [HOST:]PORT", what);
                 cfg->check = val;
                 return 0;
+        default: {
+                int r = app_tls_opt(&cfg->tls, opt, val, err, errlen);
+                if (r)
+                        return r > 0 ? 0 : -EINVAL;
+        }
         }
         return fail(err, errlen, "internal error: unknown setting %d", opt);
 }
@@ -226,6 +236,8 @@ int chat_config_parse(struct chat_config *cfg, int argc, char **argv, chat_geten
         cfg->log_level = TERN_LOG_INFO;
         cfg->log_format = TERN_LOG_TEXT;
         err[0] = '\0';
+        if (app_tls_init(&cfg->tls, err, errlen) < 0)
+                return -EINVAL;
 
         for (size_t i = 0; i < sizeof(chat_envs) / sizeof(chat_envs[0]); i++) {
                 const char *val = getenv_fn ? getenv_fn(chat_envs[i].name) : NULL;

@@ -50,6 +50,13 @@ int main(int argc, char **argv)
         }
         tern_log_set_level(cfg.log_level);
         tern_log_set_format(cfg.log_format);
+        if (!cfg.check && app_tls_load(&cfg.tls, true, err, sizeof(err)) < 0) {
+                fprintf(stderr, "tern-chat: %s\n", err);
+                app_tls_free(&cfg.tls);
+                return 2;
+        }
+        cfg.opts.tls = cfg.tls.tls;
+        cfg.opts.tls_port = cfg.tls.port;
 
         if (cfg.check) {
                 char self[300];
@@ -57,6 +64,7 @@ int main(int argc, char **argv)
                 if (strcmp(target, "self") == 0)
                         target = self_target(&cfg.opts, self, sizeof(self));
                 r = chat_check(target, 2000, err, sizeof(err));
+                app_tls_free(&cfg.tls);
                 if (r) {
                         fprintf(stderr, "tern-chat: check failed: %s\n", err);
                         return r == -EINVAL ? 2 : 1;
@@ -70,9 +78,11 @@ int main(int argc, char **argv)
         if (!server) {
                 int e = errno;
                 tern_error("tern-chat: cannot start: %s", strerror(e));
+                app_tls_free(&cfg.tls);
                 return e == EINVAL ? 2 : 1;
         }
         app_stop_on_signals(stop_chat, server);
+        app_reload_on_sighup(app_reload_tls, &cfg.tls);
 
         r = chat_server_start(server);
         if (r) {
@@ -90,6 +100,9 @@ int main(int argc, char **argv)
                   cfg.opts.bind ? cfg.opts.bind : "*", chat_server_port(server),
                   chat_server_workers(server), cfg.opts.idle_timeout_ms / 1000, conns,
                   cfg.opts.max_line, cfg.opts.max_outbuf);
+        if (cfg.tls.tls)
+                tern_info("tern-chat listening for TLS on %s port %u",
+                          cfg.opts.bind ? cfg.opts.bind : "*", chat_server_tls_port(server));
         r = chat_server_wait(server);
         if (r)
                 tern_error("tern-chat: %s", tern_strerror(r));
@@ -101,6 +114,7 @@ int main(int argc, char **argv)
                   (unsigned long long)chat_server_throttles(server),
                   chat_server_peak_queued(server));
         chat_server_free(server);
+        app_tls_free(&cfg.tls);
         tern_info("tern-chat stopped");
         return r ? 1 : 0;
 }

@@ -137,6 +137,24 @@ struct chat_server *chat_server_new(const struct chat_opts *o)
         cs->srv = tern_server_new(&so);
         if (!cs->srv)
                 goto out_free_cs;
+        if (o->tls) {
+                /* The same stack over TLS: one set of workers, the same rooms. */
+                struct tern_listener_opts lo;
+                tern_listener_opts_init(&lo);
+                lo.bind = o->bind;
+                lo.port = o->tls_port;
+                lo.ops = so.ops;
+                lo.codec = so.codec;
+                lo.codec_config = so.codec_config;
+                lo.tls = o->tls;
+                int id = tern_server_listen(cs->srv, &lo);
+                if (id < 0) {
+                        tern_server_free(cs->srv);
+                        errno = -id;
+                        goto out_free_cs;
+                }
+                cs->tls_listener = id;
+        }
         cs->nworkers = tern_server_workers(cs->srv);
 
         size_t size = (size_t)cs->nworkers * sizeof(*cs->workers);
@@ -201,6 +219,11 @@ void chat_server_free(struct chat_server *cs)
         tern_server_free(cs->srv);
         free(cs->workers);
         free(cs);
+}
+
+uint16_t chat_server_tls_port(const struct chat_server *cs)
+{
+        return cs->tls_listener ? tern_server_listener_port(cs->srv, cs->tls_listener) : 0;
 }
 
 uint16_t chat_server_port(const struct chat_server *cs)

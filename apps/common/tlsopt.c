@@ -12,22 +12,22 @@
 #include "cli.h"
 #include "tlsopt.h"
 
-static int set_sni(struct app_tls *t, const char *spec, const char *prog, const char *what)
+static int set_sni(struct app_tls *t, const char *spec, const char *what, char *err, size_t errlen)
 {
         /* A list: "CERT:KEY[,CERT:KEY...]" (a flag may also repeat). */
         const char *p = spec;
         while (*p) {
                 size_t len = strcspn(p, ",");
                 if (t->opts.n_sni == APP_TLS_MAX_SNI) {
-                        fprintf(stderr, "%s: invalid %s: at most %d certificates\n", prog, what,
-                                APP_TLS_MAX_SNI);
+                        snprintf(err, errlen, "invalid %s: at most %d certificates", what,
+                                 APP_TLS_MAX_SNI);
                         return -1;
                 }
                 char *one = strndup(p, len);
                 char *colon = one ? strchr(one, ':') : NULL;
                 if (!colon || colon == one || !colon[1]) {
-                        fprintf(stderr, "%s: invalid %s '%.*s' (CERT_FILE:KEY_FILE)\n", prog, what,
-                                (int)len, p);
+                        snprintf(err, errlen, "invalid %s '%.*s' (CERT_FILE:KEY_FILE)", what,
+                                 (int)len, p);
                         free(one);
                         return -1;
                 }
@@ -43,7 +43,7 @@ static int set_sni(struct app_tls *t, const char *spec, const char *prog, const 
         return 0;
 }
 
-static int set_verify(struct app_tls *t, const char *v, const char *prog, const char *what)
+static int set_verify(struct app_tls *t, const char *v, const char *what, char *err, size_t errlen)
 {
         if (!strcmp(v, "none"))
                 t->opts.verify = TERN_TLS_VERIFY_NONE;
@@ -52,21 +52,21 @@ static int set_verify(struct app_tls *t, const char *v, const char *prog, const 
         else if (!strcmp(v, "required"))
                 t->opts.verify = TERN_TLS_VERIFY_REQUIRED;
         else {
-                fprintf(stderr, "%s: invalid %s '%s' (none, optional or required)\n", prog, what,
-                        v);
+                snprintf(err, errlen, "invalid %s '%s' (none, optional or required)", what, v);
                 return -1;
         }
         return 0;
 }
 
 /* One setting from a flag or a variable; @what names it for the error. */
-static int set(struct app_tls *t, int ch, const char *arg, const char *prog, const char *what)
+static int set(struct app_tls *t, int ch, const char *arg, const char *what, char *err,
+               size_t errlen)
 {
         long v;
         switch (ch) {
         case APP_OPT_TLS_PORT:
                 if (!app_parse_long(arg, 0, 65535, &v)) {
-                        fprintf(stderr, "%s: invalid %s '%s' (0-65535)\n", prog, what, arg);
+                        snprintf(err, errlen, "invalid %s '%s' (0-65535)", what, arg);
                         return -1;
                 }
                 t->port = (uint16_t)v;
@@ -82,16 +82,16 @@ static int set(struct app_tls *t, int ch, const char *arg, const char *prog, con
                 t->opts.ca_file = arg;
                 return 0;
         case APP_OPT_TLS_VERIFY_CLIENT:
-                return set_verify(t, arg, prog, what);
+                return set_verify(t, arg, what, err, errlen);
         case APP_OPT_TLS_SNI:
-                return set_sni(t, arg, prog, what);
+                return set_sni(t, arg, what, err, errlen);
         case APP_OPT_TLS_ALPN:
                 t->opts.alpn = arg;
                 return 0;
         case APP_OPT_TLS_HANDSHAKE_TIMEOUT:
                 if (!app_parse_long(arg, 1, 3600000, &v)) {
-                        fprintf(stderr, "%s: invalid %s '%s' (milliseconds, 1-3600000)\n", prog,
-                                what, arg);
+                        snprintf(err, errlen, "invalid %s '%s' (milliseconds, 1-3600000)", what,
+                                 arg);
                         return -1;
                 }
                 t->opts.handshake_timeout_ms = (uint32_t)v;
@@ -104,7 +104,7 @@ static int set(struct app_tls *t, int ch, const char *arg, const char *prog, con
 static const struct {
         int ch;
         const char *flag, *var;
-} names[] = {
+} tls_names[] = {
     {APP_OPT_TLS_PORT, "--tls-port", "TERN_TLS_PORT"},
     {APP_OPT_TLS_CERT, "--tls-cert", "TERN_TLS_CERT"},
     {APP_OPT_TLS_KEY, "--tls-key", "TERN_TLS_KEY"},
@@ -115,23 +115,23 @@ static const struct {
     {APP_OPT_TLS_HANDSHAKE_TIMEOUT, "--tls-handshake-timeout", "TERN_TLS_HANDSHAKE_TIMEOUT"},
 };
 
-int app_tls_init(struct app_tls *t, const char *prog)
+int app_tls_init(struct app_tls *t, char *err, size_t errlen)
 {
         memset(t, 0, sizeof(*t));
         tern_tls_opts_init(&t->opts);
-        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-                const char *v = getenv(names[i].var);
-                if (v && *v && set(t, names[i].ch, v, prog, names[i].var) < 0)
+        for (size_t i = 0; i < sizeof(tls_names) / sizeof(tls_names[0]); i++) {
+                const char *v = getenv(tls_names[i].var);
+                if (v && *v && set(t, tls_names[i].ch, v, tls_names[i].var, err, errlen) < 0)
                         return -1;
         }
         t->sni_from_env = t->opts.n_sni > 0;
         return 0;
 }
 
-int app_tls_opt(struct app_tls *t, int ch, const char *arg, const char *prog)
+int app_tls_opt(struct app_tls *t, int ch, const char *arg, char *err, size_t errlen)
 {
-        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-                if (names[i].ch != ch)
+        for (size_t i = 0; i < sizeof(tls_names) / sizeof(tls_names[0]); i++) {
+                if (tls_names[i].ch != ch)
                         continue;
                 if (ch == APP_OPT_TLS_SNI && t->sni_from_env) {
                         for (size_t j = 0; j < t->opts.n_sni; j++) {
@@ -141,7 +141,7 @@ int app_tls_opt(struct app_tls *t, int ch, const char *arg, const char *prog)
                         t->opts.n_sni = 0;
                         t->sni_from_env = false;
                 }
-                return set(t, ch, arg, prog, names[i].flag) < 0 ? -1 : 1;
+                return set(t, ch, arg, tls_names[i].flag, err, errlen) < 0 ? -1 : 1;
         }
         return 0;
 }
@@ -151,22 +151,22 @@ bool app_tls_wanted(const struct app_tls *t)
         return t->have_port || t->opts.cert.cert_file || t->opts.cert.key_file;
 }
 
-int app_tls_load(struct app_tls *t, const char *prog, bool need_port)
+int app_tls_load(struct app_tls *t, bool need_port, char *err, size_t errlen)
 {
         if (!app_tls_wanted(t))
                 return 0;
         if (!t->have_port && need_port) {
-                fprintf(stderr, "%s: --tls-cert needs --tls-port (or TERN_TLS_PORT)\n", prog);
+                snprintf(err, errlen, "--tls-cert needs --tls-port (or TERN_TLS_PORT)");
                 return -1;
         }
         if (!t->opts.cert.cert_file || !t->opts.cert.key_file) {
-                fprintf(stderr, "%s: --tls-port needs --tls-cert and --tls-key\n", prog);
+                snprintf(err, errlen, "--tls-port needs --tls-cert and --tls-key");
                 return -1;
         }
-        char err[512];
-        t->tls = tern_tls_new(&t->opts, err, sizeof(err));
+        char why[400];
+        t->tls = tern_tls_new(&t->opts, why, sizeof(why));
         if (!t->tls) {
-                fprintf(stderr, "%s: TLS: %s\n", prog, err);
+                snprintf(err, errlen, "TLS: %s", why);
                 return -1;
         }
         return 0;

@@ -53,13 +53,14 @@ struct app_tls {
         tern_tls *tls;                   /* after app_tls_load(), when asked for */
 };
 
-/* Defaults, then the TERN_TLS_* variables. Returns 0, or -1 after printing
- * "PROG: invalid TERN_TLS_...: why" (the caller exits 2). */
-int app_tls_init(struct app_tls *t, const char *prog);
+/* Defaults, then the TERN_TLS_* variables. Returns 0, or -1 with
+ * "invalid TERN_TLS_... 'value' (what it takes)" in @err (@errlen bytes);
+ * the caller prints it and exits 2. */
+int app_tls_init(struct app_tls *t, char *err, size_t errlen);
 
 /* Handles one of the APP_OPT_TLS_* codes. Returns 1 when @ch was one and
- * valid, 0 when it is not one, -1 after printing "PROG: invalid --tls-...". */
-int app_tls_opt(struct app_tls *t, int ch, const char *arg, const char *prog);
+ * valid, 0 when it is not one, -1 with "invalid --tls-..." in @err. */
+int app_tls_opt(struct app_tls *t, int ch, const char *arg, char *err, size_t errlen);
 
 /* True when TLS was asked for (a TLS port, or a certificate). */
 bool app_tls_wanted(const struct app_tls *t);
@@ -68,8 +69,8 @@ bool app_tls_wanted(const struct app_tls *t);
  * certificate, a key that does not match, is one line naming the file.
  * @need_port: a certificate without --tls-port is an error (else it is for
  * the program's own listener, as tern-proxy's --listen). Returns 0 (t->tls
- * set, or TLS not wanted), or -1 after printing the reason (exit 2). */
-int app_tls_load(struct app_tls *t, const char *prog, bool need_port);
+ * set, or TLS not wanted), or -1 with the reason in @err (exit 2). */
+int app_tls_load(struct app_tls *t, bool need_port, char *err, size_t errlen);
 
 /* Adds the TLS listener to @s: the stack of the first listener @o made
  * (bind address, ops, codec, idle timeout, user) on t->port, over TLS, and

@@ -68,8 +68,11 @@ int main(int argc, char **argv)
         bool have_port = false;
         const char *admin = getenv(APP_ADMIN_ENV);
         struct app_tls tls;
-        if (app_tls_init(&tls, argv[0]) < 0)
+        char tls_err[512];
+        if (app_tls_init(&tls, tls_err, sizeof(tls_err)) < 0) {
+                fprintf(stderr, "%s: %s\n", argv[0], tls_err);
                 return 2;
+        }
         int ch;
         while ((ch = getopt_long(argc, argv, "p:b:w:a:l:A:h", longopts, NULL)) != -1) {
                 switch (ch) {
@@ -87,14 +90,18 @@ int main(int argc, char **argv)
                 case 'h':
                         usage(stdout, argv[0]);
                         return 0;
-                default:
-                        if (app_tls_opt(&tls, ch, optarg, argv[0]) > 0)
+                default: {
+                        int tr = app_tls_opt(&tls, ch, optarg, tls_err, sizeof(tls_err));
+                        if (tr > 0)
                                 break;
                         app_tls_free(&tls);
-                        if (ch != '?')
+                        if (tr < 0) {
+                                fprintf(stderr, "%s: %s\n", argv[0], tls_err);
                                 return 2;
+                        }
                         usage(stderr, argv[0]);
                         return 2;
+                }
                 }
         }
         if (!have_port || optind != argc) {
@@ -106,8 +113,10 @@ int main(int argc, char **argv)
                 return 2;
         }
 
-        if (app_tls_load(&tls, argv[0], true) < 0)
+        if (app_tls_load(&tls, true, tls_err, sizeof(tls_err)) < 0) {
+                fprintf(stderr, "%s: %s\n", argv[0], tls_err);
                 return 2;
+        }
 
         app_reap_orphans_as_init();
         app_log_default_workers("tern-echo", o.workers);

@@ -123,8 +123,11 @@ int main(int argc, char **argv)
         bool have_port = false;
         const char *admin = getenv(APP_ADMIN_ENV);
         struct app_tls tls;
-        if (app_tls_init(&tls, argv[0]) < 0)
+        char tls_err[512];
+        if (app_tls_init(&tls, tls_err, sizeof(tls_err)) < 0) {
+                fprintf(stderr, "%s: %s\n", argv[0], tls_err);
                 return 2;
+        }
         int ch;
 
         tern_server_opts_init(&o);
@@ -198,14 +201,18 @@ int main(int argc, char **argv)
                 case 'h':
                         usage(stdout, argv[0]);
                         return 0;
-                default:
-                        if (app_tls_opt(&tls, ch, optarg, argv[0]) > 0)
+                default: {
+                        int tr = app_tls_opt(&tls, ch, optarg, tls_err, sizeof(tls_err));
+                        if (tr > 0)
                                 break;
                         app_tls_free(&tls);
-                        if (ch != '?')
+                        if (tr < 0) {
+                                fprintf(stderr, "%s: %s\n", argv[0], tls_err);
                                 return 2;
+                        }
                         usage(stderr, argv[0]);
                         return 2;
+                }
                 }
         }
         if (!have_port || optind != argc) {
@@ -217,8 +224,10 @@ int main(int argc, char **argv)
                 return 2;
         }
 
-        if (app_tls_load(&tls, argv[0], true) < 0)
+        if (app_tls_load(&tls, true, tls_err, sizeof(tls_err)) < 0) {
+                fprintf(stderr, "%s: %s\n", argv[0], tls_err);
                 return 2;
+        }
 
         struct kv_app app;
         int r = kv_app_init(&app, &resp, max_memory);

@@ -94,8 +94,11 @@ int main(int argc, char **argv)
         long timeout_ms = 10000, high = 0;
         const char *admin = getenv(APP_ADMIN_ENV);
         struct app_tls tls;
-        if (app_tls_init(&tls, argv[0]) < 0)
+        char tls_err[512];
+        if (app_tls_init(&tls, tls_err, sizeof(tls_err)) < 0) {
+                fprintf(stderr, "%s: %s\n", argv[0], tls_err);
                 return 2;
+        }
         const char *to_ca = getenv("TERN_TO_CA"), *to_name = getenv("TERN_TO_NAME");
         const char *e = getenv("TERN_TO_TLS");
         bool to_tls = e && !strcmp(e, "1");
@@ -160,14 +163,18 @@ int main(int argc, char **argv)
                 case 0x303:
                         to_insecure = true;
                         break;
-                default:
-                        if (app_tls_opt(&tls, ch, optarg, argv[0]) > 0)
+                default: {
+                        int tr = app_tls_opt(&tls, ch, optarg, tls_err, sizeof(tls_err));
+                        if (tr > 0)
                                 break;
                         app_tls_free(&tls);
-                        if (ch != '?')
+                        if (tr < 0) {
+                                fprintf(stderr, "%s: %s\n", argv[0], tls_err);
                                 return 2;
+                        }
                         usage(stderr, argv[0]);
                         return 2;
+                }
                 }
         }
         if (!have_listen || !have_to || optind != argc) {
@@ -179,8 +186,10 @@ int main(int argc, char **argv)
                 return 2;
         }
 
-        if (app_tls_load(&tls, argv[0], false) < 0)
+        if (app_tls_load(&tls, false, tls_err, sizeof(tls_err)) < 0) {
+                fprintf(stderr, "%s: %s\n", argv[0], tls_err);
                 return 2;
+        }
         tern_tls *to = NULL;
         if (to_tls) {
                 struct tern_tls_opts to_opts;

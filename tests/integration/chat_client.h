@@ -286,6 +286,7 @@ static inline int cc_pump(struct cc *cs, int n, cc_line_cb on_line, bool (*done)
  * Listed bottom layer first (apps/chat/chat.h).
  */
 #include "../../apps/common/cli.c"
+#include "../../apps/common/tlsopt.c"
 #include "../../apps/chat/live.c"
 #include "../../apps/chat/registry.c"
 #include "../../apps/chat/worker.c"

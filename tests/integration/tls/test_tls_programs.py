@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
 """TLS in the programs, with the real clients: redis-cli --tls and
-redis-benchmark --tls against tern-kv; tern-proxy terminating TLS in front of
+redis-benchmark --tls against tern-kv; openssl s_client in tern-chat's lobby
+beside a plain client; tern-proxy terminating TLS in front of
 a plain tern-echo and originating TLS to tern-echo's TLS port (the name
 verified, a wrong one refused); TERN_TLS_* variables in place of the flags.
-usage: test_tls_programs.py TERN_ECHO TERN_KV TERN_PROXY"""
+usage: test_tls_programs.py TERN_ECHO TERN_KV TERN_PROXY TERN_CHAT"""
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tlslib import CA, Program, check, client_ctx, echo_ok, skip, tls_connect  # noqa: E402
 
-ECHO, KV, PROXY = sys.argv[1:4]
+ECHO, KV, PROXY, CHAT = sys.argv[1:5]
 if not shutil.which("redis-cli") or not shutil.which("redis-benchmark"):
     skip("needs redis-cli and redis-benchmark (apt-get install redis-tools)")
 
@@ -47,6 +49,36 @@ check(r.returncode == 0 and out.count("requests per second") == 3,
       f"redis-benchmark --tls exited {r.returncode}:\n{out[-2000:]}\n{r.stderr.decode()[-500:]}")
 print("ok: tern-kv: redis-cli --tls and redis-benchmark --tls (SET, GET, INCR)")
 kv.stop()
+
+# ---- tern-chat: openssl s_client and a plain client in one room ----
+chat = Program([CHAT, "--port", "0", "--bind", "127.0.0.1", "--workers", "2", *TLS,
+                "--flood-rate", "0"] if "--flood-rate" in subprocess.run(
+                    [CHAT, "--help"], capture_output=True).stdout.decode() else
+               [CHAT, "--port", "0", "--bind", "127.0.0.1", "--workers", "2", *TLS])
+plain = socket.create_connection(("127.0.0.1", chat.port), timeout=10)
+pf = plain.makefile("rb")
+check(pf.readline().startswith(b"* welcome"), "plain chat client: no welcome")
+sc = subprocess.Popen(["openssl", "s_client", "-quiet", "-connect", f"127.0.0.1:{chat.tls_port}",
+                       "-servername", "localhost", "-CAfile", ca.cert, "-verify_return_error"],
+                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+check(sc.stdout.readline().startswith(b"* welcome"), "s_client: no welcome from tern-chat")
+sc.stdin.write(b"/nick tlsuser\nhello from tls\n")
+sc.stdin.flush()
+deadline = time.monotonic() + 10
+seen = b""
+while b"tlsuser: hello from tls" not in seen and time.monotonic() < deadline:
+    seen += pf.readline()
+check(b"tlsuser: hello from tls" in seen, f"the plain client did not hear the TLS one: {seen!r}")
+plain.sendall(b"hello from plain\n")
+seen = b""
+while b"hello from plain" not in seen and time.monotonic() < deadline:
+    seen += sc.stdout.readline()
+check(b"hello from plain" in seen, f"s_client did not hear the plain client: {seen!r}")
+sc.terminate()  # -quiet ignores the end of its input
+sc.wait(timeout=10)
+plain.close()
+chat.stop()
+print("ok: tern-chat: openssl s_client and a plain client talk in one lobby")
 
 # ---- tern-echo from TERN_TLS_* variables ----
 env = dict(os.environ, TERN_TLS_PORT="0", TERN_TLS_CERT=cert, TERN_TLS_KEY=key)
