@@ -76,6 +76,8 @@ asan:
 	$(MAKE) check BUILD_DIR=build-asan BUILD_TYPE=Debug \
 	  CMAKE_FLAGS="-DTERN_SANITIZE=address,undefined -DTERN_BUILD_TOOLS=OFF"
 
+# tests/tsan.supp for every test (the Python ones pass it to the programs).
+tsan: export TSAN_OPTIONS = suppressions=$(CURDIR)/tests/tsan.supp
 tsan:
 	$(MAKE) check BUILD_DIR=build-tsan BUILD_TYPE=Debug \
 	  CMAKE_FLAGS="-DTERN_SANITIZE=thread -DTERN_BUILD_TOOLS=OFF"

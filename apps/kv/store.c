@@ -324,14 +324,17 @@ static void kv_xs_add(struct kv_shard *sh, struct kv_entry *e)
                 sh->xcap = ncap;
         }
         e->xidx = (uint32_t)sh->nx;
-        sh->xs[sh->nx++] = e;
+        sh->xs[sh->nx] = e;
+        /* Stored atomically: INFO reads the count without the lock. */
+        __atomic_store_n(&sh->nx, sh->nx + 1, __ATOMIC_RELAXED);
 }
 
 static void kv_xs_del(struct kv_shard *sh, struct kv_entry *e)
 {
         if (e->xidx == KV_NO_XIDX)
                 return;
-        struct kv_entry *last = sh->xs[--sh->nx];
+        __atomic_store_n(&sh->nx, sh->nx - 1, __ATOMIC_RELAXED); /* as in kv_xs_add */
+        struct kv_entry *last = sh->xs[sh->nx];
         sh->xs[e->xidx] = last;
         last->xidx = e->xidx;
         e->xidx = KV_NO_XIDX;
@@ -1613,7 +1616,7 @@ int kv_flushall(struct kv_store *st)
                 old_n[i] = sh->mask + 1;
                 sh->buckets = fresh[i];
                 sh->mask = KV_BUCKETS_MIN - 1;
-                sh->nx = 0;
+                __atomic_store_n(&sh->nx, 0, __ATOMIC_RELAXED);
                 sh->ver++;
                 __atomic_store_n(&sh->count, 0, __ATOMIC_RELAXED);
                 __atomic_store_n(&sh->bytes,
