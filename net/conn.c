@@ -224,7 +224,7 @@ struct tern_conn *tern__conn_setup(struct tern_loop *l, int fd, struct tern__con
         tern__loop_ref(l);
         if (!connecting) {
                 tern__stat_add(l, TERN__STAT(accepted), 1);
-                if (c->flags & TERN__CONN_HANDSHAKE)
+                if (cfg->xport) /* not open until the handshake ends, by a deadline */
                         tern_conn_set_idle_timeout(c, cfg->xport->handshake_timeout_ms);
                 else
                         conn_connected(c);
