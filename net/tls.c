@@ -503,6 +503,20 @@ static char *dup_or_null(const char *s, bool *ok)
         return d;
 }
 
+/* What tern_tls_new copied, and @t itself; the keys are wiped first. */
+static void free_tls(struct tern_tls *t)
+{
+        OPENSSL_cleanse(t->keys, sizeof(t->keys));
+        free(t->cert_file);
+        free(t->key_file);
+        free(t->ca_file);
+        for (size_t i = 0; i < t->n_sni; i++) {
+                free(t->sni_cert[i]);
+                free(t->sni_key[i]);
+        }
+        free(t);
+}
+
 tern_tls *tern_tls_new(const struct tern_tls_opts *o, char *err, size_t errlen)
 {
         char spare[8];
@@ -586,15 +600,7 @@ tern_tls *tern_tls_new(const struct tern_tls_opts *o, char *err, size_t errlen)
 out_free:
         if (!*err)
                 snprintf(err, errlen, "%s", strerror(-rc));
-        OPENSSL_cleanse(t->keys, sizeof(t->keys));
-        free(t->cert_file);
-        free(t->key_file);
-        free(t->ca_file);
-        for (size_t i = 0; i < t->n_sni; i++) {
-                free(t->sni_cert[i]);
-                free(t->sni_key[i]);
-        }
-        free(t);
+        free_tls(t);
         errno = -rc;
         return NULL;
 }
@@ -635,16 +641,8 @@ void tern_tls_free(tern_tls *t)
         gen_put(t->cur);
         SSL_SESSION_free(t->client_sess);
         free(t->client_sess_host);
-        OPENSSL_cleanse(t->keys, sizeof(t->keys));
         pthread_mutex_destroy(&t->lock);
-        free(t->cert_file);
-        free(t->key_file);
-        free(t->ca_file);
-        for (size_t i = 0; i < t->n_sni; i++) {
-                free(t->sni_cert[i]);
-                free(t->sni_key[i]);
-        }
-        free(t);
+        free_tls(t);
 }
 
 /* ---- the transport ---- */
