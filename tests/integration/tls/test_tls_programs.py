@@ -8,6 +8,7 @@ usage: test_tls_programs.py TERN_ECHO TERN_KV TERN_PROXY TERN_CHAT"""
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -77,7 +78,24 @@ check(b"hello from plain" in seen, f"s_client did not hear the plain client: {se
 sc.terminate()  # -quiet ignores the end of its input
 sc.wait(timeout=10)
 plain.close()
+# /quit: tern-chat says goodbye and closes gracefully, which over TLS means a
+# close_notify first; Python's ssl raises SSLEOFError on an end without one.
+strict = client_ctx(ca=ca.cert)
+strict.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF  # Python sets it by default
+q = tls_connect(chat.tls_port, strict)
+q.sendall(b"/quit\n")
+tail = b""
+try:
+    while True:
+        b = q.recv(4096)
+        if not b:
+            break
+        tail += b
+except ssl.SSLError:  # UNEXPECTED_EOF_WHILE_READING
+    fail(f"tern-chat closed without close_notify after: {tail!r}")
+q.close()
 chat.stop()
+print("ok: a graceful close sends close_notify")
 print("ok: tern-chat: openssl s_client and a plain client talk in one lobby")
 
 # ---- tern-echo from TERN_TLS_* variables ----
