@@ -34,6 +34,7 @@
 #include <openssl/x509v3.h>
 
 #include "addr.h"
+#include "clock.h"
 #include "conn_internal.h"
 #include "error.h"
 #include "log.h"
@@ -77,8 +78,8 @@ struct tern_tls {
         struct gen *cur;
         uint64_t generation;
         struct ticket_key keys[2]; /* [0] issues tickets, [1] still accepted */
-        time_t keys_born;
-        SSL_SESSION *client_sess; /* a client's last session, to resume */
+        uint64_t keys_born;        /* tern_now_ms() */
+        SSL_SESSION *client_sess;  /* a client's last session, to resume */
         char *client_sess_host;
 };
 
@@ -180,9 +181,9 @@ static int new_key(struct ticket_key *k)
 
 /* Under t->lock: the key that issues tickets is ticket_lifetime_s old at most;
  * its predecessor still opens tickets it issued. */
-static void rotate_keys_locked(struct tern_tls *t, time_t now)
+static void rotate_keys_locked(struct tern_tls *t, uint64_t now)
 {
-        if (now - t->keys_born < (time_t)t->ticket_lifetime_s)
+        if (now - t->keys_born < (uint64_t)t->ticket_lifetime_s * 1000)
                 return;
         struct ticket_key k;
         if (new_key(&k) < 0)
@@ -201,7 +202,7 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
         int r = 1;
         pthread_mutex_lock(&t->lock);
         if (enc) {
-                rotate_keys_locked(t, time(NULL));
+                rotate_keys_locked(t, tern_now_ms());
                 k = t->keys[0];
         } else if (!memcmp(name, t->keys[0].name, 16)) {
                 k = t->keys[0];
@@ -587,7 +588,7 @@ tern_tls *tern_tls_new(const struct tern_tls_opts *o, char *err, size_t errlen)
         }
         if (t->ticket_lifetime_s && (new_key(&t->keys[0]) < 0 || new_key(&t->keys[1]) < 0))
                 goto out_free;
-        t->keys_born = time(NULL);
+        t->keys_born = tern_now_ms();
         pthread_mutex_init(&t->lock, NULL);
         t->cur = load_gen(t, err, errlen, &rc);
         if (!t->cur) {

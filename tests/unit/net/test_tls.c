@@ -243,3 +243,54 @@ Test(tls, connector_verifies_negotiates_alpn_and_resumes)
         tern_tls_free(stls);
         su_assert_nothing_live();
 }
+
+/*
+ * A ticket issued under a key that has since been rotated out of issuing
+ * still resumes: the previous key is kept for one more period. Lifetime 1 s:
+ * the first client's ticket is issued late in the first key's life, a second
+ * client's handshake then rotates the keys, and the first ticket, younger
+ * than its lifetime, still resumes.
+ */
+Test(tls, tickets_resume_across_a_key_rotation)
+{
+        struct tern_tls_opts so_tls;
+        tern_tls_opts_init(&so_tls);
+        so_tls.cert.cert_file = cert;
+        so_tls.cert.key_file = key;
+        so_tls.ticket_lifetime_s = 1;
+        char err[256];
+        tern_tls *stls = tern_tls_new(&so_tls, err, sizeof(err));
+        cr_assert_not_null(stls, "%s", err);
+        static const struct tern_conn_ops echo_ops = {.on_message = su_echo_message};
+        struct tern_server_opts so;
+        tern_server_opts_init(&so);
+        so.workers = 1;
+        so.ops = &echo_ops;
+        so.tls = stls;
+        tern_server *s = su_start(&so);
+
+        struct tern_tls_opts co;
+        tern_tls_opts_init(&co);
+        co.client = true;
+        co.ca_file = ca;
+        tern_tls *first = tern_tls_new(&co, err, sizeof(err));
+        tern_tls *second = tern_tls_new(&co, err, sizeof(err));
+        cr_assert(first && second, "%s", err);
+
+        usleep(750 * 1000);
+        run_client(first, tern_server_port(s), "localhost"); /* ticket under key 0 */
+        cr_assert_eq(seen.opens, 1);
+        usleep(400 * 1000);
+        run_client(second, tern_server_port(s), "localhost"); /* issuing rotates: key 1 */
+        cr_assert_eq(seen.opens, 1);
+        cr_assert_eq(seen.resumed, 0);
+        run_client(first, tern_server_port(s), "localhost");
+        cr_assert_eq(seen.opens, 1);
+        cr_assert_eq(seen.resumed, 1, "a ticket of the previous key did not resume");
+
+        su_stop(s);
+        tern_tls_free(first);
+        tern_tls_free(second);
+        tern_tls_free(stls);
+        su_assert_nothing_live();
+}
