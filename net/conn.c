@@ -839,6 +839,9 @@ static __attribute__((noinline)) void do_read_xport(struct tern_conn *c)
                         tern_buf_release_if_empty(&c->in);
                 if (over_in_limit(c))
                         return;
+                /* As do_read's short read, unless the peer's FIN is pending. */
+                if (x->drained(xstate(c)) && !(c->flags & TERN__CONN_RDHUP))
+                        return;
                 if ((size_t)n >= budget || l->pending) {
                         mark_ready(c);
                         return;

@@ -79,6 +79,8 @@ struct tern__xport_ops {
         /* The peer's address as text, remembered while it could still be
          * asked for (a reset socket has none), or NULL. */
         const char *(*peer)(void *st, char *buf, size_t size);
+        /* After a read: nothing more can be read before the next edge. */
+        bool (*drained)(void *st);
 };
 struct tern__xport {
         const struct tern__xport_ops *ops;

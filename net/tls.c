@@ -86,6 +86,8 @@ struct tern_tls {
 /* A connection's state. */
 struct tls_conn {
         SSL *ssl;
+        int fd;
+        bool drained; /* the last recv() found the socket empty or short */
         struct gen *gen;
         struct tern_tls *tls;
         char why[TLS_WHY_SIZE]; /* the reason of the last failure */
@@ -105,7 +107,7 @@ static BIO_METHOD *g_bio;
  * plain connection does. */
 static int bio_write(BIO *b, const char *buf, int len)
 {
-        int fd = (int)(intptr_t)BIO_get_data(b);
+        int fd = ((struct tls_conn *)BIO_get_data(b))->fd;
         BIO_clear_retry_flags(b);
         ssize_t n;
         do
@@ -118,14 +120,17 @@ static int bio_write(BIO *b, const char *buf, int len)
 
 static int bio_read(BIO *b, char *buf, int len)
 {
-        int fd = (int)(intptr_t)BIO_get_data(b);
+        struct tls_conn *tc = BIO_get_data(b);
         BIO_clear_retry_flags(b);
         ssize_t n;
         do
-                n = recv(fd, buf, (size_t)len, MSG_DONTWAIT);
+                n = recv(tc->fd, buf, (size_t)len, MSG_DONTWAIT);
         while (n < 0 && errno == EINTR);
         if (n < 0 && errno == EAGAIN)
                 BIO_set_retry_read(b);
+        /* Less than asked for: the socket is empty now, and new bytes will
+         * come with a new edge (see tls_drained). */
+        tc->drained = n < len;
         return (int)n;
 }
 
@@ -663,7 +668,8 @@ static void *tls_open(struct tern__xport *x, int fd, bool client, const char *se
         BIO *bio = tc->ssl ? BIO_new(g_bio) : NULL;
         if (!bio)
                 goto out_free;
-        BIO_set_data(bio, (void *)(intptr_t)fd);
+        tc->fd = fd;
+        BIO_set_data(bio, tc);
         /* Asked now: once the peer resets, the log line could not name it. */
         tc->peer_len = sizeof(tc->peer);
         if (getpeername(fd, (struct sockaddr *)&tc->peer, &tc->peer_len) < 0)
@@ -751,8 +757,7 @@ static int tls_handshake(void *st)
         struct tls_conn *tc = st;
         if (!tc->peer_len) {
                 tc->peer_len = sizeof(tc->peer);
-                if (getpeername(SSL_get_fd(tc->ssl), (struct sockaddr *)&tc->peer, &tc->peer_len) <
-                    0)
+                if (getpeername(tc->fd, (struct sockaddr *)&tc->peer, &tc->peer_len) < 0)
                         tc->peer_len = 0;
         }
         ERR_clear_error();
@@ -819,6 +824,19 @@ static const char *tls_why(void *st, int err, char *buf, size_t size)
         return buf;
 }
 
+/*
+ * Nothing more to read without a new edge: OpenSSL holds no byte (neither
+ * plaintext nor a record, whole or partial) and its last recv() came back
+ * short. Saves the read that would only say EAGAIN, one system call per
+ * request on a request/response connection, as the plain path's short-read
+ * rule does.
+ */
+static bool tls_drained(void *st)
+{
+        struct tls_conn *tc = st;
+        return tc->drained && !SSL_has_pending(tc->ssl);
+}
+
 static bool tls_resumed(void *st)
 {
         return SSL_session_reused(((struct tls_conn *)st)->ssl) == 1;
@@ -842,6 +860,7 @@ static const struct tern__xport_ops tls_ops = {
     .why = tls_why,
     .resumed = tls_resumed,
     .peer = tls_peer,
+    .drained = tls_drained,
 };
 
 /* ---- what a connection negotiated ---- */
