@@ -86,6 +86,11 @@ struct chat_server {
         uint32_t guest_seq; /* atomic */
         int stopping;       /* atomic: no leave notices during shutdown */
         int tls_listener;   /* its id, or 0 without TLS */
+        /* --cluster (cluster.h): NULL without. @tag, 8 hex digits drawn at
+         * start, names this instance in Redis and in guest names, so that
+         * two instances never hand out the same guest name. */
+        struct chat_cluster *cluster;
+        char tag[9];
 };
 
 static inline bool chat_stopping(const struct chat_server *cs)

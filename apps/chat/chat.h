@@ -61,6 +61,9 @@ struct chat_opts {
         const tern_tls *tls;       /* also listen for TLS on tls_port, the same
                                       rooms (borrowed; outlives the server) */
         uint16_t tls_port;
+        const char *cluster; /* redis://HOST:PORT shared by every instance of
+                                one chat, or NULL (borrowed until
+                                chat_server_new() returns) */
 };
 
 /* Fills @o with the documented defaults (port 7000, 300 s, 4096 B, 1 MiB). [any] */
@@ -110,6 +113,11 @@ struct chat_live_counts {
         long msgs;  /* room messages not yet freed */
 };
 void chat_live_counts(struct chat_live_counts *out);
+
+/* Checks a --cluster URL, redis://HOST[:PORT] (port 6379 by default), and
+ * copies HOST into @host (@cap bytes) and the port into @port when they
+ * are not NULL. Returns 0 or -EINVAL. [any] (cluster.c) */
+int chat_cluster_url(const char *url, char *host, size_t cap, uint16_t *port);
 
 /* ---- configuration (config.c) ---- */
 

@@ -87,11 +87,22 @@ static void resume_cb(struct tern_timer *t, void *arg)
         tern_loop_timer_stop(w->loop, t);
 }
 
+int chat_room_say(struct chat_worker *w, const struct chat_member *from, struct chat_room *room,
+                  const char *data, size_t len)
+{
+        int r = chat_broadcast(w, from, room, data, len);
+        /* The same line to the other instances, from this worker's one
+         * link, so that a sender's lines cross in the order it sent them. */
+        if (r >= 0 && (!from || !chat_member_gone(from)))
+                chat_cluster_publish(w, room, data, len);
+        return r;
+}
+
 int chat_client_say(struct chat_client *cl, const char *data, size_t len)
 {
         if (!cl->room)
                 return chat_send(cl, data, len);
-        int r = chat_broadcast(cl->w, &cl->m, cl->room, data, len);
+        int r = chat_room_say(cl->w, &cl->m, cl->room, data, len);
         if (r > 0)
                 throttle(cl);
         chat_fanout_settle(cl->w);
@@ -104,8 +115,11 @@ static void leave_room(struct chat_client *cl, bool notify)
 {
         struct chat_worker *w = cl->w;
         struct chat_room *room = cl->room;
+        bool last = cl->m.lroom && cl->m.lroom->n == 1;
         chat_member_detach(w, &cl->m);
         cl->room = NULL;
+        if (last) /* no local member left: other instances' lines are not ours */
+                chat_cluster_room_close(w, room);
         /* Counted out before the notice goes, so a member who reacts to it
          * with /rooms or /who no longer finds us. The room's memory stays
          * valid until this worker's next quiescent state even if this was
@@ -115,7 +129,7 @@ static void leave_room(struct chat_client *cl, bool notify)
                 char line[2 * CHAT_NAME_MAX + 32];
                 int n =
                     snprintf(line, sizeof(line), "* %s left #%s\r\n", cl->nick->name, room->name);
-                chat_broadcast(w, NULL, room, line, (size_t)n);
+                chat_room_say(w, NULL, room, line, (size_t)n);
         }
 }
 
@@ -138,7 +152,7 @@ static int join_drained(struct chat_client *cl, const char *name, size_t len)
          * the member list last: it reads its notice before any room line. */
         char line[2 * CHAT_NAME_MAX + 32];
         int n = snprintf(line, sizeof(line), "* %s joined #%s\r\n", cl->nick->name, room->name);
-        chat_broadcast(w, &cl->m, room, line, (size_t)n);
+        chat_room_say(w, &cl->m, room, line, (size_t)n);
         if (!chat_client_gone(cl))
                 send_one(cl, line, (size_t)n);
         bool gone = chat_client_gone(cl);
@@ -147,8 +161,11 @@ static int join_drained(struct chat_client *cl, const char *name, size_t len)
                 chat_room_put(cs, room, w->index);
                 return gone ? 0 : -ENOMEM;
         }
+        bool first = lr->n == 0;
         chat_lroom_add(w, lr, &cl->m);
         cl->room = room;
+        if (first) /* subscribed only while there are local members */
+                chat_cluster_room_open(w, room);
         return 0;
 }
 
@@ -178,7 +195,12 @@ static void depart_one(struct chat_client *cl, const char *why)
                 leave_room(cl, !chat_stopping(cs));
         else
                 chat_member_detach(w, &cl->m); /* off the slow list */
+        if (cl->claim) {                       /* a /nick in flight: its answer is nobody's now */
+                chat_cluster_claim_cancel(cl->claim);
+                cl->claim = NULL;
+        }
         if (cl->nick) {
+                chat_cluster_nick_release(w, cl->nick->key);
                 chat_nick_drop(cs, cl->nick);
                 cl->nick = NULL;
         }

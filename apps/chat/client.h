@@ -1,7 +1,7 @@
 /*
  * Layer 4 (chat.h lists the layers): one client's chat state and what it
  * does to the chat: sends to it, joins, departures, the idle timer.
- * Includes fanout.h (and so registry.h and worker.h). [worker]
+ * Includes cluster.h (and so fanout.h, registry.h and worker.h). [worker]
  *
  * Every function here that fans out (a broadcast, an inbox drain, a send)
  * settles before it returns: members marked too slow meanwhile, this
@@ -10,7 +10,7 @@
 #ifndef CHAT_CLIENT_H
 #define CHAT_CLIENT_H
 
-#include "fanout.h"
+#include "cluster.h"
 
 struct chat_client {
         struct chat_member m; /* conn, room list, slow mark */
@@ -29,6 +29,10 @@ struct chat_client {
         bool eof;      /* the client finished sending while waiting: leave after */
         uint8_t *pend; /* records: u32 length (UINT32_MAX: too long) + bytes */
         size_t pend_len, pend_cap;
+        /* A /nick waiting for the cluster's answer (cluster_nick.c). */
+        struct chat_cluster_claim *claim;
+        void (*claim_done)(struct chat_client *cl);
+        char claim_name[CHAT_NAME_MAX + 1];
 };
 
 static inline struct chat_client *chat_client_of(struct chat_member *m)
@@ -65,6 +69,10 @@ void chat_client_closed(struct chat_client *cl, enum tern_close_reason reason, i
  * passes max_outbuf. Returns 0 or -errno. */
 int chat_send(struct chat_client *cl, const void *data, size_t len);
 int chat_sendf(struct chat_client *cl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Says @len bytes at @data to @room (on every worker and, with --cluster,
+ * every instance); @from as for chat_broadcast(). Returns its result. */
+int chat_room_say(struct chat_worker *w, const struct chat_member *from, struct chat_room *room,
+                  const char *data, size_t len);
 /* Says @len bytes at @data to the client's room (or to the client alone if
  * it is in none). Returns 0 or -ENOMEM. */
 int chat_client_say(struct chat_client *cl, const char *data, size_t len);

@@ -81,6 +81,8 @@ static void room_message(struct chat_client *cl, const uint8_t *text, size_t len
 
 /* ---- /nick /join /rooms /msg /quit /help ---- */
 
+static void who_answered(struct chat_client *cl);
+
 static void cmd_nick(struct chat_client *cl, const uint8_t *arg, size_t len)
 {
         const char *name = (const char *)arg;
@@ -90,7 +92,14 @@ static void cmd_nick(struct chat_client *cl, const uint8_t *arg, size_t len)
         }
         struct chat_nick *old = cl->nick;
         if (strlen(old->name) == len && memcmp(old->name, name, len) == 0)
-                return; /* already so */
+                return;                   /* already so */
+        if (chat_cluster_on(cl->w->cs)) { /* Redis decides: held like a /who */
+                if (!chat_cluster_nick(cl, name, len, who_answered)) {
+                        cl->waiting = true;
+                        tern_conn_pause_read(cl->m.conn);
+                }
+                return;
+        }
         struct chat_nick *nick = chat_nick_rename(cl->w->cs, old, name, len);
         if (!nick) {
                 reply(cl, errno == EEXIST ? "! nickname taken\r\n" : "! out of memory\r\n");

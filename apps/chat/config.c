@@ -28,6 +28,7 @@ enum {
         OPT_LOG_LEVEL,
         OPT_LOG_FORMAT,
         OPT_CHECK,
+        OPT_CLUSTER,
 };
 
 static const struct option chat_longopts[] = {
@@ -42,6 +43,7 @@ static const struct option chat_longopts[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"check", required_argument, NULL, OPT_CHECK},
+    {"cluster", required_argument, NULL, OPT_CLUSTER},
     {"help", no_argument, NULL, OPT_HELP},
     APP_TLS_LONGOPTS,
     {NULL, 0, NULL, 0},
@@ -63,6 +65,7 @@ static const struct {
     {OPT_MAX_INBOX, "TERN_MAX_INBOX"},
     {OPT_LOG_LEVEL, "TERN_LOG_LEVEL"},
     {OPT_LOG_FORMAT, "TERN_LOG_FORMAT"},
+    {OPT_CLUSTER, "TERN_CLUSTER"},
 };
 
 #define MAX_LINE_LIMIT   (1024u * 1024)
@@ -107,6 +110,8 @@ static void usage(FILE *f, const char *argv0)
                 "                                               the welcome line within 2 s,\n"
                 "                                               exit 0 (up) or 1 (down); 'self'\n"
                 "                                               probes TERN_BIND/TERN_PORT\n"
+                "      --cluster redis://HOST:PORT TERN_CLUSTER one chat with every instance\n"
+                "                                               using this Redis (docs/chat.md)\n"
                 "  -h, --help                                   this text\n"
                 "\n"
                 "BYTES take an optional k, m or g suffix (powers of 1024).\n"
@@ -213,6 +218,12 @@ static int apply(struct chat_config *cfg, int opt, const char *val, const char *
                 else
                         return fail(err, errlen, "invalid %s '%s': expected text or json", what,
                                     val);
+                return 0;
+        case OPT_CLUSTER:
+                if (chat_cluster_url(val, NULL, 0, NULL) < 0)
+                        return fail(err, errlen, "invalid %s '%s': expected redis://HOST:PORT",
+                                    what, val);
+                cfg->opts.cluster = val;
                 return 0;
         case OPT_CHECK:
                 if (!*val)

@@ -158,6 +158,18 @@ static void deliver_local(struct chat_worker *w, struct chat_lroom *lr, const ch
         cds_list_for_each_entry(m, &lr->members, link) chat_member_send(w, m, data, len);
 }
 
+void chat_lroom_deliver(struct chat_worker *w, struct chat_lroom *lr, const char *data, size_t len)
+{
+        deliver_local(w, lr, data, len);
+}
+
+void chat_fanout_tell_all(struct chat_worker *w, const char *data, size_t len)
+{
+        for (uint32_t i = 0; w->lrooms && i <= w->lroom_mask; i++)
+                for (struct chat_lroom *lr = w->lrooms[i]; lr; lr = lr->next)
+                        deliver_local(w, lr, data, len);
+}
+
 void chat_inbox_drain(struct chat_worker *w)
 {
         if (chat_inbox_empty(w))

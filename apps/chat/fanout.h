@@ -65,6 +65,13 @@ void chat_lroom_add(struct chat_worker *w, struct chat_lroom *lr, struct chat_me
 /* Off its member list and off the slow list; frees an emptied lroom. */
 void chat_member_detach(struct chat_worker *w, struct chat_member *m);
 
+/* Sends @len bytes at @data (borrowed) to @w's members of @lr only: for
+ * lines that came from another instance (cluster.c). Marks, never drops:
+ * settle afterwards. */
+void chat_lroom_deliver(struct chat_worker *w, struct chat_lroom *lr, const char *data, size_t len);
+/* The same to every member of every room on @w (cluster link notices). */
+void chat_fanout_tell_all(struct chat_worker *w, const char *data, size_t len);
+
 /* Delivers everything already handed to this worker. */
 void chat_inbox_drain(struct chat_worker *w);
 /* Sends @len bytes at @data (borrowed) to every member of @room, on every

@@ -377,7 +377,10 @@ struct chat_nick *chat_nick_guest(struct chat_server *cs, tern_handle owner)
         for (int tries = 0; tries < 1 << 20; tries++) {
                 unsigned n = __atomic_add_fetch(&cs->guest_seq, 1, __ATOMIC_RELAXED);
                 char name[CHAT_NAME_MAX + 1];
-                int len = snprintf(name, sizeof(name), "guest%u", n);
+                /* With --cluster, the instance's tag keeps guest names
+                 * apart from other instances' (which count from 1 too). */
+                int len = cs->tag[0] ? snprintf(name, sizeof(name), "guest%u-%s", n, cs->tag)
+                                     : snprintf(name, sizeof(name), "guest%u", n);
                 struct chat_nick *nick = nick_new(name, (size_t)len, owner);
                 if (!nick)
                         return NULL;

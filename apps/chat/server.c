@@ -90,11 +90,19 @@ void chat_opts_init(struct chat_opts *o)
         o->max_inbox = CHAT_DEFAULT_INBOX;
 }
 
+/* Each worker's loop, as it starts: its cluster link connects. */
+static void worker_start(tern_loop *loop, void *user)
+{
+        struct chat_server *cs = user;
+        chat_cluster_worker_start(&cs->workers[tern_loop_index(loop)]);
+}
+
 /* Each worker's loop, as it stops: nothing of ours may stay armed. */
 static void worker_stop(tern_loop *loop, void *user)
 {
         struct chat_server *cs = user;
         chat_client_worker_stop(&cs->workers[tern_loop_index(loop)]);
+        chat_cluster_worker_stop(&cs->workers[tern_loop_index(loop)]);
 }
 
 struct chat_server *chat_server_new(const struct chat_opts *o)
@@ -133,6 +141,7 @@ struct chat_server *chat_server_new(const struct chat_opts *o)
         so.codec = &tern_line_codec;
         so.codec_config = &cs->line_cfg;
         so.user = cs;
+        so.on_worker_start = worker_start;
         so.on_worker_stop = worker_stop;
         cs->srv = tern_server_new(&so);
         if (!cs->srv)
@@ -168,6 +177,19 @@ struct chat_server *chat_server_new(const struct chat_opts *o)
                         goto out_free_workers;
         if (chat_registry_init(cs) < 0)
                 goto out_free_workers;
+        int cr = chat_cluster_init(cs);
+        if (cr < 0) {
+                chat_registry_destroy(cs);
+                for (int i = 0; i < cs->nworkers; i++) {
+                        chat_fanout_destroy(&cs->workers[i]);
+                        chat_worker_destroy(&cs->workers[i]);
+                }
+                free(cs->workers);
+                tern_server_free(cs->srv);
+                free(cs);
+                errno = -cr;
+                return NULL;
+        }
         return cs;
 
 out_free_workers:
@@ -215,6 +237,7 @@ void chat_server_free(struct chat_server *cs)
         }
         /* Rooms and nicknames wait in call_rcu queues: let them all run. */
         urcu_qsbr_barrier();
+        chat_cluster_destroy(cs);
         chat_registry_destroy(cs);
         tern_server_free(cs->srv);
         free(cs->workers);

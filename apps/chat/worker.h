@@ -46,8 +46,9 @@ struct chat_worker {
          * inbox is full, and the timer that resumes them once it drained. */
         struct cds_list_head throttled;
         struct tern_timer resume;
-        uint64_t throttles; /* atomic (relaxed): speakers paused so far */
-        char *scratch;      /* one encoded line; top-level handlers only */
+        uint64_t throttles;             /* atomic (relaxed): speakers paused so far */
+        char *scratch;                  /* one encoded line; top-level handlers only */
+        struct chat_cluster_link *link; /* cluster.c's, or NULL without --cluster */
         size_t peak_queued; /* atomic (relaxed): most output a client ever had pending */
 };
 
