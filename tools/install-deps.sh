@@ -22,6 +22,12 @@ have_pc libssl || need+=(libssl-dev)
 [ -n "${TERN_DEPS_NO_TESTS:-}" ] || have_pc liburing || need+=(liburing-dev)
 # The TLS tests make certificates and talk with the openssl command line tool.
 [ -n "${TERN_DEPS_NO_TESTS:-}" ] || command -v openssl >/dev/null || need+=(openssl)
+# tern-chat --cluster (hiredis) and its test (integration.chat_cluster,
+# which starts a redis-server); without them it is built without --cluster
+# and the test skips. Not in the container image: the program there stays
+# free of hiredis.
+[ -n "${TERN_DEPS_NO_TESTS:-}" ] || have_pc hiredis || need+=(libhiredis-dev)
+[ -n "${TERN_DEPS_NO_TESTS:-}" ] || command -v redis-server >/dev/null || need+=(redis-server)
 # Optional extras named by the caller, e.g. TERN_EXTRA_DEPS="libevent-dev libuv1-dev"
 for p in ${TERN_EXTRA_DEPS:-}; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

@@ -796,7 +796,9 @@ void chat_cluster_room_close(struct chat_worker *w, const struct chat_room *room
         if (!ch || ch->room_id != room->id)
                 return;
         ch->want = false;
-        if (ch->state == CL_CHAN_OFF) {
+        /* Down or stopping: Redis forgot the subscription with the
+         * connection (the state is stale until cl_fail resets it). */
+        if (ch->state == CL_CHAN_OFF || !link->up) {
                 cl_chan_remove(link, ch);
         } else if (ch->state == CL_CHAN_ON) {
                 ch->state = CL_CHAN_LEAVING;
