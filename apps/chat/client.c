@@ -166,6 +166,7 @@ static int join_drained(struct chat_client *cl, const char *name, size_t len)
         cl->room = room;
         if (first) /* subscribed only while there are local members */
                 chat_cluster_room_open(w, room);
+        chat_cluster_member_set(w, cl->nick->name, room->name);
         return 0;
 }
 
@@ -200,6 +201,7 @@ static void depart_one(struct chat_client *cl, const char *why)
                 cl->claim = NULL;
         }
         if (cl->nick) {
+                chat_cluster_member_del(w, cl->nick->name);
                 chat_cluster_nick_release(w, cl->nick->key);
                 chat_nick_drop(cs, cl->nick);
                 cl->nick = NULL;
@@ -307,6 +309,7 @@ void chat_client_closed(struct chat_client *cl, enum tern_close_reason reason, i
          * and what other workers send it travels by handle, which the loop
          * resolves to nothing from now on. */
         free(cl->pend);
+        free(cl->claim_line);
         free(cl);
         chat_live_add(CHAT_LIVE_CLIENTS, -1);
 }

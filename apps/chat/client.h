@@ -29,10 +29,11 @@ struct chat_client {
         bool eof;      /* the client finished sending while waiting: leave after */
         uint8_t *pend; /* records: u32 length (UINT32_MAX: too long) + bytes */
         size_t pend_len, pend_cap;
-        /* A /nick waiting for the cluster's answer (cluster_nick.c). */
+        /* A command waiting for the cluster's answer (cluster_cmds.c). */
         struct chat_cluster_claim *claim;
         void (*claim_done)(struct chat_client *cl);
         char claim_name[CHAT_NAME_MAX + 1];
+        char *claim_line; /* /msg's echo, sent once the line crossed */
 };
 
 static inline struct chat_client *chat_client_of(struct chat_member *m)

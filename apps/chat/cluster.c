@@ -123,6 +123,32 @@ uint64_t chat_cluster_lost(const struct chat_server *cs)
         (void)cs;
         return 0;
 }
+void chat_cluster_member_set(struct chat_worker *w, const char *nick, const char *room)
+{
+        (void)w, (void)nick, (void)room;
+}
+void chat_cluster_member_del(struct chat_worker *w, const char *nick)
+{
+        (void)w, (void)nick;
+}
+struct chat_cluster_claim *chat_cluster_members(struct chat_worker *w, chat_cluster_list_cb cb,
+                                                void *arg)
+{
+        (void)w, (void)cb, (void)arg;
+        errno = ENOTCONN;
+        return NULL;
+}
+struct chat_cluster_claim *chat_cluster_pm(struct chat_worker *w, const char *key, const char *line,
+                                           size_t len, chat_cluster_claim_cb cb, void *arg)
+{
+        (void)w, (void)key, (void)line, (void)len, (void)cb, (void)arg;
+        errno = ENOTCONN;
+        return NULL;
+}
+void chat_cluster_set_pm_handler(struct chat_server *cs, chat_cluster_pm_cb cb)
+{
+        (void)cs, (void)cb;
+}
 
 #else
 
@@ -132,7 +158,9 @@ uint64_t chat_cluster_lost(const struct chat_server *cs)
 #define CL_PREFIX      "tern-chat:"
 #define CL_ROOM_PREFIX CL_PREFIX "room:"
 #define CL_NICK_PREFIX CL_PREFIX "nick:"
-#define CL_BUCKETS     64 /* per-worker tables of channels and names */
+#define CL_INST_PREFIX CL_PREFIX "inst:"   /* channel: private lines for one instance */
+#define CL_MEMBERS     CL_PREFIX "members" /* zset: live member hashes by heartbeat time */
+#define CL_BUCKETS     64                  /* per-worker tables of channels and names */
 #define CL_TAG_LEN     8
 
 /* A name is free, or already ours (a refresh, or a re-registration after an
@@ -145,6 +173,28 @@ static const char cl_claim_lua[] =
  * may hold it. */
 static const char cl_release_lua[] = "if redis.call('get', KEYS[1]) == ARGV[1] then "
                                      "return redis.call('del', KEYS[1]) end return 0";
+
+/* Refreshes a worker's member hash (KEYS[2]) and its entry in the index
+ * (KEYS[1]), stamped with Redis's clock so that instances' clocks do not
+ * matter. */
+static const char cl_alive_lua[] =
+    "local t = redis.call('time') "
+    "redis.call('zadd', KEYS[1], t[1] * 1000 + math.floor(t[2] / 1000), KEYS[2]) "
+    "redis.call('pexpire', KEYS[2], ARGV[1]) return 1";
+/* Every live member hash, flattened: nickname, room, nickname, room... A
+ * hash whose heartbeat stopped is dropped from the index first. */
+static const char cl_list_lua[] =
+    "local t = redis.call('time') "
+    "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+    "redis.call('zremrangebyscore', KEYS[1], '-inf', now - tonumber(ARGV[1])) "
+    "local out = {} "
+    "for _, k in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do "
+    "local h = redis.call('hgetall', k) "
+    "for i = 1, #h do out[#out + 1] = h[i] end end return out";
+/* A private line to whoever holds a name: to that instance's channel. */
+static const char cl_pm_lua[] = "local v = redis.call('get', KEYS[1]) "
+                                "if not v then return 0 end "
+                                "return redis.call('publish', '" CL_INST_PREFIX "' .. v, ARGV[1])";
 
 enum cl_chan_state {
         CL_CHAN_OFF,     /* not subscribed (or the link is down) */
@@ -167,11 +217,20 @@ struct cl_nick {
         char key[CHAT_NAME_MAX + 1];
 };
 
+/* A member of this worker, as mirrored into Redis. */
+struct cl_member {
+        struct cl_member *next;
+        char key[CHAT_NAME_MAX + 1]; /* nickname, lower case */
+        char name[CHAT_NAME_MAX + 1];
+        char room[CHAT_NAME_MAX + 1];
+};
+
 struct chat_cluster_link;
 
 struct chat_cluster_claim {
         struct chat_cluster_link *link;
         chat_cluster_claim_cb cb;
+        chat_cluster_list_cb list_cb;
         void *arg;
         bool cancelled;
         char key[CHAT_NAME_MAX + 1];
@@ -201,7 +260,9 @@ struct chat_cluster_link {
         uint64_t lost;   /* atomic (relaxed): lines that did not cross */
         struct cl_chan *chans[CL_BUCKETS];
         struct cl_nick *nicks[CL_BUCKETS];
-        char *buf; /* TAG + ' ' + one line */
+        struct cl_member *members[CL_BUCKETS];
+        char hkey[64]; /* this worker's member hash */
+        char *buf;     /* TAG + ' ' + one line */
         size_t cap;
         size_t max_reply;
 };
@@ -210,6 +271,7 @@ struct chat_cluster {
         char host[256];
         uint16_t port;
         struct chat_cluster_link *links; /* one per worker */
+        chat_cluster_pm_cb on_pm;
 };
 
 static void cl_fail(struct chat_cluster_link *link, const char *why);
@@ -346,6 +408,36 @@ static struct cl_nick **cl_nick_slot(struct chat_cluster_link *link, const char 
 
 static void cl_subscribe(struct chat_cluster_link *link, struct cl_chan *ch);
 
+/* A line from another instance: one line, as tern-chat writes them. */
+static bool cl_line_ok(const struct chat_worker *w, const char *line, size_t len)
+{
+        return len >= 2 && len <= w->cs->scratch_cap && line[len - 2] == '\r' &&
+               line[len - 1] == '\n' && !memchr(line, '\n', len - 1) &&
+               !memchr(line, '\r', len - 2);
+}
+
+/* "KEY LINE" on this instance's own channel: a private line. */
+static void cl_on_inst(struct chat_cluster_link *link, const redisReply *msg)
+{
+        struct chat_worker *w = link->w;
+        if (msg->type != REDIS_REPLY_STRING) {
+                cl_fail(link, "unexpected message type");
+                return;
+        }
+        const char *sp =
+            memchr(msg->str, ' ', msg->len < CHAT_NAME_MAX + 1 ? msg->len : CHAT_NAME_MAX + 1);
+        if (!sp || !chat_name_valid(msg->str, (size_t)(sp - msg->str)) ||
+            !cl_line_ok(w, sp + 1, msg->len - (size_t)(sp - msg->str) - 1)) {
+                tern_warn("tern-chat: worker %d: malformed private line dropped", w->index);
+                return;
+        }
+        char key[CHAT_NAME_MAX + 1];
+        memcpy(key, msg->str, (size_t)(sp - msg->str));
+        key[sp - msg->str] = '\0';
+        if (link->cc->on_pm)
+                link->cc->on_pm(w, key, sp + 1, msg->len - (size_t)(sp - msg->str) - 1);
+}
+
 /* Everything the subscriber connection receives: messages, and the
  * confirmations of SUBSCRIBE and UNSUBSCRIBE. */
 static void cl_on_sub(redisAsyncContext *ac, void *reply, void *priv)
@@ -363,6 +455,12 @@ static void cl_on_sub(redisAsyncContext *ac, void *reply, void *priv)
         }
         const char *kind = r->element[0]->str;
         const redisReply *chan = r->element[1];
+        if (chan->len > sizeof(CL_INST_PREFIX) - 1 &&
+            memcmp(chan->str, CL_INST_PREFIX, sizeof(CL_INST_PREFIX) - 1) == 0) {
+                if (strcmp(kind, "message") == 0)
+                        cl_on_inst(link, r->element[2]);
+                return;
+        }
         size_t plen = sizeof(CL_ROOM_PREFIX) - 1;
         if (chan->len <= plen || chan->len > plen + CHAT_NAME_MAX ||
             memcmp(chan->str, CL_ROOM_PREFIX, plen) != 0)
@@ -393,8 +491,7 @@ static void cl_on_sub(redisAsyncContext *ac, void *reply, void *priv)
         size_t len = msg->len - CL_TAG_LEN - 1;
         /* Another instance sanitized it; a line that is not one line (or
          * longer than ours may be) was not written by tern-chat. */
-        if (len > w->cs->scratch_cap || line[len - 2] != '\r' || line[len - 1] != '\n' ||
-            memchr(line, '\n', len - 1) || memchr(line, '\r', len - 2)) {
+        if (!cl_line_ok(w, line, len)) {
                 tern_warn("tern-chat: worker %d: malformed line on %s dropped", w->index,
                           chan->str);
                 return;
@@ -472,12 +569,35 @@ static void cl_release(struct chat_cluster_link *link, const char *key)
                                         cl_release_lua, key, link->w->cs->tag);
 }
 
+static void cl_on_alive(redisAsyncContext *ac, void *reply, void *priv)
+{
+        (void)priv;
+        cl_int_reply(ac->data, ac, reply, "a heartbeat");
+}
+
+static void cl_alive(struct chat_cluster_link *link)
+{
+        (void)redisAsyncCommand(link->pub, cl_on_alive, NULL, "EVAL %s 2 " CL_MEMBERS " %s %d",
+                                cl_alive_lua, link->hkey, CHAT_CLUSTER_NICK_TTL_MS);
+}
+
 /* ---- link life ---- */
 
 static void cl_on_up(struct chat_cluster_link *link)
 {
         link->up = true;
         link->attempts = 0;
+        /* Our member hash from scratch: Redis may have kept an old one (a
+         * short outage) or lost it (a restart); either way this is exact. */
+        (void)redisAsyncCommand(link->pub, NULL, NULL, "DEL %s", link->hkey);
+        for (unsigned i = 0; i < CL_BUCKETS; i++)
+                for (struct cl_member *m = link->members[i]; m; m = m->next)
+                        (void)redisAsyncCommand(link->pub, NULL, NULL, "HSET %s %s %s", link->hkey,
+                                                m->name, m->room);
+        cl_alive(link);
+        if (link->w->index == 0) /* one worker takes the instance's private lines */
+                (void)redisAsyncCommand(link->sub, cl_on_sub, link,
+                                        "SUBSCRIBE " CL_INST_PREFIX "%s", link->w->cs->tag);
         for (unsigned i = 0; i < CL_BUCKETS; i++) {
                 for (struct cl_chan *c = link->chans[i]; c; c = c->next)
                         if (c->want)
@@ -632,6 +752,8 @@ static void cl_beat_cb(struct tern_timer *t, void *arg)
         (void)t;
         struct chat_cluster_link *link = arg;
         if (link->up)
+                cl_alive(link);
+        if (link->up)
                 for (unsigned i = 0; i < CL_BUCKETS; i++)
                         for (struct cl_nick *n = link->nicks[i]; n; n = n->next)
                                 cl_claim_refresh(link, n->key);
@@ -676,6 +798,7 @@ int chat_cluster_init(struct chat_server *cs)
                         chat_cluster_destroy(cs);
                         return -ENOMEM;
                 }
+                snprintf(link->hkey, sizeof(link->hkey), CL_PREFIX "members:%s:%d", cs->tag, i);
                 tern_timer_init(&link->retry, cl_retry_cb, link);
                 tern_timer_init(&link->beat, cl_beat_cb, link);
                 cs->workers[i].link = link;
@@ -698,6 +821,11 @@ void chat_cluster_destroy(struct chat_server *cs)
                                 struct cl_chan *c = link->chans[b];
                                 link->chans[b] = c->next;
                                 free(c);
+                        }
+                        while (link->members[b]) {
+                                struct cl_member *m = link->members[b];
+                                link->members[b] = m->next;
+                                free(m);
                         }
                         while (link->nicks[b]) {
                                 struct cl_nick *n = link->nicks[b];
@@ -892,6 +1020,172 @@ uint64_t chat_cluster_lost(const struct chat_server *cs)
         for (int i = 0; cs->cluster && i < cs->nworkers; i++)
                 n += __atomic_load_n(&cs->cluster->links[i].lost, __ATOMIC_RELAXED);
         return n;
+}
+
+/* ---- the cluster-wide view of members; private lines ---- */
+
+static struct cl_member **cl_member_slot(struct chat_cluster_link *link, const char *nick)
+{
+        char key[CHAT_NAME_MAX + 1];
+        size_t i = 0;
+        for (; nick[i] && i < CHAT_NAME_MAX; i++)
+                key[i] = (char)((nick[i] >= 'A' && nick[i] <= 'Z') ? nick[i] + 32 : nick[i]);
+        key[i] = '\0';
+        struct cl_member **pp = &link->members[cl_bucket(key)];
+        while (*pp && strcmp((*pp)->key, key) != 0)
+                pp = &(*pp)->next;
+        return pp;
+}
+
+void chat_cluster_member_set(struct chat_worker *w, const char *nick, const char *room)
+{
+        struct chat_cluster_link *link = w->link;
+        if (!link)
+                return;
+        struct cl_member **pp = cl_member_slot(link, nick);
+        struct cl_member *m = *pp;
+        if (m && strcmp(m->name, nick) != 0 && link->up) /* a case-only rename */
+                (void)redisAsyncCommand(link->pub, NULL, NULL, "HDEL %s %s", link->hkey, m->name);
+        if (!m) {
+                m = calloc(1, sizeof(*m));
+                if (!m)
+                        return; /* not in the cluster's /who: better than nothing */
+                for (size_t i = 0; i <= CHAT_NAME_MAX && nick[i]; i++)
+                        m->key[i] =
+                            (char)((nick[i] >= 'A' && nick[i] <= 'Z') ? nick[i] + 32 : nick[i]);
+                unsigned b = cl_bucket(m->key);
+                m->next = link->members[b];
+                link->members[b] = m;
+        }
+        snprintf(m->name, sizeof(m->name), "%s", nick);
+        snprintf(m->room, sizeof(m->room), "%s", room);
+        if (link->up)
+                (void)redisAsyncCommand(link->pub, NULL, NULL, "HSET %s %s %s", link->hkey, m->name,
+                                        m->room);
+}
+
+void chat_cluster_member_del(struct chat_worker *w, const char *nick)
+{
+        struct chat_cluster_link *link = w->link;
+        if (!link)
+                return;
+        struct cl_member **pp = cl_member_slot(link, nick);
+        struct cl_member *m = *pp;
+        if (!m)
+                return;
+        *pp = m->next;
+        if (link->up)
+                (void)redisAsyncCommand(link->pub, NULL, NULL, "HDEL %s %s", link->hkey, m->name);
+        free(m);
+}
+
+static void cl_on_list(redisAsyncContext *ac, void *reply, void *priv)
+{
+        struct chat_cluster_claim *c = priv;
+        redisReply *r = reply;
+        bool bad = r && (r->type != REDIS_REPLY_ARRAY || r->elements % 2);
+        const char **strs = NULL;
+        size_t n = 0;
+        if (r && !bad && r->elements) {
+                strs = calloc(r->elements, sizeof(*strs));
+                for (size_t i = 0; strs && i < r->elements; i++) {
+                        if (r->element[i]->type != REDIS_REPLY_STRING ||
+                            r->element[i]->len > CHAT_NAME_MAX) {
+                                bad = true;
+                                break;
+                        }
+                        strs[n++] = r->element[i]->str;
+                }
+        }
+        if (!c->cancelled) {
+                if (!r || bad || (r->elements && !strs))
+                        c->list_cb(c->arg, !r || bad ? -ENOTCONN : -ENOMEM, 0, NULL);
+                else
+                        c->list_cb(c->arg, 0, n, strs);
+        }
+        struct chat_cluster_link *link = c->link;
+        free(strs);
+        free(c);
+        if (bad && ac == link->pub)
+                cl_fail(link, "unexpected reply to the member list");
+}
+
+struct chat_cluster_claim *chat_cluster_members(struct chat_worker *w, chat_cluster_list_cb cb,
+                                                void *arg)
+{
+        struct chat_cluster_link *link = w->link;
+        if (!link || !link->up) {
+                errno = ENOTCONN;
+                return NULL;
+        }
+        struct chat_cluster_claim *c = calloc(1, sizeof(*c));
+        if (!c) {
+                errno = ENOMEM;
+                return NULL;
+        }
+        c->link = link;
+        c->list_cb = cb;
+        c->arg = arg;
+        /* A hash is live while its worker's heartbeat is younger than the
+         * nickname expiry, the same bound as for names. */
+        if (redisAsyncCommand(link->pub, cl_on_list, c, "EVAL %s 1 " CL_MEMBERS " %d", cl_list_lua,
+                              CHAT_CLUSTER_NICK_TTL_MS) != REDIS_OK) {
+                free(c);
+                errno = ENOTCONN;
+                return NULL;
+        }
+        return c;
+}
+
+static void cl_on_pm(redisAsyncContext *ac, void *reply, void *priv)
+{
+        struct chat_cluster_claim *c = priv;
+        struct chat_cluster_link *link = c->link;
+        redisReply *r = reply;
+        bool ok = cl_int_reply(link, ac, r, "a private line");
+        if (!c->cancelled)
+                c->cb(c->arg, !ok ? -ENOTCONN : r->integer > 0 ? 0 : -ENOENT);
+        free(c);
+}
+
+struct chat_cluster_claim *chat_cluster_pm(struct chat_worker *w, const char *key, const char *line,
+                                           size_t len, chat_cluster_claim_cb cb, void *arg)
+{
+        struct chat_cluster_link *link = w->link;
+        if (!link || !link->up) {
+                errno = ENOTCONN;
+                return NULL;
+        }
+        struct chat_cluster_claim *c = calloc(1, sizeof(*c));
+        if (!c) {
+                errno = ENOMEM;
+                return NULL;
+        }
+        c->link = link;
+        c->cb = cb;
+        c->arg = arg;
+        size_t klen = strlen(key);
+        if (klen + 1 + len > link->cap) {
+                free(c);
+                errno = EMSGSIZE;
+                return NULL;
+        }
+        memcpy(link->buf, key, klen);
+        link->buf[klen] = ' ';
+        memcpy(link->buf + klen + 1, line, len);
+        if (redisAsyncCommand(link->pub, cl_on_pm, c, "EVAL %s 1 " CL_NICK_PREFIX "%s %b",
+                              cl_pm_lua, key, link->buf, klen + 1 + len) != REDIS_OK) {
+                free(c);
+                errno = ENOTCONN;
+                return NULL;
+        }
+        return c;
+}
+
+void chat_cluster_set_pm_handler(struct chat_server *cs, chat_cluster_pm_cb cb)
+{
+        if (cs->cluster)
+                cs->cluster->on_pm = cb;
 }
 
 #endif

@@ -81,6 +81,28 @@ void chat_cluster_claim_cancel(struct chat_cluster_claim *c);
 /* Gives a name this worker holds back to the cluster (no-op otherwise). */
 void chat_cluster_nick_release(struct chat_worker *w, const char *key);
 
+/* The cluster-wide view of who is where, for /rooms and /who: each worker
+ * mirrors its members (display nickname -> display room) into a hash in
+ * Redis that expires unless the heartbeat refreshes it. */
+void chat_cluster_member_set(struct chat_worker *w, const char *nick, const char *room);
+void chat_cluster_member_del(struct chat_worker *w, const char *nick);
+/* @result 0 and @n strings at @pairs (nickname, room, nickname, room...)
+ * for every live member of the cluster; or -ENOTCONN with none. */
+typedef void (*chat_cluster_list_cb)(void *arg, int result, size_t n, const char *const *pairs);
+/* Asks Redis for that view; NULL (errno) as chat_cluster_nick_claim(). */
+struct chat_cluster_claim *chat_cluster_members(struct chat_worker *w, chat_cluster_list_cb cb,
+                                                void *arg);
+/* Sends the finished line @line (@len bytes) to the nickname @key held by
+ * another instance. @cb's result: 0 (handed to that instance), -ENOENT (no
+ * such name in the cluster, or its instance is gone), -ENOTCONN. */
+struct chat_cluster_claim *chat_cluster_pm(struct chat_worker *w, const char *key, const char *line,
+                                           size_t len, chat_cluster_claim_cb cb, void *arg);
+/* Runs on worker 0 for each private line another instance sent to @key
+ * here (the layer above delivers it). [before start] */
+typedef void (*chat_cluster_pm_cb)(struct chat_worker *w, const char *key, const char *line,
+                                   size_t len);
+void chat_cluster_set_pm_handler(struct chat_server *cs, chat_cluster_pm_cb cb);
+
 /* Lines that did not cross since start: link down, or queue full. [any] */
 uint64_t chat_cluster_lost(const struct chat_server *cs);
 

@@ -92,14 +92,9 @@ static void cmd_nick(struct chat_client *cl, const uint8_t *arg, size_t len)
         }
         struct chat_nick *old = cl->nick;
         if (strlen(old->name) == len && memcmp(old->name, name, len) == 0)
-                return;                   /* already so */
-        if (chat_cluster_on(cl->w->cs)) { /* Redis decides: held like a /who */
-                if (!chat_cluster_nick(cl, name, len, who_answered)) {
-                        cl->waiting = true;
-                        tern_conn_pause_read(cl->m.conn);
-                }
-                return;
-        }
+                return; /* already so */
+        if (chat_cluster_cmd_nick(cl, name, len, who_answered))
+                return; /* --cluster: Redis decides, the answer held like a /who's */
         struct chat_nick *nick = chat_nick_rename(cl->w->cs, old, name, len);
         if (!nick) {
                 reply(cl, errno == EEXIST ? "! nickname taken\r\n" : "! out of memory\r\n");
@@ -129,6 +124,8 @@ static void cmd_join(struct chat_client *cl, const uint8_t *arg, size_t len)
 
 static void cmd_rooms(struct chat_client *cl)
 {
+        if (chat_cluster_cmd_rooms(cl, who_answered))
+                return; /* --cluster: every instance's rooms */
         size_t len;
         char *line = chat_rooms_line(cl->w->cs, &len);
         if (!line) {
@@ -169,6 +166,8 @@ static void cmd_msg(struct chat_client *cl, const uint8_t *arg, size_t len)
         struct chat_server *cs = cl->w->cs;
         struct chat_nick *to = chat_nick_find(cs, (const char *)arg, nlen);
         if (!to) {
+                if (chat_cluster_cmd_msg(cl, (const char *)arg, nlen, text, tlen, who_answered))
+                        return; /* --cluster: maybe held elsewhere */
                 reply_with(cl, "! no such user ", arg, nlen);
                 return;
         }
@@ -229,6 +228,8 @@ static void who_answered(struct chat_client *cl)
 
 static void cmd_who(struct chat_client *cl)
 {
+        if (chat_cluster_cmd_who(cl, who_answered))
+                return; /* --cluster: every instance's members, held the same way */
         if (chat_who(cl, who_answered))
                 return;
         /* Hold the client's next lines until the answer is out. */

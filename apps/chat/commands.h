@@ -1,11 +1,11 @@
 /*
  * Layer 6 (chat.h lists the layers): the line protocol. Includes who.h
- * and cluster_nick.h (and so client.h and the layers below). [worker]
+ * and cluster_cmds.h (and so client.h and the layers below). [worker]
  */
 #ifndef CHAT_COMMANDS_H
 #define CHAT_COMMANDS_H
 
-#include "cluster_nick.h"
+#include "cluster_cmds.h"
 #include "who.h"
 
 void chat_on_line(struct chat_client *cl, const uint8_t *line, size_t len);

@@ -190,6 +190,7 @@ struct chat_server *chat_server_new(const struct chat_opts *o)
                 errno = -cr;
                 return NULL;
         }
+        chat_cluster_cmds_init(cs);
         return cs;
 
 out_free_workers:

@@ -293,7 +293,7 @@ static inline int cc_pump(struct cc *cs, int n, cc_line_cb on_line, bool (*done)
 #include "../../apps/chat/fanout.c"
 #include "../../apps/chat/cluster.c"
 #include "../../apps/chat/client.c"
-#include "../../apps/chat/cluster_nick.c"
+#include "../../apps/chat/cluster_cmds.c"
 #include "../../apps/chat/who.c"
 #include "../../apps/chat/commands.c"
 #include "../../apps/chat/server.c"
