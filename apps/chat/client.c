@@ -284,6 +284,7 @@ struct chat_client *chat_client_open(struct chat_worker *w, tern_conn *c)
                 chat_client_depart(cl, "! server busy\r\n");
                 return cl;
         }
+        chat_cluster_nick_adopt(w, cl->nick->key);
         chat_sendf(cl, "* welcome %s\r\n", cl->nick->name);
         if (chat_client_gone(cl))
                 return cl;

@@ -118,6 +118,10 @@ void chat_cluster_nick_release(struct chat_worker *w, const char *key)
 {
         (void)w, (void)key;
 }
+void chat_cluster_nick_adopt(struct chat_worker *w, const char *key)
+{
+        (void)w, (void)key;
+}
 uint64_t chat_cluster_lost(const struct chat_server *cs)
 {
         (void)cs;
@@ -998,6 +1002,23 @@ void chat_cluster_claim_cancel(struct chat_cluster_claim *c)
 {
         if (c)
                 c->cancelled = true; /* its reply (or NULL) always comes, and frees it */
+}
+
+void chat_cluster_nick_adopt(struct chat_worker *w, const char *key)
+{
+        struct chat_cluster_link *link = w->link;
+        if (!link)
+                return;
+        struct cl_nick **pp = cl_nick_slot(link, key);
+        if (*pp)
+                return;
+        struct cl_nick *n = calloc(1, sizeof(*n));
+        if (!n)
+                return; /* unreachable by /msg from elsewhere, nothing worse */
+        snprintf(n->key, sizeof(n->key), "%s", key);
+        *pp = n;
+        if (link->up) /* else registered when the link comes up */
+                cl_claim_refresh(link, n->key);
 }
 
 void chat_cluster_nick_release(struct chat_worker *w, const char *key)

@@ -78,6 +78,9 @@ struct chat_cluster_claim *chat_cluster_nick_claim(struct chat_worker *w, const 
 /* The claimer went away: @cb will not run; a name won meanwhile is given
  * back. */
 void chat_cluster_claim_cancel(struct chat_cluster_claim *c);
+/* Registers the guest name @key, unique by its instance tag, so that /msg
+ * from other instances finds it; no answer is awaited. */
+void chat_cluster_nick_adopt(struct chat_worker *w, const char *key);
 /* Gives a name this worker holds back to the cluster (no-op otherwise). */
 void chat_cluster_nick_release(struct chat_worker *w, const char *key);
 

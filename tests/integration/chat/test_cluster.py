@@ -7,6 +7,9 @@ tern-chat instances (2 workers each) pointed at it, then checks:
     every member gets every sender's lines exactly once and in order;
   - nicknames: a name taken on one instance is refused on the other, and
     freed there when its owner leaves;
+  - /who and /rooms count both instances' members, /msg reaches a user on
+    the other instance (and '! no such user' when nobody holds the name),
+    and answers keep the order of the commands;
   - kill -9 of a third instance frees its nicknames within the TTL
     (10 s) plus a heartbeat's slack, and not at once;
   - Redis stopped: each member is told once that the link is down, local
@@ -232,12 +235,48 @@ try:
         fail(f"b: /nick carol after its owner left: {r!r}")
     print("nicknames: taken on one instance is refused on the other; freed on leave")
 
+    # --- /who, /rooms, /msg across instances ---
+    # In #r now: A[1] (a), B[0] (carol, b), B[1] (b), B[2] (b); A[2] is in
+    # #lobby on a, with nobody else.
+    want = sorted([A[1].nick, B[0].nick, B[1].nick, B[2].nick], key=str.lower)
+    A[1].drain(0.05)
+    A[1].send("/who")
+    got = A[1].expect(lambda l: l.startswith("* members of #r:"), what="/who's answer")
+    if got != "* members of #r: " + " ".join(want):
+        fail(f"/who on a: {got!r}, expected the members of both instances {want}")
+    B[2].drain(0.05)
+    B[2].send("/rooms")
+    got = B[2].expect(lambda l: l.startswith("* rooms:"), what="/rooms' answer")
+    if got != "* rooms: #lobby(1) #r(4)":
+        fail(f"/rooms on b: {got!r}, expected '* rooms: #lobby(1) #r(4)'")
+    B[2].send(f"/msg {A[2].nick} psst over there")
+    B[2].expect(lambda l: l == f"[pm to {A[2].nick}] {B[2].nick}: psst over there",
+                what="the /msg echo")
+    A[2].expect(lambda l: l == f"[pm] {B[2].nick}: psst over there", what="a cross-instance /msg")
+    B[2].send("/msg nobody-here hello")
+    B[2].expect(lambda l: l == "! no such user nobody-here", what="'! no such user'")
+    # answers keep the order of the commands, behind the cluster's replies
+    A[1].send("/who\n/rooms\nafter both")
+    l1 = A[1].expect(lambda l: l.startswith("* "), what="the first answer")
+    l2 = A[1].expect(lambda l: l.startswith("* "), what="the second answer")
+    l3 = A[1].expect(lambda l: l.startswith("[#r]"), what="the line after")
+    if not (l1.startswith("* members of") and l2.startswith("* rooms:") and
+            l3 == f"[#r] {A[1].nick}: after both"):
+        fail(f"answers out of order: {l1!r} {l2!r} {l3!r}")
+    print("/who, /rooms and /msg answer for both instances, in the order asked")
+
     # --- kill -9 frees an instance's names within the TTL ---
     c_proc, cport = start_chat("c", rport)
     time.sleep(0.3)
     victim = Client(cport)
     if nick(victim, "dave"):
         fail("/nick dave refused on c")
+    time.sleep(0.2)
+    B[1].drain(0.05)
+    B[1].send("/rooms")
+    got = B[1].expect(lambda l: l.startswith("* rooms:"), what="/rooms' answer")
+    if got != "* rooms: #lobby(2) #r(4)":
+        fail(f"/rooms with c up: {got!r}")
     c_proc.send_signal(signal.SIGKILL)
     c_proc.wait()
     t0 = time.time()
@@ -248,7 +287,11 @@ try:
         if time.time() - t0 > NICK_TTL_S + HEARTBEAT_S + 2:
             fail("dave not freed within the TTL after kill -9")
         time.sleep(0.5)
-    print(f"kill -9: the dead instance's nickname was free again after {time.time() - t0:.1f} s "
+    B[1].send("/rooms")
+    got = B[1].expect(lambda l: l.startswith("* rooms:"), what="/rooms' answer")
+    if got != "* rooms: #lobby(1) #r(4)":
+        fail(f"/rooms still counts the dead instance's member: {got!r}")
+    print(f"kill -9: the dead instance's nickname and member were gone after {time.time() - t0:.1f} s "
           f"(TTL {NICK_TTL_S} s)")
 
     # --- Redis away: local chat goes on; back: cross-instance again ---
