@@ -11,7 +11,9 @@
  *   registry         rooms and nicknames (shared, lock-free)
  *   worker           per-worker state, room messages, inboxes
  *   fanout           per-worker member lists, delivery, the slow-consumer mark
+ *   cluster          --cluster: each worker's link to Redis (cluster.h)
  *   client           one connection's chat state: sends, joins, departures
+ *   cluster_cmds     /nick /rooms /who /msg when Redis answers them
  *   who              /who's scatter-gather across workers
  *   commands         the line protocol
  *   server           tern's callbacks, the server's life
