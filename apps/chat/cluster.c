@@ -259,6 +259,7 @@ struct chat_cluster_link {
         bool told_down;         /* clients were told the link is down */
         bool stopping;
         unsigned attempts; /* failed connects in a row, for the backoff */
+        uint32_t rng;      /* the backoff's jitter */
         struct tern_timer retry, beat;
         size_t inflight; /* bytes published, not yet acknowledged */
         uint64_t lost;   /* atomic (relaxed): lines that did not cross */
@@ -668,6 +669,16 @@ static redisAsyncContext *cl_connect(struct chat_cluster_link *link)
         return ac;
 }
 
+/* xorshift32: jitter needs spread, not secrecy. */
+static uint32_t cl_random(struct chat_cluster_link *link)
+{
+        uint32_t x = link->rng;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        return link->rng = x;
+}
+
 static void cl_retry_later(struct chat_cluster_link *link)
 {
         if (link->stopping || tern_timer_armed(&link->retry))
@@ -678,7 +689,7 @@ static void cl_retry_later(struct chat_cluster_link *link)
                 ms = CHAT_CLUSTER_BACKOFF_MAX_MS;
         /* Jitter, so that instances and workers cut off together do not
          * all come back in the same millisecond. */
-        ms = ms / 2 + (uint64_t)rand() % (ms / 2 + 1);
+        ms = ms / 2 + cl_random(link) % (ms / 2 + 1);
         link->attempts++;
         tern_loop_timer_start(link->w->loop, &link->retry, ms, 0);
 }
@@ -782,7 +793,6 @@ int chat_cluster_init(struct chat_server *cs)
         if (getrandom(&tag, sizeof(tag), 0) != sizeof(tag))
                 tag = (uint32_t)(uintptr_t)cc ^ (uint32_t)getpid();
         snprintf(cs->tag, sizeof(cs->tag), "%08x", tag);
-        srand(tag);
         cc->links = calloc((size_t)cs->nworkers, sizeof(*cc->links));
         if (!cc->links) {
                 free(cc);
@@ -793,6 +803,7 @@ int chat_cluster_init(struct chat_server *cs)
                 link->w = &cs->workers[i];
                 link->cc = cc;
                 link->cap = CL_TAG_LEN + 1 + cs->scratch_cap;
+                link->rng = (tag ^ (uint32_t)(i * 0x9e3779b9u)) | 1u; /* never 0 */
                 link->max_reply = CHAT_CLUSTER_MAX_REPLY;
                 if (link->max_reply < 2 * link->cap + 4096)
                         link->max_reply = 2 * link->cap + 4096;

@@ -164,7 +164,8 @@ static void cc_rooms_listed(void *arg, int result, size_t n, const char *const *
         }
         for (size_t i = 0; i < rows_n; i++)
                 rows[i] = (struct cc_row){pairs[2 * i], pairs[2 * i + 1]};
-        qsort(rows, rows_n, sizeof(*rows), cc_row_room_cmp);
+        if (rows_n > 1)
+                qsort(rows, rows_n, sizeof(*rows), cc_row_room_cmp);
         size_t off = 0;
         chat_puts(line, &off, "* rooms:");
         for (size_t i = 0; i < rows_n;) {
@@ -210,7 +211,8 @@ static void cc_who_listed(void *arg, int result, size_t n, const char *const *pa
         for (size_t i = 0; i + 1 < n; i += 2)
                 if (strcasecmp(pairs[i + 1], cl->room->name) == 0)
                         names[k++] = pairs[i];
-        qsort(names, k, sizeof(*names), cc_str_case_cmp);
+        if (k > 1)
+                qsort(names, k, sizeof(*names), cc_str_case_cmp);
         size_t off = 0;
         chat_puts(line, &off, "* members of #");
         chat_puts(line, &off, cl->room->name);
