@@ -222,6 +222,23 @@ try:
     A[2].send("/join lobby")
     B[2].expect(lambda l: l == f"* {A[2].nick} left #r", what="a remote leave notice")
 
+    # a member that hops between rooms faster than its worker's SUBSCRIBE /
+    # UNSUBSCRIBE round trips ends up subscribed where it stays
+    hopper = Client(bport)
+    hopper.send("\n".join(f"/join {'hx' if k % 2 else 'hy'}" for k in range(41)))
+    for k in range(41):
+        hopper.expect(lambda l: l.startswith(f"* {hopper.nick} joined #h"), what=f"hop {k}")
+    time.sleep(0.3)
+    A[2].send("/join hy")
+    A[2].expect(lambda l: l == f"* {A[2].nick} joined #hy")
+    time.sleep(0.2)
+    A[2].send("after the hops")
+    hopper.expect(lambda l: l == f"[#hy] {A[2].nick}: after the hops",
+                  what="a line after 41 quick room changes")
+    hopper.close()
+    A[2].send("/join lobby")
+    A[2].expect(lambda l: l == f"* {A[2].nick} joined #lobby")
+
     # --- nicknames: unique across instances ---
     if nick(A[0], "Carol"):
         fail("/nick Carol refused on a")
@@ -295,6 +312,8 @@ try:
           f"(TTL {NICK_TTL_S} s)")
 
     # --- Redis away: local chat goes on; back: cross-instance again ---
+    if nick(A[1], "erin"):
+        fail("/nick erin refused on a")
     live = [A[1], A[2], B[1], B[2]]
     for c in live:
         c.send("/join s")
@@ -319,6 +338,15 @@ try:
         c.expect(lambda l: l.startswith("* cluster link is back"), timeout=10,
                  what="the link-back notice")
     time.sleep(0.3)
+    # the restarted Redis knows nothing: names and members were re-registered
+    if nick(B[2], "Erin") != "! nickname taken":
+        fail("erin (held on a) was free on b after Redis restarted: not re-registered")
+    B[2].drain(0.05)
+    B[2].send("/who")
+    got = B[2].expect(lambda l: l.startswith("* members of #s:"), what="/who after the restart")
+    want = sorted([c.nick for c in live], key=str.lower)
+    if got != "* members of #s: " + " ".join(want):
+        fail(f"/who after the restart: {got!r}, expected {want}")
     A[1].send("across again")
     B[2].expect(lambda l: l == f"[#s] {A[1].nick}: across again", what="a line across after")
     B[1].send("and back")
@@ -337,6 +365,11 @@ try:
         p.send_signal(signal.SIGTERM)
         if p.wait(15) != 0:
             fail(f"tern-chat exited {p.returncode}")
+    with open(os.path.join(work, "a.log")) as f:
+        m = re.search(r"cluster: (\d+) line\(s\) did not cross", f.read())
+    if not m or int(m.group(1)) < 1:
+        fail("a's stop line does not count the line said during the outage")
+    print(f"a counted {m.group(1)} line(s) that did not cross")
     print("PASS")
 finally:
     cleanup()
