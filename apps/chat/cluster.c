@@ -261,8 +261,9 @@ struct chat_cluster_link {
         unsigned attempts; /* failed connects in a row, for the backoff */
         uint32_t rng;      /* the backoff's jitter */
         struct tern_timer retry, beat;
-        size_t inflight; /* bytes published, not yet acknowledged */
-        uint64_t lost;   /* atomic (relaxed): lines that did not cross */
+        size_t inflight;      /* bytes published, not yet acknowledged */
+        uint64_t lost;        /* atomic (relaxed): lines not sent (down, queue full) */
+        uint64_t unconfirmed; /* lines in flight when their connection went */
         struct cl_chan *chans[CL_BUCKETS];
         struct cl_nick *nicks[CL_BUCKETS];
         struct cl_member *members[CL_BUCKETS];
@@ -543,7 +544,7 @@ static void cl_on_pub(redisAsyncContext *ac, void *reply, void *priv)
         if (!reply) {
                 /* Lost with the connection: it may or may not have crossed,
                  * and it is never resent (it would arrive out of order). */
-                __atomic_add_fetch(&link->lost, 1, __ATOMIC_RELAXED);
+                link->unconfirmed++;
                 return;
         }
         cl_int_reply(link, ac, reply, "PUBLISH");
@@ -827,10 +828,11 @@ void chat_cluster_destroy(struct chat_server *cs)
         struct chat_cluster *cc = cs->cluster;
         if (!cc)
                 return;
-        uint64_t lost = 0;
+        uint64_t lost = 0, unconfirmed = 0;
         for (int i = 0; i < cs->nworkers; i++) {
                 struct chat_cluster_link *link = &cc->links[i];
                 lost += link->lost;
+                unconfirmed += link->unconfirmed;
                 for (unsigned b = 0; b < CL_BUCKETS; b++) {
                         while (link->chans[b]) {
                                 struct cl_chan *c = link->chans[b];
@@ -851,8 +853,9 @@ void chat_cluster_destroy(struct chat_server *cs)
                 free(link->buf);
                 cs->workers[i].link = NULL;
         }
-        tern_info("tern-chat: cluster: %llu line(s) did not cross to other instances",
-                  (unsigned long long)lost);
+        tern_info("tern-chat: cluster: %llu line(s) did not cross to other instances (link down "
+                  "or publish queue full), %llu unconfirmed when a connection closed",
+                  (unsigned long long)lost, (unsigned long long)unconfirmed);
         free(cc->links);
         free(cc);
         cs->cluster = NULL;

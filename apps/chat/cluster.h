@@ -106,7 +106,8 @@ typedef void (*chat_cluster_pm_cb)(struct chat_worker *w, const char *key, const
                                    size_t len);
 void chat_cluster_set_pm_handler(struct chat_server *cs, chat_cluster_pm_cb cb);
 
-/* Lines that did not cross since start: link down, or queue full. [any] */
+/* Lines not sent to the other instances since start: link down, or queue
+ * full. [any] */
 uint64_t chat_cluster_lost(const struct chat_server *cs);
 
 #endif

@@ -8,13 +8,18 @@ connections the same wrong way, then the next round another way:
      must close the connection once a reply passes its bound (1 MiB), not
      buffer it all;
   2. a status reply where an integer is due (the heartbeat script);
-  3. half a bulk reply, then the connection closes.
+  3. half a bulk reply, then the connection closes;
+  4. silence: it reads everything and answers nothing. The link is up but
+     nothing is acknowledged, so after 1 MiB of lines in flight (the
+     bounded publish queue) further lines do not cross and are counted,
+     while local delivery goes on.
 Throughout, tern-chat (1 worker) must keep running, keep reconnecting, and
 serve its own clients: a line said in the lobby comes back. Its log must
 name each failure. Needs no redis-server; exits 77 when tern-chat was built
 without hiredis.
 usage: test_cluster_bad_redis.py TERN_CHAT"""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -60,7 +65,7 @@ def count_commands(buf):
         n += 1
 
 
-MODES = ["huge", "wrongtype", "midreply"]
+MODES = ["huge", "wrongtype", "midreply", "silent"]
 state = {"conns": 0, "huge_closed": False}
 
 
@@ -95,6 +100,8 @@ def serve(conn, mode):
                 return
             if mode == "wrongtype":
                 conn.sendall(b"+OK\r\n" * n)
+            if mode == "silent":
+                continue
             if mode == "midreply":
                 conn.sendall(b"$10\r\nabc")
                 return
@@ -171,12 +178,44 @@ try:
     line = f.readline().decode().rstrip("\r\n")
     if line != f"[#lobby] {nick}: still here":
         fail(f"local chat: got {line!r}")
+
+    # the silent round: lines pile up unacknowledged until the bound
+    # up once per round: huge, wrongtype, midreply, then silent
+    t0 = time.time()
+    ups = 0
+    while ups < 4 and time.time() - t0 < 10:
+        time.sleep(0.1)
+        with open(logpath) as lf:
+            ups = lf.read().count("cluster link up")
+    if ups < 4 or state["conns"] < 8:
+        fail(f"the link never came up against the silent Redis ({ups} ups)")
+    time.sleep(0.3)
+    LINES, SIZE = 500, 3000
+    pad = "p" * SIZE
+    for k in range(LINES):
+        c.sendall(f"{k} {pad}\n".encode())
+        got = f.readline().decode().rstrip("\r\n")
+        while got.startswith("* cluster link"):  # told when the link came back
+            got = f.readline().decode().rstrip("\r\n")
+        if got != f"[#lobby] {nick}: {k} {pad}":
+            fail(f"local line {k} with the publish queue full: got {got[:60]!r}")
     c.close()
     if chat.poll() is not None:
         fail(f"tern-chat exited {chat.returncode}")
     chat.send_signal(signal.SIGTERM)
     if chat.wait(15) != 0:
         fail(f"tern-chat exited {chat.returncode} on SIGTERM")
+    with open(logpath) as lf:
+        m = re.search(r"cluster: (\d+) line\(s\) did not cross .*, (\d+) unconfirmed", lf.read())
+    # 1 MiB in flight holds about 349 of these lines: those went out (and
+    # stayed unconfirmed), the rest were dropped and counted
+    fit = (1 << 20) // SIZE
+    dropped, unconfirmed = (int(m.group(1)), int(m.group(2))) if m else (-1, -1)
+    if not (LINES - fit <= dropped <= LINES - fit + 10 and fit - 10 <= unconfirmed <= fit + 10):
+        fail(f"with the publish queue full: {dropped} lines dropped and {unconfirmed} "
+             f"unconfirmed; expected about {LINES - fit} and {fit}")
+    print(f"silent Redis: {unconfirmed} lines in flight (1 MiB bound), {dropped} dropped and "
+          "counted, all delivered locally")
     print(f"bad Redis: huge bulk, wrong type and a cut reply each failed the link "
           f"({state['conns']} connections); local chat went on; clean stop")
     print("PASS")
