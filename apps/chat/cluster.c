@@ -262,6 +262,7 @@ struct chat_cluster_link {
         uint32_t rng;      /* the backoff's jitter */
         struct tern_timer retry, beat;
         size_t inflight;      /* bytes published, not yet acknowledged */
+        uint64_t alive_sent;  /* loop ms of the oldest unanswered heartbeat, or 0 */
         uint64_t lost;        /* atomic (relaxed): lines not sent (down, queue full) */
         uint64_t unconfirmed; /* lines in flight when their connection went */
         struct cl_chan *chans[CL_BUCKETS];
@@ -577,12 +578,17 @@ static void cl_release(struct chat_cluster_link *link, const char *key)
 
 static void cl_on_alive(redisAsyncContext *ac, void *reply, void *priv)
 {
+        struct chat_cluster_link *link = ac->data;
         (void)priv;
-        cl_int_reply(ac->data, ac, reply, "a heartbeat");
+        if (ac == link->pub && reply)
+                link->alive_sent = 0;
+        cl_int_reply(link, ac, reply, "a heartbeat");
 }
 
 static void cl_alive(struct chat_cluster_link *link)
 {
+        if (!link->alive_sent)
+                link->alive_sent = tern_loop_now(link->w->loop);
         (void)redisAsyncCommand(link->pub, cl_on_alive, NULL, "EVAL %s 2 " CL_MEMBERS " %s %d",
                                 cl_alive_lua, link->hkey, CHAT_CLUSTER_NICK_TTL_MS);
 }
@@ -719,6 +725,7 @@ static void cl_drop_contexts(struct chat_cluster_link *link)
         link->pub = link->sub = NULL;
         link->pub_ok = link->sub_ok = false;
         link->up = false;
+        link->alive_sent = 0;
         if (pub)
                 redisAsyncFree(pub); /* deferred by hiredis inside its callbacks */
         if (sub)
@@ -767,6 +774,12 @@ static void cl_beat_cb(struct tern_timer *t, void *arg)
 {
         (void)t;
         struct chat_cluster_link *link = arg;
+        /* hiredis 0.14 has no reply timeouts: a Redis that stopped answering
+         * without closing (stopped, or a black hole) shows here, as replies
+         * come back in order on the command connection. */
+        if (link->up && link->alive_sent &&
+            tern_loop_now(link->w->loop) - link->alive_sent > 2 * CHAT_CLUSTER_HEARTBEAT_MS)
+                cl_fail(link, "no answer from Redis");
         if (link->up)
                 cl_alive(link);
         if (link->up)

@@ -12,7 +12,8 @@ connections the same wrong way, then the next round another way:
   4. silence: it reads everything and answers nothing. The link is up but
      nothing is acknowledged, so after 1 MiB of lines in flight (the
      bounded publish queue) further lines do not cross and are counted,
-     while local delivery goes on.
+     while local delivery goes on; and within two heartbeats the link is
+     called down ("no answer from Redis").
 Throughout, tern-chat (1 worker) must keep running, keep reconnecting, and
 serve its own clients: a line said in the lobby comes back. Its log must
 name each failure. Needs no redis-server; exits 77 when tern-chat was built
@@ -200,6 +201,12 @@ try:
         if got != f"[#lobby] {nick}: {k} {pad}":
             fail(f"local line {k} with the publish queue full: got {got[:60]!r}")
     c.close()
+    # no reply timeouts in hiredis 0.14: the heartbeat notices the silence
+    t0 = time.time()
+    while not logged("no answer from Redis") and time.time() - t0 < 12:
+        time.sleep(0.2)
+    if not logged("no answer from Redis"):
+        fail("a Redis that stopped answering was not noticed within 12 s")
     if chat.poll() is not None:
         fail(f"tern-chat exited {chat.returncode}")
     chat.send_signal(signal.SIGTERM)
