@@ -362,3 +362,40 @@ Test(chat_program, names_are_1_to_32_safe_characters)
         cr_assert_not(chat_name_valid("a#", 2));
         cr_assert_not(chat_name_valid("\xc3\xa9", 2));
 }
+
+/* --cluster redis://HOST[:PORT] (cluster.c parses it, config.c checks it) */
+Test(chat_program, cluster_url_is_checked)
+{
+        char host[256];
+        uint16_t port = 0;
+        cr_assert_eq(chat_cluster_url("redis://127.0.0.1:6380", host, sizeof(host), &port), 0);
+        cr_assert_str_eq(host, "127.0.0.1");
+        cr_assert_eq(port, 6380);
+        cr_assert_eq(chat_cluster_url("REDIS://cache.local/", host, sizeof(host), &port), 0);
+        cr_assert_str_eq(host, "cache.local");
+        cr_assert_eq(port, 6379, "the default port");
+        static const char *const bad[] = {
+            "http://h:1",      "redis://",        "redis://h:",    "redis://h:0", "redis://h:x1",
+            "redis://h:70000", "redis://u:p@h:1", "redis://h:1/2", "h:6379",      "",
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                cr_assert_eq(chat_cluster_url(bad[i], NULL, 0, NULL), -EINVAL, "%s accepted",
+                             bad[i]);
+        cr_assert_eq(chat_cluster_url("redis://averyveryverylonghostname:1", host, 8, NULL),
+                     -EINVAL, "a host longer than its buffer");
+
+        struct chat_config cfg;
+        char err[256];
+        cr_assert_eq(parse(&cfg, NULL, err, 1), 0);
+        cr_assert_null(cfg.opts.cluster, "off by default");
+        cr_assert_eq(parse(&cfg, NULL, err, 3, "--cluster", "redis:/h:1"), -EINVAL);
+        cr_assert(strstr(err, "--cluster"), "%s", err);
+        static const char *const env[] = {"TERN_CLUSTER", "redis://a:1", NULL};
+        cr_assert_eq(parse(&cfg, env, err, 1), 0);
+        cr_assert_str_eq(cfg.opts.cluster, "redis://a:1");
+        cr_assert_eq(parse(&cfg, env, err, 3, "--cluster", "redis://b:2"), 0);
+        cr_assert_str_eq(cfg.opts.cluster, "redis://b:2", "the flag wins");
+        static const char *const bad_env[] = {"TERN_CLUSTER", "nope", NULL};
+        cr_assert_eq(parse(&cfg, bad_env, err, 1), -EINVAL);
+        cr_assert(strstr(err, "TERN_CLUSTER"), "%s", err);
+}
