@@ -7,7 +7,11 @@
  *   room:KEY  channel of room KEY (lower case); a message is
  *             "TAG LINE\r\n": TAG (8 hex digits) names the instance that
  *             sent it, which has already delivered it itself;
- *   nick:KEY  the nickname KEY, valued TAG, expiring unless refreshed.
+ *   nick:KEY  the nickname KEY, valued TAG, expiring unless refreshed;
+ *   members:TAG:W  hash of worker W's members (nickname -> room), expiring
+ *             unless refreshed, for /who and /rooms;
+ *   members   sorted set of those hashes by last heartbeat (Redis's clock);
+ *   inst:TAG  channel of private lines for instance TAG, "KEY LINE\r\n".
  *
  * hiredis is driven by our own small adapter over tern_loop_watch() (like
  * examples/hiredis_tern.h) because the link needs two things the example

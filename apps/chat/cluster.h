@@ -12,8 +12,10 @@
  *     room's channel), so one sender's lines keep their order;
  *   - a worker subscribes to a room's channel while it has local members
  *     there and delivers what comes in to those members only;
- *   - nicknames taken with /nick are keys in Redis (SET NX with an expiry),
- *     refreshed by a heartbeat while their owner is connected.
+ *   - nicknames (guest names too) are keys in Redis (SET NX with an
+ *     expiry), refreshed by a heartbeat while their owner is connected;
+ *   - each worker mirrors who is in which room into Redis for /who and
+ *     /rooms, and worker 0 takes private lines for this instance.
  *
  * Without --cluster, or when tern-chat is built without hiredis, every
  * function here is a no-op and chat_cluster_on() is false. [worker] unless
