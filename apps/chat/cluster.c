@@ -139,10 +139,10 @@ void chat_cluster_member_del(struct chat_worker *w, const char *nick)
 {
         (void)w, (void)nick;
 }
-struct chat_cluster_claim *chat_cluster_members(struct chat_worker *w, chat_cluster_list_cb cb,
-                                                void *arg)
+struct chat_cluster_claim *chat_cluster_members(struct chat_worker *w, const char *room,
+                                                chat_cluster_list_cb cb, void *arg)
 {
-        (void)w, (void)cb, (void)arg;
+        (void)w, (void)room, (void)cb, (void)arg;
         errno = ENOTCONN;
         return NULL;
 }
@@ -189,16 +189,27 @@ static const char cl_alive_lua[] =
     "local t = redis.call('time') "
     "redis.call('zadd', KEYS[1], t[1] * 1000 + math.floor(t[2] / 1000), KEYS[2]) "
     "redis.call('pexpire', KEYS[2], ARGV[1]) return 1";
-/* Every live member hash, flattened: nickname, room, nickname, room... A
- * hash whose heartbeat stopped is dropped from the index first. */
+/* The live member hashes (one whose heartbeat stopped is dropped from the
+ * index first), summed up in Redis so that the reply grows with what is
+ * asked, not with the cluster: with ARGV[2] empty, room, count, room,
+ * count... (/rooms); else nickname, room... for the room whose lower-case
+ * name is ARGV[2] (/who). */
 static const char cl_list_lua[] =
     "local t = redis.call('time') "
     "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
     "redis.call('zremrangebyscore', KEYS[1], '-inf', now - tonumber(ARGV[1])) "
-    "local out = {} "
+    "local out, cnt, disp, order = {}, {}, {}, {} "
     "for _, k in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do "
     "local h = redis.call('hgetall', k) "
-    "for i = 1, #h do out[#out + 1] = h[i] end end return out";
+    "for i = 1, #h, 2 do "
+    "local key = string.lower(h[i + 1]) "
+    "if ARGV[2] == '' then "
+    "if not cnt[key] then cnt[key] = 0 disp[key] = h[i + 1] order[#order + 1] = key end "
+    "cnt[key] = cnt[key] + 1 "
+    "elseif key == ARGV[2] then out[#out + 1] = h[i] out[#out + 1] = h[i + 1] end "
+    "end end "
+    "for _, key in ipairs(order) do out[#out + 1] = disp[key] "
+    "out[#out + 1] = tostring(cnt[key]) end return out";
 /* A private line to whoever holds a name: to that instance's channel. */
 static const char cl_pm_lua[] = "local v = redis.call('get', KEYS[1]) "
                                 "if not v then return 0 end "
@@ -1162,8 +1173,8 @@ static void cl_on_list(redisAsyncContext *ac, void *reply, void *priv)
                 cl_fail(link, "unexpected reply to the member list");
 }
 
-struct chat_cluster_claim *chat_cluster_members(struct chat_worker *w, chat_cluster_list_cb cb,
-                                                void *arg)
+struct chat_cluster_claim *chat_cluster_members(struct chat_worker *w, const char *room,
+                                                chat_cluster_list_cb cb, void *arg)
 {
         struct chat_cluster_link *link = w->link;
         if (!link || !link->up) {
@@ -1180,8 +1191,9 @@ struct chat_cluster_claim *chat_cluster_members(struct chat_worker *w, chat_clus
         c->arg = arg;
         /* A hash is live while its worker's heartbeat is younger than the
          * nickname expiry, the same bound as for names. */
-        if (redisAsyncCommand(link->pub, cl_on_list, c, "EVAL %s 1 " CL_MEMBERS " %d", cl_list_lua,
-                              CHAT_CLUSTER_NICK_TTL_MS) != REDIS_OK) {
+        if (redisAsyncCommand(link->pub, cl_on_list, c, "EVAL %s 1 " CL_MEMBERS " %d %s",
+                              cl_list_lua, CHAT_CLUSTER_NICK_TTL_MS,
+                              room ? room : "") != REDIS_OK) {
                 free(c);
                 errno = ENOTCONN;
                 return NULL;

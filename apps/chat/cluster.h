@@ -91,12 +91,14 @@ void chat_cluster_nick_release(struct chat_worker *w, const char *key);
  * Redis that expires unless the heartbeat refreshes it. */
 void chat_cluster_member_set(struct chat_worker *w, const char *nick, const char *room);
 void chat_cluster_member_del(struct chat_worker *w, const char *nick);
-/* @result 0 and @n strings at @pairs (nickname, room, nickname, room...)
- * for every live member of the cluster; or -ENOTCONN with none. */
+/* @result 0 and @n strings at @pairs; or -ENOTCONN with none. */
 typedef void (*chat_cluster_list_cb)(void *arg, int result, size_t n, const char *const *pairs);
-/* Asks Redis for that view; NULL (errno) as chat_cluster_nick_claim(). */
-struct chat_cluster_claim *chat_cluster_members(struct chat_worker *w, chat_cluster_list_cb cb,
-                                                void *arg);
+/* Asks Redis for that view: with @room NULL, every room and its member
+ * count across the cluster (room, count in decimal, room, count...); else
+ * the live members of the room whose lower-case name is @room (nickname,
+ * room, ...). NULL (errno) as chat_cluster_nick_claim(). */
+struct chat_cluster_claim *chat_cluster_members(struct chat_worker *w, const char *room,
+                                                chat_cluster_list_cb cb, void *arg);
 /* Sends the finished line @line (@len bytes) to the nickname @key held by
  * another instance. @cb's result: 0 (handed to that instance), -ENOENT (no
  * such name in the cluster, or its instance is gone), -ENOTCONN. */

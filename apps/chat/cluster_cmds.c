@@ -137,7 +137,7 @@ bool chat_cluster_cmd_nick(struct chat_client *cl, const char *name, size_t len,
 /* ---- /rooms and /who ---- */
 
 struct cc_row {
-        const char *nick, *room;
+        const char *room, *count;
 };
 
 static int cc_row_room_cmp(const void *a, const void *b)
@@ -155,26 +155,25 @@ static void cc_rooms_listed(void *arg, int result, size_t n, const char *const *
         struct chat_client *cl = arg;
         size_t rows_n = n / 2;
         struct cc_row *rows = rows_n ? malloc(rows_n * sizeof(*rows)) : NULL;
-        char *line = malloc(sizeof("* rooms:\r\n") + rows_n * (CHAT_NAME_MAX + 16));
+        char *line = malloc(sizeof("* rooms:\r\n") +
+                            rows_n * (CHAT_NAME_MAX + 32) /* " #" NAME "(" 20 digits ")" */);
         if (result < 0 || !line || (rows_n && !rows)) {
                 if (!chat_client_gone(cl))
                         cc_say(cl, result == -ENOTCONN ? "! cluster link down: try again\r\n"
                                                        : "! out of memory\r\n");
                 goto out;
         }
+        /* One row per room (the script sums up ignoring case), counts in
+         * decimal; at most CHAT_NAME_MAX bytes each (cluster.c checks). */
         for (size_t i = 0; i < rows_n; i++)
                 rows[i] = (struct cc_row){pairs[2 * i], pairs[2 * i + 1]};
         if (rows_n > 1)
                 qsort(rows, rows_n, sizeof(*rows), cc_row_room_cmp);
         size_t off = 0;
         chat_puts(line, &off, "* rooms:");
-        for (size_t i = 0; i < rows_n;) {
-                size_t j = i;
-                while (j < rows_n && strcasecmp(rows[j].room, rows[i].room) == 0)
-                        j++;
-                off += (size_t)sprintf(line + off, " #%s(%zu)", rows[i].room, j - i);
-                i = j;
-        }
+        for (size_t i = 0; i < rows_n; i++)
+                off += (size_t)sprintf(line + off, " #%s(%lu)", rows[i].room,
+                                       strtoul(rows[i].count, NULL, 10));
         chat_puts(line, &off, "\r\n");
         if (!chat_client_gone(cl))
                 chat_send(cl, line, off);
@@ -186,7 +185,7 @@ out:
 
 bool chat_cluster_cmd_rooms(struct chat_client *cl, chat_cluster_done_cb done)
 {
-        struct chat_cluster_claim *claim = chat_cluster_members(cl->w, cc_rooms_listed, cl);
+        struct chat_cluster_claim *claim = chat_cluster_members(cl->w, NULL, cc_rooms_listed, cl);
         if (!claim)
                 return false; /* no cluster, or it is down: this instance's rooms */
         cc_await(cl, claim, done);
@@ -233,7 +232,8 @@ bool chat_cluster_cmd_who(struct chat_client *cl, chat_cluster_done_cb done)
 {
         if (!cl->room)
                 return false;
-        struct chat_cluster_claim *claim = chat_cluster_members(cl->w, cc_who_listed, cl);
+        struct chat_cluster_claim *claim =
+            chat_cluster_members(cl->w, cl->room->key, cc_who_listed, cl);
         if (!claim)
                 return false;
         cc_await(cl, claim, done);
