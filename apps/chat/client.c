@@ -141,6 +141,18 @@ static int join_drained(struct chat_client *cl, const char *name, size_t len)
         chat_broadcast(w, &cl->m, room, line, (size_t)n);
         if (!chat_client_gone(cl))
                 send_one(cl, line, (size_t)n);
+        /* The topic, to the joiner alone, before any line of the room. */
+        const struct chat_topic *t = chat_room_topic(room);
+        if (t && !chat_client_gone(cl)) {
+                char *tl = w->scratch;
+                size_t off = 0;
+                chat_puts(tl, &off, "* topic of #");
+                chat_puts(tl, &off, room->name);
+                chat_puts(tl, &off, ": ");
+                chat_put(tl, &off, t->text, t->len);
+                chat_puts(tl, &off, "\r\n");
+                send_one(cl, tl, off);
+        }
         bool gone = chat_client_gone(cl);
         struct chat_lroom *lr = gone ? NULL : chat_lroom_get(w, room);
         if (!lr) {
