@@ -30,13 +30,19 @@
 #include "line.h"
 #include "tern.h"
 
-#define CHAT_NAME_MAX       32 /* nick and room names: 1..32 of [A-Za-z0-9_-] */
-#define CHAT_DEFAULT_PORT   7000
-#define CHAT_DEFAULT_IDLE_S 300
-#define CHAT_DEFAULT_LINE   4096
-#define CHAT_DEFAULT_OUTBUF (1024 * 1024)
-#define CHAT_DEFAULT_INBOX  (4 * 1024 * 1024)
-#define CHAT_LOBBY          "lobby"
+#define CHAT_NAME_MAX            32 /* nick and room names: 1..32 of [A-Za-z0-9_-] */
+#define CHAT_DEFAULT_PORT        7000
+#define CHAT_DEFAULT_IDLE_S      300
+#define CHAT_DEFAULT_LINE        4096
+#define CHAT_DEFAULT_OUTBUF      (1024 * 1024)
+#define CHAT_DEFAULT_INBOX       (4 * 1024 * 1024)
+#define CHAT_DEFAULT_FLOOD_RATE  10 /* lines per second, per client */
+#define CHAT_DEFAULT_FLOOD_BURST 20 /* lines at once, per client */
+/* A client that has this many bursts' worth of lines dropped within
+ * CHAT_FLOOD_WINDOW_MS is disconnected. */
+#define CHAT_FLOOD_KICK_BURSTS 5
+#define CHAT_FLOOD_WINDOW_MS   10000
+#define CHAT_LOBBY             "lobby"
 /* Longest line the server writes besides the client's own text:
  * "[pm to " NAME "] " NAME ": " ... "\r\n" and friends. */
 #define CHAT_LINE_OVERHEAD (2 * CHAT_NAME_MAX + 32)
@@ -57,9 +63,13 @@ struct chat_opts {
                                       resumes below half of it) */
         uint32_t drain_timeout_ms; /* 0: tern's default; bounds shutdown and the
                                       linger of a dropped slow client */
+        uint32_t flood_rate;       /* lines per second a client may send on
+                                      average; 0: no flood control */
+        uint32_t flood_burst;      /* lines it may send at once; 0: no flood control */
 };
 
-/* Fills @o with the documented defaults (port 7000, 300 s, 4096 B, 1 MiB). [any] */
+/* Fills @o with the documented defaults (port 7000, 300 s, 4096 B, 1 MiB,
+ * 10 lines/s with bursts of 20). [any] */
 void chat_opts_init(struct chat_opts *o);
 
 struct chat_server;
@@ -95,6 +105,9 @@ size_t chat_server_peak_queued(const struct chat_server *cs);
  * speaker was paused because an inbox was over max_inbox. [any] */
 size_t chat_server_peak_inbox(const struct chat_server *cs);
 uint64_t chat_server_throttles(const struct chat_server *cs);
+/* Lines dropped by flood control, and clients disconnected for flooding. [any] */
+uint64_t chat_server_flood_dropped(const struct chat_server *cs);
+uint64_t chat_server_flood_kicked(const struct chat_server *cs);
 
 /* Process-wide counts of the chat's own objects, for leak checks. [any] */
 struct chat_live_counts {

@@ -362,6 +362,9 @@ static void replay_pending(struct chat_client *cl)
 
 void chat_on_frame(struct chat_client *cl, const struct tern_frame *f)
 {
+        /* Counted as it arrives, so lines held behind a /who count once. */
+        if (!chat_client_flood_ok(cl))
+                return;
         if (cl->waiting)
                 hold(cl, f);
         else if (f->kind == TERN_FRAME_OVERSIZED)

@@ -28,6 +28,8 @@ enum {
         OPT_LOG_LEVEL,
         OPT_LOG_FORMAT,
         OPT_CHECK,
+        OPT_FLOOD_RATE,
+        OPT_FLOOD_BURST,
 };
 
 static const struct option chat_longopts[] = {
@@ -41,6 +43,8 @@ static const struct option chat_longopts[] = {
     {"max-inbox", required_argument, NULL, OPT_MAX_INBOX},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"flood-rate", required_argument, NULL, OPT_FLOOD_RATE},
+    {"flood-burst", required_argument, NULL, OPT_FLOOD_BURST},
     {"check", required_argument, NULL, OPT_CHECK},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -60,6 +64,8 @@ static const struct {
     {OPT_MAX_LINE, "TERN_MAX_LINE"},
     {OPT_MAX_OUTBUF, "TERN_MAX_OUTBUF"},
     {OPT_MAX_INBOX, "TERN_MAX_INBOX"},
+    {OPT_FLOOD_RATE, "TERN_FLOOD_RATE"},
+    {OPT_FLOOD_BURST, "TERN_FLOOD_BURST"},
     {OPT_LOG_LEVEL, "TERN_LOG_LEVEL"},
     {OPT_LOG_FORMAT, "TERN_LOG_FORMAT"},
 };
@@ -71,47 +77,53 @@ static const struct {
 
 static void usage(FILE *f, const char *argv0)
 {
-        fprintf(f,
-                "usage: %s [--bind ADDR] [--port P] [--workers N] [--idle-timeout SECONDS]\n"
-                "          [--max-conns N] [--max-line BYTES] [--max-outbuf BYTES]\n"
-                "          [--max-inbox BYTES]\n"
-                "          [--log-level L] [--log-format F]\n"
-                "       %s --check [HOST:]PORT\n"
-                "\n"
-                "tern-chat: a multi-room chat server; talk to it with nc or telnet.\n"
-                "Every setting may also come from the environment variable shown;\n"
-                "a flag wins over its variable.\n"
-                "\n"
-                "  -b, --bind ADDR           TERN_BIND          address to listen on\n"
-                "                                               (default: all IPv4 and IPv6)\n"
-                "  -p, --port P              TERN_PORT          TCP port, 0-65535 (default %d)\n"
-                "  -w, --workers N           TERN_WORKERS       worker threads, 1-255\n"
-                "                                               (default: CPUs available, %d "
-                "here)\n"
-                "      --idle-timeout SECONDS TERN_IDLE_TIMEOUT close clients silent this long,\n"
-                "                                               0 = never (default %d)\n"
-                "      --max-conns N         TERN_MAX_CONNS     clients at once, 0 = unlimited\n"
-                "                                               (default 0)\n"
-                "      --max-line BYTES      TERN_MAX_LINE      longest line a client may send,\n"
-                "                                               %u-%u (default %d)\n"
-                "      --max-outbuf BYTES    TERN_MAX_OUTBUF    pending output past which a slow\n"
-                "                                               client is dropped (default 1m)\n"
-                "      --max-inbox BYTES     TERN_MAX_INBOX     room messages other workers may\n"
-                "                                               queue for one worker before their\n"
-                "                                               speakers pause (default 4m)\n"
-                "      --log-level L         TERN_LOG_LEVEL     debug, info, warn, error, off\n"
-                "                                               (default info)\n"
-                "      --log-format F        TERN_LOG_FORMAT    text or json (default text)\n"
-                "      --check [HOST:]PORT                      health check: connect, expect\n"
-                "                                               the welcome line within 2 s,\n"
-                "                                               exit 0 (up) or 1 (down); 'self'\n"
-                "                                               probes TERN_BIND/TERN_PORT\n"
-                "  -h, --help                                   this text\n"
-                "\n"
-                "BYTES take an optional k, m or g suffix (powers of 1024).\n"
-                "SIGINT or SIGTERM stops the server gracefully.\n",
-                argv0, argv0, CHAT_DEFAULT_PORT, tern_default_workers(), CHAT_DEFAULT_IDLE_S, 16u,
-                MAX_LINE_LIMIT, CHAT_DEFAULT_LINE);
+        fprintf(
+            f,
+            "usage: %s [--bind ADDR] [--port P] [--workers N] [--idle-timeout SECONDS]\n"
+            "          [--max-conns N] [--max-line BYTES] [--max-outbuf BYTES]\n"
+            "          [--max-inbox BYTES] [--flood-rate N] [--flood-burst N]\n"
+            "          [--log-level L] [--log-format F]\n"
+            "       %s --check [HOST:]PORT\n"
+            "\n"
+            "tern-chat: a multi-room chat server; talk to it with nc or telnet.\n"
+            "Every setting may also come from the environment variable shown;\n"
+            "a flag wins over its variable.\n"
+            "\n"
+            "  -b, --bind ADDR           TERN_BIND          address to listen on\n"
+            "                                               (default: all IPv4 and IPv6)\n"
+            "  -p, --port P              TERN_PORT          TCP port, 0-65535 (default %d)\n"
+            "  -w, --workers N           TERN_WORKERS       worker threads, 1-255\n"
+            "                                               (default: CPUs available, %d "
+            "here)\n"
+            "      --idle-timeout SECONDS TERN_IDLE_TIMEOUT close clients silent this long,\n"
+            "                                               0 = never (default %d)\n"
+            "      --max-conns N         TERN_MAX_CONNS     clients at once, 0 = unlimited\n"
+            "                                               (default 0)\n"
+            "      --max-line BYTES      TERN_MAX_LINE      longest line a client may send,\n"
+            "                                               %u-%u (default %d)\n"
+            "      --max-outbuf BYTES    TERN_MAX_OUTBUF    pending output past which a slow\n"
+            "                                               client is dropped (default 1m)\n"
+            "      --max-inbox BYTES     TERN_MAX_INBOX     room messages other workers may\n"
+            "                                               queue for one worker before their\n"
+            "                                               speakers pause (default 4m)\n"
+            "      --flood-rate N        TERN_FLOOD_RATE    lines per second one client may\n"
+            "                                               send, 0 = no flood control\n"
+            "                                               (default %d)\n"
+            "      --flood-burst N       TERN_FLOOD_BURST   lines one client may send at once,\n"
+            "                                               0 = no flood control (default %d)\n"
+            "      --log-level L         TERN_LOG_LEVEL     debug, info, warn, error, off\n"
+            "                                               (default info)\n"
+            "      --log-format F        TERN_LOG_FORMAT    text or json (default text)\n"
+            "      --check [HOST:]PORT                      health check: connect, expect\n"
+            "                                               the welcome line within 2 s,\n"
+            "                                               exit 0 (up) or 1 (down); 'self'\n"
+            "                                               probes TERN_BIND/TERN_PORT\n"
+            "  -h, --help                                   this text\n"
+            "\n"
+            "BYTES take an optional k, m or g suffix (powers of 1024).\n"
+            "SIGINT or SIGTERM stops the server gracefully.\n",
+            argv0, argv0, CHAT_DEFAULT_PORT, tern_default_workers(), CHAT_DEFAULT_IDLE_S, 16u,
+            MAX_LINE_LIMIT, CHAT_DEFAULT_LINE, CHAT_DEFAULT_FLOOD_RATE, CHAT_DEFAULT_FLOOD_BURST);
 }
 
 static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -193,6 +205,18 @@ static int apply(struct chat_config *cfg, int opt, const char *val, const char *
                         return fail(err, errlen, "invalid %s '%s': expected bytes, %u-%llu (1g)",
                                     what, val, MIN_OUTBUF, MAX_OUTBUF_LIMIT);
                 cfg->opts.max_inbox = (size_t)v;
+                return 0;
+        case OPT_FLOOD_RATE:
+        case OPT_FLOOD_BURST:
+                if (!parse_u64(val, 0, 1000000, &v))
+                        return fail(err, errlen,
+                                    "invalid %s '%s': expected lines, 0-1000000 (0 = no flood "
+                                    "control)",
+                                    what, val);
+                if (opt == OPT_FLOOD_RATE)
+                        cfg->opts.flood_rate = (uint32_t)v;
+                else
+                        cfg->opts.flood_burst = (uint32_t)v;
                 return 0;
         case OPT_LOG_LEVEL:
                 if (!tern_log_level_parse(val, &cfg->log_level))

@@ -86,20 +86,24 @@ int main(int argc, char **argv)
         else
                 snprintf(conns, sizeof(conns), "unlimited");
         tern_info("tern-chat listening on %s port %u: %d worker(s), idle timeout %u s, "
-                  "max conns %s, max line %zu B, max outbuf %zu B",
+                  "max conns %s, max line %zu B, max outbuf %zu B, flood %u lines/s burst %u",
                   cfg.opts.bind ? cfg.opts.bind : "*", chat_server_port(server),
                   chat_server_workers(server), cfg.opts.idle_timeout_ms / 1000, conns,
-                  cfg.opts.max_line, cfg.opts.max_outbuf);
+                  cfg.opts.max_line, cfg.opts.max_outbuf, cfg.opts.flood_rate,
+                  cfg.opts.flood_burst);
         r = chat_server_wait(server);
         if (r)
                 tern_error("tern-chat: %s", tern_strerror(r));
         /* What backpressure did (docs/chat.md, "Overload"): operators and
          * the inbox test read it here. */
         tern_info("tern-chat: peak inbox %zu B (max inbox %zu B), speakers paused %llu times, "
-                  "peak output per client %zu B",
+                  "peak output per client %zu B, flood lines dropped %llu, flooders "
+                  "disconnected %llu",
                   chat_server_peak_inbox(server), cfg.opts.max_inbox,
                   (unsigned long long)chat_server_throttles(server),
-                  chat_server_peak_queued(server));
+                  chat_server_peak_queued(server),
+                  (unsigned long long)chat_server_flood_dropped(server),
+                  (unsigned long long)chat_server_flood_kicked(server));
         chat_server_free(server);
         tern_info("tern-chat stopped");
         return r ? 1 : 0;

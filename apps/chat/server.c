@@ -88,6 +88,8 @@ void chat_opts_init(struct chat_opts *o)
         o->max_line = CHAT_DEFAULT_LINE;
         o->max_outbuf = CHAT_DEFAULT_OUTBUF;
         o->max_inbox = CHAT_DEFAULT_INBOX;
+        o->flood_rate = CHAT_DEFAULT_FLOOD_RATE;
+        o->flood_burst = CHAT_DEFAULT_FLOOD_BURST;
 }
 
 /* Each worker's loop, as it stops: nothing of ours may stay armed. */
@@ -245,5 +247,21 @@ uint64_t chat_server_throttles(const struct chat_server *cs)
         uint64_t n = 0;
         for (int i = 0; i < cs->nworkers; i++)
                 n += __atomic_load_n(&cs->workers[i].throttles, __ATOMIC_RELAXED);
+        return n;
+}
+
+uint64_t chat_server_flood_dropped(const struct chat_server *cs)
+{
+        uint64_t n = 0;
+        for (int i = 0; i < cs->nworkers; i++)
+                n += __atomic_load_n(&cs->workers[i].flood_dropped, __ATOMIC_RELAXED);
+        return n;
+}
+
+uint64_t chat_server_flood_kicked(const struct chat_server *cs)
+{
+        uint64_t n = 0;
+        for (int i = 0; i < cs->nworkers; i++)
+                n += __atomic_load_n(&cs->workers[i].flood_kicked, __ATOMIC_RELAXED);
         return n;
 }
