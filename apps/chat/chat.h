@@ -50,22 +50,23 @@
 /* ---- server (server.c) ---- */
 
 struct chat_opts {
-        const char *bind;          /* NULL: every IPv4 and IPv6 address; borrowed
-                                      until chat_server_new() returns */
-        uint16_t port;             /* 0: ephemeral (tests) */
-        int workers;               /* 0: CPUs available */
-        uint32_t idle_timeout_ms;  /* 0: off */
-        uint32_t max_conns;        /* 0: unlimited */
-        size_t max_line;           /* longest client line, terminator excluded */
-        size_t max_outbuf;         /* pending output past which a client is dropped */
-        size_t max_inbox;          /* bytes other workers may have queued for one
-                                      worker before their speakers pause (reading
-                                      resumes below half of it) */
-        uint32_t drain_timeout_ms; /* 0: tern's default; bounds shutdown and the
-                                      linger of a dropped slow client */
-        uint32_t flood_rate;       /* lines per second a client may send on
-                                      average; 0: no flood control */
-        uint32_t flood_burst;      /* lines it may send at once; 0: no flood control */
+        const char *bind;             /* NULL: every IPv4 and IPv6 address; borrowed
+                                         until chat_server_new() returns */
+        uint16_t port;                /* 0: ephemeral (tests) */
+        int workers;                  /* 0: CPUs available */
+        enum tern_accept_mode accept; /* where connections are accepted (tern's) */
+        uint32_t idle_timeout_ms;     /* 0: off */
+        uint32_t max_conns;           /* 0: unlimited */
+        size_t max_line;              /* longest client line, terminator excluded */
+        size_t max_outbuf;            /* pending output past which a client is dropped */
+        size_t max_inbox;             /* bytes other workers may have queued for one
+                                         worker before their speakers pause (reading
+                                         resumes below half of it) */
+        uint32_t drain_timeout_ms;    /* 0: tern's default; bounds shutdown and the
+                                         linger of a dropped slow client */
+        uint32_t flood_rate;          /* lines per second a client may send on
+                                         average; 0: no flood control */
+        uint32_t flood_burst;         /* lines it may send at once; 0: no flood control */
 };
 
 /* Fills @o with the documented defaults (port 7000, 300 s, 4096 B, 1 MiB,
@@ -105,6 +106,8 @@ size_t chat_server_peak_queued(const struct chat_server *cs);
  * speaker was paused because an inbox was over max_inbox. [any] */
 size_t chat_server_peak_inbox(const struct chat_server *cs);
 uint64_t chat_server_throttles(const struct chat_server *cs);
+/* Clients turned away over max_conns ("! server full"). [any] */
+uint64_t chat_server_refused(const struct chat_server *cs);
 /* Lines dropped by flood control, and clients disconnected for flooding. [any] */
 uint64_t chat_server_flood_dropped(const struct chat_server *cs);
 uint64_t chat_server_flood_kicked(const struct chat_server *cs);
@@ -132,7 +135,8 @@ typedef const char *(*chat_getenv_cb)(const char *name);
 /*
  * chat_config_parse - fill @cfg from environment variables (looked up with
  * @getenv_fn) and then from @argv, so that a flag wins over its variable.
- * Returns 0; 1 when --help was asked for (the text is printed to @out);
+ * Returns 0; 1 when --help or --version was asked for (the text is printed
+ * to @out);
  * -EINVAL with a one-line explanation in @err (at most @errlen bytes) for a
  * bad flag, value or variable. Uses getopt_long (and resets it), so one
  * thread at a time. Pointers in @cfg borrow from @argv and the environment.

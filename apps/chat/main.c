@@ -64,6 +64,7 @@ int main(int argc, char **argv)
                 return 0;
         }
 
+        app_catch_stop_signals(); /* before the port accepts: a stop then is graceful too */
         app_reap_orphans_as_init();
         app_log_default_workers("tern-chat", cfg.opts.workers);
         server = chat_server_new(&cfg.opts);
@@ -98,12 +99,13 @@ int main(int argc, char **argv)
          * the inbox test read it here. */
         tern_info("tern-chat: peak inbox %zu B (max inbox %zu B), speakers paused %llu times, "
                   "peak output per client %zu B, flood lines dropped %llu, flooders "
-                  "disconnected %llu",
+                  "disconnected %llu, clients refused over max conns %llu",
                   chat_server_peak_inbox(server), cfg.opts.max_inbox,
                   (unsigned long long)chat_server_throttles(server),
                   chat_server_peak_queued(server),
                   (unsigned long long)chat_server_flood_dropped(server),
-                  (unsigned long long)chat_server_flood_kicked(server));
+                  (unsigned long long)chat_server_flood_kicked(server),
+                  (unsigned long long)chat_server_refused(server));
         chat_server_free(server);
         tern_info("tern-chat stopped");
         return r ? 1 : 0;

@@ -37,112 +37,140 @@ static void usage(FILE *f, const char *argv0)
                 "\n"
                 "Forwards every connection accepted on --listen to --to, both ways.\n"
                 "A destination that reads slowly pauses reading from its source.\n"
+                "Every setting may also come from the variable shown; a flag wins over\n"
+                "its variable.\n"
                 "\n"
-                "  -L, --listen [HOST:]PORT  where to accept (HOST default: all addresses)\n"
-                "  -t, --to HOST:PORT        destination (a name is resolved once, at start)\n"
-                "  -w, --workers N           worker threads (default: CPUs available, %d here)\n"
-                "  -a, --accept MODE         thread, worker or auto (default): where connections\n"
-                "                            are accepted (see tern-echo --help)\n"
-                "  -T, --connect-timeout MS  per destination connect (default 10000)\n"
-                "  -H, --high-water BYTES    queued bytes per connection before the other\n"
-                "                            side pauses (default %u; resumes at half)\n"
-                "  -l, --log-level L         debug, info, warn, error or off (default info)\n"
-                "  -A, --admin ADDR:PORT     serve /metrics, /healthz, /readyz over HTTP there\n"
-                "                            (also TERN_ADMIN; default off; docs/admin.md)\n"
-                "  -h, --help                this text\n"
+                "  -L, --listen [HOST:]PORT  TERN_LISTEN  where to accept (required; HOST\n"
+                "                                         default: all addresses)\n"
+                "  -t, --to HOST:PORT        TERN_TO      destination (required; a name is\n"
+                "                                         resolved once, at start)\n"
+                "  -w, --workers N           TERN_WORKERS worker threads (default: CPUs\n"
+                "                                         available, %d here)\n"
+                "  -a, --accept MODE         TERN_ACCEPT  thread, worker or auto (default):\n"
+                "                                         where connections are accepted\n"
+                "                                         (see tern-echo --help)\n"
+                "  -T, --connect-timeout MS  TERN_CONNECT_TIMEOUT  per destination connect,\n"
+                "                                         0-3600000 (default 10000)\n"
+                "  -H, --high-water BYTES    TERN_HIGH_WATER  queued bytes per connection\n"
+                "                                         before the other side pauses\n"
+                "                                         (default %u; resumes at half)\n"
+                "  -l, --log-level L         TERN_LOG_LEVEL  debug, info, warn, error or off\n"
+                "                                         (default info)\n"
+                "  -A, --admin ADDR:PORT     TERN_ADMIN   serve /metrics, /healthz, /readyz\n"
+                "                                         over HTTP there (default off;\n"
+                "                                         docs/admin.md)\n"
+                "  -h, --help                             this text\n"
+                "  -V, --version                          the version, then exit\n"
                 "\n"
-                "SIGINT or SIGTERM stops it gracefully.\n",
+                "SIGINT or SIGTERM stops it gracefully. Exit status: 0 after a graceful\n"
+                "stop, --help or --version; 1 when it cannot start or fails; 2 for a bad\n"
+                "flag or variable.\n",
                 argv0, tern_default_workers(), PROXY_DEFAULT_HIGH_WATER);
+}
+
+static const struct app_flag proxy_flags[] = {
+    {"listen", required_argument, 'L', "TERN_LISTEN"},
+    {"to", required_argument, 't', "TERN_TO"},
+    {"workers", required_argument, 'w', "TERN_WORKERS"},
+    {"accept", required_argument, 'a', "TERN_ACCEPT"},
+    {"connect-timeout", required_argument, 'T', "TERN_CONNECT_TIMEOUT"},
+    {"high-water", required_argument, 'H', "TERN_HIGH_WATER"},
+    {"log-level", required_argument, 'l', "TERN_LOG_LEVEL"},
+    {"admin", required_argument, 'A', APP_ADMIN_ENV},
+    {"help", no_argument, 'h', NULL},
+    {"version", no_argument, 'V', NULL},
+    {NULL, 0, 0, NULL},
+};
+
+struct proxy_cfg {
+        struct tern_server_opts o;
+        char listen_host[256], to_host[256];
+        uint16_t to_port;
+        bool have_listen, have_to, have_port;
+        long timeout_ms, high;
+        const char *admin;
+};
+
+static int proxy_flag_apply(void *ctx, int val, const char *arg, const char *what, char *err,
+                            size_t errlen)
+{
+        struct proxy_cfg *cfg = ctx;
+        uint32_t max_conns = 0;
+        switch (val) {
+        case 'L':
+                if (app_split_hostport(arg, NULL, cfg->listen_host, sizeof(cfg->listen_host),
+                                       &cfg->o.port) < 0)
+                        return app_cli_fail(err, errlen, "invalid %s '%s': expected [HOST:]PORT",
+                                            what, arg);
+                cfg->o.bind = cfg->listen_host[0] ? cfg->listen_host : NULL;
+                cfg->have_listen = true;
+                return 0;
+        case 't':
+                if (app_split_hostport(arg, NULL, cfg->to_host, sizeof(cfg->to_host),
+                                       &cfg->to_port) < 0 ||
+                    !cfg->to_host[0] || !cfg->to_port)
+                        return app_cli_fail(err, errlen, "invalid %s '%s': expected HOST:PORT",
+                                            what, arg);
+                cfg->have_to = true;
+                return 0;
+        case 'T':
+                if (*arg < '0' || *arg > '9' || !app_parse_long(arg, 0, 3600000, &cfg->timeout_ms))
+                        return app_cli_fail(err, errlen,
+                                            "invalid %s '%s': expected milliseconds, 0-3600000",
+                                            what, arg);
+                return 0;
+        case 'H':
+                if (*arg < '0' || *arg > '9' || !app_parse_long(arg, 1024, 1L << 30, &cfg->high))
+                        return app_cli_fail(err, errlen,
+                                            "invalid %s '%s': expected bytes, 1024-1073741824",
+                                            what, arg);
+                return 0;
+        case 'A':
+                if (*arg && !app_admin_addr_valid(arg))
+                        return app_cli_fail(err, errlen, "invalid %s '%s': expected HOST:PORT",
+                                            what, arg);
+                cfg->admin = arg;
+                return 0;
+        default: {
+                int r = app_server_flag(val, arg, what, &cfg->o, &cfg->have_port, &max_conns, err,
+                                        errlen);
+                return r < 0 ? r : 0;
+        }
+        }
 }
 
 int main(int argc, char **argv)
 {
-        static const struct option longopts[] = {
-            {"listen", required_argument, NULL, 'L'},
-            {"to", required_argument, NULL, 't'},
-            {"workers", required_argument, NULL, 'w'},
-            {"accept", required_argument, NULL, 'a'},
-            {"connect-timeout", required_argument, NULL, 'T'},
-            {"high-water", required_argument, NULL, 'H'},
-            {"log-level", required_argument, NULL, 'l'},
-            {"admin", required_argument, NULL, 'A'},
-            {"help", no_argument, NULL, 'h'},
-            {NULL, 0, NULL, 0},
+        static struct proxy_cfg cfg;
+        tern_server_opts_init(&cfg.o);
+        cfg.timeout_ms = 10000;
+        const struct app_cli cli = {
+            .prog = "tern-proxy",
+            .shortopts = "L:t:w:a:T:H:l:A:hV",
+            .flags = proxy_flags,
+            .apply = proxy_flag_apply,
+            .ctx = &cfg,
+            .usage = usage,
         };
-        struct tern_server_opts o;
-        tern_server_opts_init(&o);
-        char listen_host[256], to_host[256];
-        uint16_t to_port = 0;
-        bool have_listen = false, have_to = false, have_port = false;
-        long timeout_ms = 10000, high = 0;
-        const char *admin = getenv(APP_ADMIN_ENV);
-        int ch;
-        while ((ch = getopt_long(argc, argv, "L:t:w:a:T:H:l:A:h", longopts, NULL)) != -1) {
-                switch (ch) {
-                case 'L':
-                        if (app_split_hostport(optarg, NULL, listen_host, sizeof(listen_host),
-                                               &o.port) < 0) {
-                                fprintf(stderr, "%s: invalid --listen '%s'\n", argv[0], optarg);
-                                return 2;
-                        }
-                        o.bind = listen_host[0] ? listen_host : NULL;
-                        have_listen = true;
-                        break;
-                case 't':
-                        if (app_split_hostport(optarg, NULL, to_host, sizeof(to_host), &to_port) <
-                                0 ||
-                            !to_host[0] || !to_port) {
-                                fprintf(stderr, "%s: invalid --to '%s': expected HOST:PORT\n",
-                                        argv[0], optarg);
-                                return 2;
-                        }
-                        have_to = true;
-                        break;
-                case 'T':
-                        if (!app_parse_long(optarg, 0, 3600000, &timeout_ms)) {
-                                fprintf(stderr, "%s: invalid --connect-timeout '%s'\n", argv[0],
-                                        optarg);
-                                return 2;
-                        }
-                        break;
-                case 'H':
-                        if (!app_parse_long(optarg, 1024, 1L << 30, &high)) {
-                                fprintf(stderr, "%s: invalid --high-water '%s'\n", argv[0], optarg);
-                                return 2;
-                        }
-                        break;
-                case 'w':
-                case 'a':
-                case 'l':
-                        if (app_server_opt(ch, optarg, argv[0], &o, &have_port) < 0)
-                                return 2;
-                        break;
-                case 'A':
-                        admin = optarg;
-                        break;
-                case 'h':
-                        usage(stdout, argv[0]);
-                        return 0;
-                default:
-                        usage(stderr, argv[0]);
-                        return 2;
-                }
+        int r = app_cli_main(&cli, argc, argv);
+        if (r >= 0)
+                return r;
+        if (!cfg.have_listen || !cfg.have_to) {
+                fprintf(stderr, "tern-proxy: %s (or %s) is required (see --help)\n",
+                        cfg.have_listen ? "--to" : "--listen",
+                        cfg.have_listen ? "TERN_TO" : "TERN_LISTEN");
+                return APP_EXIT_USAGE;
         }
-        if (!have_listen || !have_to || optind != argc) {
-                usage(stderr, argv[0]);
-                return 2;
-        }
-        if (admin && *admin && !app_admin_addr_valid(admin)) {
-                fprintf(stderr, "%s: invalid --admin '%s' (HOST:PORT)\n", argv[0], admin);
-                return 2;
-        }
+        struct tern_server_opts o = cfg.o;
+        const char *admin = cfg.admin;
 
+        app_catch_stop_signals(); /* before the port accepts */
         static struct proxy px;
-        if (proxy_init(&px, to_host, to_port, (uint32_t)timeout_ms) < 0)
+        if (proxy_init(&px, cfg.to_host, cfg.to_port, (uint32_t)cfg.timeout_ms) < 0)
                 return 1;
-        if (high) {
-                o.high_water = (size_t)high;
-                o.low_water = (size_t)high / 2;
+        if (cfg.high) {
+                o.high_water = (size_t)cfg.high;
+                o.low_water = (size_t)cfg.high / 2;
         }
         proxy_apply(&o, &px);
         app_log_default_workers("tern-proxy", o.workers);
@@ -160,7 +188,7 @@ int main(int argc, char **argv)
         tern_info("tern-proxy listening on %s port %u, forwarding to %s port %u, %d worker(s)",
                   o.bind ? o.bind : "*", tern_server_port(server), px.to_host, px.to_port,
                   tern_server_workers(server));
-        int r = tern_server_run(server);
+        r = tern_server_run(server);
         if (r)
                 tern_error("tern-proxy: %s", tern_strerror(r));
         tern_server_free(server);

@@ -70,8 +70,26 @@ Test(chat_limits, max_conns_turns_extra_clients_away)
         struct chat_server *cs = start_with(&o);
         struct cc c[3];
         open_all(c, 2, chat_server_port(cs));
-        cr_assert_eq(cc_connect_raw(&c[2], chat_server_port(cs)), 0);
-        expect_eof(&c[2]);
+        /* Over the limit: told why, then closed, and nobody saw it join. */
+        for (int k = 1; k <= 3; k++) {
+                cr_assert_eq(cc_connect_raw(&c[2], chat_server_port(cs)), 0);
+                cc_expect(&c[2], "! server full");
+                expect_eof(&c[2]);
+                cc_close(&c[2]);
+                cr_assert_eq(chat_server_refused(cs), (uint64_t)k);
+        }
+        /* A slot freed is a slot to take. */
+        cc_close(&c[1]);
+        cc_expectf(&c[0], "* %s left #lobby", c[1].nick);
+        int r;
+        int64_t deadline = cc_now_ms() + 5000;
+        /* The leave notice comes before on_close frees the slot: retry. */
+        while ((r = cc_open(&c[1], chat_server_port(cs))) != 0 && cc_now_ms() < deadline) {
+                cc_close(&c[1]);
+                usleep(10 * 1000);
+        }
+        cr_assert_eq(r, 0, "a freed slot was not given out: %s", strerror(-r));
+        cc_expectf(&c[0], "* %s joined #lobby", c[1].nick);
         close_all(c, 3);
         stop(cs);
 }

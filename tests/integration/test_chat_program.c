@@ -221,9 +221,26 @@ Test(chat_program, accept_modes_parse)
         struct tern_server_opts o;
         tern_server_opts_init(&o);
         bool have_port = false;
-        cr_assert_eq(app_server_opt('a', "worker", "t", &o, &have_port), 1);
+        uint32_t max_conns = 0;
+        char err[256];
+        cr_assert_eq(app_server_flag('a', "worker", "--accept", &o, &have_port, &max_conns, err,
+                                     sizeof(err)),
+                     1);
         cr_assert_eq(o.accept, TERN_ACCEPT_WORKER);
-        cr_assert_eq(app_server_opt('a', "sideways", "t", &o, &have_port), -1);
+        cr_assert_eq(app_server_flag('a', "sideways", "TERN_ACCEPT", &o, &have_port, &max_conns,
+                                     err, sizeof(err)),
+                     -EINVAL);
+        cr_assert(strstr(err, "TERN_ACCEPT"), "%s", err);
+
+        /* tern-chat takes it too, from its variable or its flag. */
+        struct chat_config cfg;
+        static const char *const env[] = {"TERN_ACCEPT", "thread", NULL};
+        cr_assert_eq(parse(&cfg, env, err, 1), 0, "%s", err);
+        cr_assert_eq(cfg.opts.accept, TERN_ACCEPT_THREAD);
+        cr_assert_eq(parse(&cfg, env, err, 3, "--accept", "worker"), 0, "%s", err);
+        cr_assert_eq(cfg.opts.accept, TERN_ACCEPT_WORKER);
+        cr_assert_eq(parse(&cfg, env, err, 3, "-a", "both"), -EINVAL);
+        cr_assert(strstr(err, "-a") || strstr(err, "--accept"), "%s", err);
 }
 
 /* ---- --check ---- */
