@@ -140,11 +140,12 @@ Test(chat_limits, a_burst_is_cut_to_the_bucket_with_one_notice)
         send_str(&c[0], "after the pause\r\n");
         snprintf(want, sizeof(want), "%safter the pause", prefix);
         int echoes = 0, notices = 0, r;
+        char seen[30][128];
         while ((r = cc_line(&c[0], line, sizeof(line), 10000)) >= 0 && strcmp(line, want) != 0) {
                 if (strcmp(line, "! slow down") == 0)
                         notices++;
-                else if (strncmp(line, prefix, strlen(prefix)) == 0)
-                        echoes++;
+                else if (strncmp(line, prefix, strlen(prefix)) == 0 && echoes < 30)
+                        snprintf(seen[echoes++], sizeof(seen[0]), "%.127s", line);
                 else
                         cr_assert_fail("unexpected line \"%s\"", line);
         }
@@ -156,8 +157,8 @@ Test(chat_limits, a_burst_is_cut_to_the_bucket_with_one_notice)
                       (long long)elapsed);
         cr_assert_lt(echoes, 30, "nothing was cut");
         /* The member saw exactly what the sender's echoes say. */
-        for (int k = 0; k < echoes; k++)
-                cc_expectf(&c[1], "%sa%d", prefix, k);
+        for (int k = 0; k < echoes; k++) /* the same lines, whichever got through */
+                cc_expect(&c[1], seen[k]);
         cc_expect(&c[1], want);
 
         /* A line let through ends the burst: the next one is told again. */
