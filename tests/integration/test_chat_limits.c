@@ -78,6 +78,11 @@ Test(chat_limits, max_conns_turns_extra_clients_away)
                 cc_close(&c[2]);
                 cr_assert_eq(chat_server_refused(cs), (uint64_t)k);
         }
+        /* --check reports a full server as not healthy, and says why. */
+        char target[32], err[256];
+        snprintf(target, sizeof(target), "127.0.0.1:%u", chat_server_port(cs));
+        cr_assert_eq(chat_check(target, 2000, err, sizeof(err)), -EPROTO, "%s", err);
+        cr_assert(strstr(err, "'! server full'"), "%s", err);
         /* A slot freed is a slot to take. */
         cc_close(&c[1]);
         cc_expectf(&c[0], "* %s left #lobby", c[1].nick);
