@@ -122,6 +122,13 @@ int chat_check(const char *target, int timeout_ms, char *err, size_t errlen)
         } else if (r == -ETIMEDOUT) {
                 snprintf(err, errlen, "%s port %s: no welcome line within %d ms", host, port,
                          timeout_ms);
+        } else if (r == -EPROTO && len >= 2 && line[0] == '!' && line[1] == ' ') {
+                /* The server said why ("! server full"): pass it on. */
+                size_t end = 2;
+                while (end < len && line[end] != '\r' && line[end] != '\n' && end < 80)
+                        end++;
+                snprintf(err, errlen, "%s port %s: the server answered '%.*s'", host, port,
+                         (int)end, line);
         } else if (r == -EPROTO) {
                 snprintf(err, errlen, "%s port %s: the first line is not a chat welcome", host,
                          port);

@@ -40,7 +40,7 @@ static const char *self_target(const struct chat_opts *o, char *buf, size_t cap)
 int main(int argc, char **argv)
 {
         struct chat_config cfg;
-        char err[256];
+        char err[512];
         int r = chat_config_parse(&cfg, argc, argv, env, stdout, err, sizeof(err));
         if (r == 1)
                 return 0;
@@ -72,6 +72,7 @@ int main(int argc, char **argv)
                 return 0;
         }
 
+        app_catch_stop_signals(); /* before the port accepts: a stop then is graceful too */
         app_reap_orphans_as_init();
         app_log_default_workers("tern-chat", cfg.opts.workers);
         server = chat_server_new(&cfg.opts);
@@ -96,10 +97,11 @@ int main(int argc, char **argv)
         else
                 snprintf(conns, sizeof(conns), "unlimited");
         tern_info("tern-chat listening on %s port %u: %d worker(s), idle timeout %u s, "
-                  "max conns %s, max line %zu B, max outbuf %zu B",
+                  "max conns %s, max line %zu B, max outbuf %zu B, flood %u lines/s burst %u",
                   cfg.opts.bind ? cfg.opts.bind : "*", chat_server_port(server),
                   chat_server_workers(server), cfg.opts.idle_timeout_ms / 1000, conns,
-                  cfg.opts.max_line, cfg.opts.max_outbuf);
+                  cfg.opts.max_line, cfg.opts.max_outbuf, cfg.opts.flood_rate,
+                  cfg.opts.flood_burst);
         if (cfg.tls.tls)
                 tern_info("tern-chat listening for TLS on %s port %u",
                           cfg.opts.bind ? cfg.opts.bind : "*", chat_server_tls_port(server));
@@ -109,10 +111,14 @@ int main(int argc, char **argv)
         /* What backpressure did (docs/chat.md, "Overload"): operators and
          * the inbox test read it here. */
         tern_info("tern-chat: peak inbox %zu B (max inbox %zu B), speakers paused %llu times, "
-                  "peak output per client %zu B",
+                  "peak output per client %zu B, flood lines dropped %llu, flooders "
+                  "disconnected %llu, clients refused over max conns %llu",
                   chat_server_peak_inbox(server), cfg.opts.max_inbox,
                   (unsigned long long)chat_server_throttles(server),
-                  chat_server_peak_queued(server));
+                  chat_server_peak_queued(server),
+                  (unsigned long long)chat_server_flood_dropped(server),
+                  (unsigned long long)chat_server_flood_kicked(server),
+                  (unsigned long long)chat_server_refused(server));
         chat_server_free(server);
         app_tls_free(&cfg.tls);
         tern_info("tern-chat stopped");

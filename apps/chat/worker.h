@@ -46,9 +46,11 @@ struct chat_worker {
          * inbox is full, and the timer that resumes them once it drained. */
         struct cds_list_head throttled;
         struct tern_timer resume;
-        uint64_t throttles; /* atomic (relaxed): speakers paused so far */
-        char *scratch;      /* one encoded line; top-level handlers only */
-        size_t peak_queued; /* atomic (relaxed): most output a client ever had pending */
+        uint64_t throttles;     /* atomic (relaxed): speakers paused so far */
+        uint64_t flood_dropped; /* atomic (relaxed): lines dropped by flood control */
+        uint64_t flood_kicked;  /* atomic (relaxed): clients disconnected for flooding */
+        char *scratch;          /* one encoded line; top-level handlers only */
+        size_t peak_queued;     /* atomic (relaxed): most output a client ever had pending */
 };
 
 /* [any, before start] Returns 0 or -ENOMEM. */
