@@ -30,12 +30,14 @@
 # Every figure comes with the terminator's CPU: work per CPU-second of the
 # terminator process (all its threads; nginx: its worker), from /proc.
 # Rounds rotate the terminators' order; the table gives medians over rounds
-# and tern's ratio to nginx and to stunnel (above 1: tern better).
+# and tern's ratio to nginx and to stunnel (above 1: tern better). Exit
+# status 3 when a measurement failed or saw errors (the table still prints).
 #
 # usage: tools/bench/run-tls-bench.sh [--rounds R] [--duration S]
 #          [--warmup S] [--bin DIR] [--out DIR] [--terminators LIST]
 #          [--workloads LIST] [--suite S] [--server-cpu N] [--client-cpu N]
 #          [--backend-cpu N] [--quick]
+#        tools/bench/run-tls-bench.sh --table RAW.csv   (the table again)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -51,6 +53,7 @@ SERVER_CPU=0
 CLIENT_CPU=1
 BACKEND_CPU=1
 NGINX_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
+TABLE_ONLY=
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 BENCH_NAME=run-tls-bench
@@ -73,6 +76,7 @@ while [ $# -gt 0 ]; do
     --client-cpu) CLIENT_CPU=$2; shift ;;
     --backend-cpu) BACKEND_CPU=$2; shift ;;
     --quick) ROUNDS=1; DURATION=1; WARMUP=0.5 ;;
+    --table) TABLE_ONLY=$2; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -110,6 +114,7 @@ fi
 
 BACKEND_PID=
 BACKEND_PORT=
+FAILED=0     # measurements that failed or saw errors: exit status 3
 MEASURE_PID= # the process whose CPU is charged: terminator (nginx: worker)
 TLS_PORT=    # echo: its TLS port (PORT is the plain one)
 
@@ -216,6 +221,7 @@ tb() {
   if ! "${PIN_C[@]}" "$BIN/tern-bench" "$@" -p "$port" -d "$DURATION" -w "$WARMUP" --json \
     --no-progress --pid "$MEASURE_PID" --tls-ciphersuites "$SUITE" >"$out" 2>>"$LOG"; then
     echo "$BENCH_NAME: $name $wl failed (see $LOG)" >&2
+    FAILED=$((FAILED + 1))
   fi
   cat "$out" >>"$LOG"
   case $1 in
@@ -254,7 +260,11 @@ stime() {
   c1=$(proc_ticks "$MEASURE_PID")
   cat "$out" >>"$LOG"
   n=$(grep -o '^[0-9]* connections in [0-9.]* real' "$out" | awk '{ print $1 }' | head -n1)
-  [ -n "$n" ] || return 0
+  if [ -z "$n" ]; then
+    echo "$BENCH_NAME: $name s_time failed (see $LOG)" >&2
+    FAILED=$((FAILED + 1))
+    return 0
+  fi
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
   rate=$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
   cpu=$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" -v s="$secs" \
@@ -265,6 +275,48 @@ stime() {
     'BEGIN { if (b > a) printf "%.1f", n * hz / (b - a) }')"
 }
 
+# table CSV "SERVERS": medians over rounds and tern's ratios, from a raw CSV.
+table() {
+  awk -F, -v servers="$2" "$BENCH_AWK_MEDIAN"'
+    NR > 1 { v[$3 "," $4 "," $5] = v[$3 "," $4 "," $5] " " $6; seen[$4] = 1 }
+    function med(s, w, k) { return ((s "," w "," k) in v) ? median(v[s "," w "," k]) : "" }
+    function ratio(a, b) { return (a != "" && b != "" && b > 0) ? sprintf("%.2f", a / b) : "-" }
+    function show(x, f) { return x == "" ? "-" : sprintf(f, x) }
+    BEGIN {
+      nw = split("full resumed stime bulk rr", wls, " ")
+      unit["full"] = "handshakes/s"; unit["resumed"] = "resumed hs/s"; unit["stime"] = "s_time -new conn/s"
+      unit["bulk"] = "MiB/s"; unit["rr"] = "req/s"
+    }
+    END {
+      printf "%-20s %-8s %8s %10s %5s %5s %7s %5s %11s %12s\n", "figure", "server", "rate", "per-cpu-s", "srv%", "cli%", "p99us", "res%", "tern/nginx", "tern/stunnel"
+      for (i = 1; i <= nw; i++) {
+        w = wls[i]; if (!(w in seen)) continue
+        ns = split(servers, sv, " ")
+        for (j = 1; j <= ns; j++) {
+          s = sv[j]; if (s == "echo") continue
+          r = med(s, w, "rate"); if (r == "") continue
+          pc = med(s, w, "per_cpu_s")
+          rt = s == "tern" ? ratio(med("tern", w, "rate"), med("nginx", w, "rate")) "/" ratio(med("tern", w, "per_cpu_s"), med("nginx", w, "per_cpu_s")) : ""
+          rs = s == "tern" ? ratio(med("tern", w, "rate"), med("stunnel", w, "rate")) "/" ratio(med("tern", w, "per_cpu_s"), med("stunnel", w, "per_cpu_s")) : ""
+          printf "%-20s %-8s %8s %10s %5s %5s %7s %5s %11s %12s\n", unit[w], s, show(r, "%.0f"), show(pc, "%.0f"), show(med(s, w, "server_cpu_pct"), "%.0f"), show(med(s, w, "client_cpu_pct"), "%.0f"), show(med(s, w, "p99_us"), "%.0f"), show(med(s, w, "resumed_pct"), "%.0f"), rt, rs
+        }
+      }
+      print "(srv%/cli%: terminator / load CPU, 100 = one core; ratios: rate / per-cpu-s; above 1: tern ahead)"
+      if ("rr-tls" in seen || "bulk-tls" in seen) {
+        print ""
+        print "TLS on tern-echo itself (--tls-port against its plain port):"
+        printf "%-12s %10s %10s %12s %12s %10s %12s\n", "figure", "tls", "plain", "tls/plain", "tls/cpu-s", "plain/cpu-s", "cpu ratio"
+        split("rr bulk", ew, " ")
+        for (i = 1; i <= 2; i++) {
+          a = med("echo", ew[i] "-tls", "rate"); b = med("echo", ew[i] "-plain", "rate")
+          ca = med("echo", ew[i] "-tls", "per_cpu_s"); cb = med("echo", ew[i] "-plain", "per_cpu_s")
+          if (a == "") continue
+          printf "%-12s %10s %10s %12s %12s %10s %12s\n", ew[i] (ew[i] == "rr" ? " req/s" : " MiB/s"), show(a, "%.0f"), show(b, "%.0f"), ratio(a, b), show(ca, "%.0f"), show(cb, "%.0f"), ratio(ca, cb)
+        }
+      }
+    }' "$1"
+}
+
 run_terminator() {
   local round=$1 name=$2 port wl
   CUR=$name
@@ -273,6 +325,7 @@ run_terminator() {
   fi
   bench_start_server "$name" || {
     echo "$BENCH_NAME: $name did not start (see $LOG)" >&2
+    FAILED=$((FAILED + 1))
     return 0
   }
   find_measure_pid
@@ -303,6 +356,11 @@ run_terminator() {
   fi
   bench_stop_server
 }
+
+if [ -n "$TABLE_ONLY" ]; then
+  table "$TABLE_ONLY" "$(awk -F, 'NR > 1 && !seen[$3]++ { printf "%s ", $3 }' "$TABLE_ONLY")"
+  exit 0
+fi
 
 # The backend, for the whole run.
 BACKEND_PORT=$(bench_free_port) || die "no free port"
@@ -345,43 +403,10 @@ LOAD_END=$(bench_loadavg)
     "client cpu $CLIENT_CPU, backend cpu $BACKEND_CPU; loadavg $LOAD_START -> $LOAD_END"
   echo "medians over rounds; per-cpu-s = work per CPU-second of the terminator process"
   echo
-  awk -F, -v servers="${LIST[*]}" "$BENCH_AWK_MEDIAN"'
-    NR > 1 { v[$3 "," $4 "," $5] = v[$3 "," $4 "," $5] " " $6; seen[$4] = 1 }
-    function med(s, w, k) { return ((s "," w "," k) in v) ? median(v[s "," w "," k]) : "" }
-    function ratio(a, b) { return (a != "" && b != "" && b > 0) ? sprintf("%.2f", a / b) : "-" }
-    function show(x, f) { return x == "" ? "-" : sprintf(f, x) }
-    BEGIN {
-      nw = split("full resumed stime bulk rr", wls, " ")
-      unit["full"] = "handshakes/s"; unit["resumed"] = "resumed hs/s"; unit["stime"] = "s_time -new conn/s"
-      unit["bulk"] = "MiB/s"; unit["rr"] = "req/s"
-    }
-    END {
-      printf "%-20s %-8s %10s %12s %9s %8s %9s %13s %13s\n", "figure", "server", "rate", "per-cpu-s", "cpu%", "p99us", "resumed%", "tern/nginx", "tern/stunnel"
-      for (i = 1; i <= nw; i++) {
-        w = wls[i]; if (!(w in seen)) continue
-        ns = split(servers, sv, " ")
-        for (j = 1; j <= ns; j++) {
-          s = sv[j]; if (s == "echo") continue
-          r = med(s, w, "rate"); if (r == "") continue
-          pc = med(s, w, "per_cpu_s")
-          rt = s == "tern" ? ratio(med("tern", w, "rate"), med("nginx", w, "rate")) "/" ratio(med("tern", w, "per_cpu_s"), med("nginx", w, "per_cpu_s")) : ""
-          rs = s == "tern" ? ratio(med("tern", w, "rate"), med("stunnel", w, "rate")) "/" ratio(med("tern", w, "per_cpu_s"), med("stunnel", w, "per_cpu_s")) : ""
-          printf "%-20s %-8s %10s %12s %9s %8s %9s %13s %13s\n", unit[w], s, show(r, "%.0f"), show(pc, "%.0f"), show(med(s, w, "server_cpu_pct"), "%.0f"), show(med(s, w, "p99_us"), "%.0f"), show(med(s, w, "resumed_pct"), "%.0f"), rt, rs
-        }
-      }
-      print "(ratios: rate / per-cpu-s; above 1 means tern is ahead)"
-      if ("rr-tls" in seen || "bulk-tls" in seen) {
-        print ""
-        print "TLS on tern-echo itself (--tls-port against its plain port):"
-        printf "%-12s %10s %10s %12s %12s %10s %12s\n", "figure", "tls", "plain", "tls/plain", "tls/cpu-s", "plain/cpu-s", "cpu ratio"
-        split("rr bulk", ew, " ")
-        for (i = 1; i <= 2; i++) {
-          a = med("echo", ew[i] "-tls", "rate"); b = med("echo", ew[i] "-plain", "rate")
-          ca = med("echo", ew[i] "-tls", "per_cpu_s"); cb = med("echo", ew[i] "-plain", "per_cpu_s")
-          if (a == "") continue
-          printf "%-12s %10s %10s %12s %12s %10s %12s\n", ew[i] (ew[i] == "rr" ? " req/s" : " MiB/s"), show(a, "%.0f"), show(b, "%.0f"), ratio(a, b), show(ca, "%.0f"), show(cb, "%.0f"), ratio(ca, cb)
-        }
-      }
-    }' "$RAW"
+  table "$RAW" "${LIST[*]}"
 } | tee "$TABLE"
 echo "$BENCH_NAME: raw $RAW, log $LOG" >&2
+if [ "$FAILED" -gt 0 ]; then
+  echo "$BENCH_NAME: $FAILED measurement(s) failed or saw errors" >&2
+  exit 3
+fi
