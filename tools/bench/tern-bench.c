@@ -1854,6 +1854,11 @@ static void explain(int err)
         else if (err == -ETIMEDOUT)
                 fprintf(stderr, "tern-bench: set-up did not finish within %.0f s\n",
                         g_cfg.setup_timeout);
+        else if (err == -EPROTO && g_cfg.tls)
+                fprintf(stderr,
+                        "tern-bench: TLS handshake or echo failed: does %s:%u speak TLS%s?\n",
+                        g_cfg.host, g_cfg.port,
+                        g_cfg.tls_ca ? " with a certificate that --tls-ca accepts" : "");
         else
                 fprintf(stderr, "tern-bench: %s\n", strerror(-err));
 }
