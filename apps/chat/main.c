@@ -73,6 +73,7 @@ int main(int argc, char **argv)
         }
 
         app_catch_stop_signals(); /* before the port accepts: a stop then is graceful too */
+        app_tune_malloc();
         app_reap_orphans_as_init();
         app_log_default_workers("tern-chat", cfg.opts.workers);
         server = chat_server_new(&cfg.opts);

@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -253,6 +254,13 @@ void app_log_default_workers(const char *prog, int workers)
         struct tern_cpu_limit lim;
         tern_cpu_limit(&lim);
         tern_info("%s: %d worker(s) by default: %s", prog, lim.count, lim.why);
+}
+
+void app_tune_malloc(void)
+{
+        /* Both set, since setting one stops glibc adjusting the other. */
+        mallopt(M_MMAP_THRESHOLD, 4 << 20);
+        mallopt(M_TRIM_THRESHOLD, 64 << 20);
 }
 
 void app_reap_orphans_as_init(void)

@@ -132,6 +132,7 @@ int main(int argc, char **argv)
         const char *admin = cfg.admin;
 
         app_catch_stop_signals(); /* before the port accepts */
+        app_tune_malloc();
         app_reap_orphans_as_init();
         app_log_default_workers("tern-echo", o.workers);
         server = tern_server_new(&o);

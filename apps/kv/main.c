@@ -267,6 +267,7 @@ int main(int argc, char **argv)
         app.limit.max = cfg.max_conns;
         kv_app_apply(&o, &app);
         app_catch_stop_signals(); /* before the port accepts */
+        app_tune_malloc();
         app_reap_orphans_as_init();
         app_log_default_workers("tern-kv", o.workers);
         server = tern_server_new(&o);

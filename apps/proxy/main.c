@@ -253,6 +253,7 @@ int main(int argc, char **argv)
                 o.low_water = (size_t)cfg.high / 2;
         }
         proxy_apply(&o, &px);
+        app_tune_malloc();
         app_log_default_workers("tern-proxy", o.workers);
         server = tern_server_new(&o);
         if (!server) {
