@@ -96,6 +96,17 @@ size_t chat_server_peak_queued(const struct chat_server *cs);
 size_t chat_server_peak_inbox(const struct chat_server *cs);
 uint64_t chat_server_throttles(const struct chat_server *cs);
 
+/* One worker's counters since start, for the admin endpoint. */
+struct chat_worker_stats {
+        uint64_t said;        /* lines clients said into a room on this worker */
+        uint64_t delivered;   /* lines queued to this worker's members */
+        uint64_t slow_drops;  /* members dropped as too slow */
+        uint64_t throttles;   /* speakers paused because an inbox was full */
+        uint64_t inbox_bytes; /* queued for this worker now, not yet taken */
+};
+/* Reads worker @i's counters (relaxed loads). [any] */
+void chat_server_worker_stats(const struct chat_server *cs, int i, struct chat_worker_stats *out);
+
 /* Process-wide counts of the chat's own objects, for leak checks. [any] */
 struct chat_live_counts {
         long clients;
@@ -112,6 +123,7 @@ struct chat_config {
         enum tern_log_level log_level;
         enum tern_log_format log_format;
         const char *check; /* --check [HOST:]PORT, or NULL */
+        const char *admin; /* --admin / TERN_ADMIN: the admin endpoint, or NULL */
 };
 
 typedef const char *(*chat_getenv_cb)(const char *name);
