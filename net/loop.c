@@ -286,6 +286,10 @@ void tern__io_release(struct tern__io *io, bool unregister)
         if (unregister && (io->state & TERN__IO_POLLED))
                 epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
         slot_free(l, io->slot);
+        if (io->state & TERN__IO_LATE) {
+                io->state &= ~TERN__IO_LATE;
+                l->nlate--;
+        }
         /* Off the pending list's duty: a dead object is owed nothing more. */
         io->state |= TERN__IO_DEAD;
         if (io->state & TERN__IO_PENDING) {
@@ -481,11 +485,15 @@ static void serve_ready(struct tern_loop *l, uint32_t n, bool scan)
         }
 }
 
-/* Every registered object's on_drain (@deadline: the drain timed out). */
+/* Every registered object's on_drain (@deadline: the drain timed out, all
+ * of them; else the late ones in the late phase, the others before it). */
 static void drain_objects(struct tern_loop *l, bool deadline)
 {
         for (uint32_t i = 0; i < l->nslots; i++) {
                 struct tern__io *io = l->slots[i].io;
+                bool late = io && (io->state & TERN__IO_LATE);
+                if (!deadline && late != l->late_phase)
+                        continue;
                 if (io && io->kind->on_drain) {
                         io->kind->on_drain(io, deadline);
                         if (l->pending)
@@ -514,6 +522,36 @@ static void begin_drain(struct tern_loop *l)
                 tern_timer_init(&l->drain_timer, drain_timer_cb, l);
                 tern__loop_timer_arm(l, &l->drain_timer, l->opts.drain_timeout_ms, 0);
         }
+}
+
+void tern__loop_open_late(struct tern_loop *l)
+{
+        __atomic_store_n(&l->late_open, true, __ATOMIC_RELEASE);
+        tern__loop_wake(l);
+}
+
+/* Only late objects are left (or the deadline passed and closed all): they
+ * drain now, unless the gate still holds them (tern__loop_open_late). */
+static bool late_due(struct tern_loop *l)
+{
+        if (!l->draining || l->late_phase || l->nlive > l->nlate || (l->nheld && !l->drain_expired))
+                return false;
+        if (!l->drained) {
+                l->drained = true;
+                run_hooks(l, TERN__HOOK_DRAINED);
+                run_pending(l);
+        }
+        return !l->late_gated || l->drain_expired ||
+               __atomic_load_n(&l->late_open, __ATOMIC_ACQUIRE);
+}
+
+static void begin_late(struct tern_loop *l)
+{
+        l->late_phase = true;
+        run_hooks(l, TERN__HOOK_LATE); /* late listeners close */
+        run_pending(l);
+        if (l->nlate)
+                drain_objects(l, l->drain_expired);
 }
 
 static void run_task(struct tern_loop *l, struct tern__task *t)
@@ -597,7 +635,7 @@ static void loop_iterate(struct tern_loop *l)
 {
         struct epoll_event events[TERN__MAX_EVENTS];
 
-        while (!(l->draining && l->nlive == 0 && (l->nheld == 0 || l->drain_expired))) {
+        while (!(l->late_phase && l->nlive == 0 && (l->nheld == 0 || l->drain_expired))) {
                 /* 1. deferred work: take the ready array (swap, no copy) */
                 uint32_t nready = l->nready;
                 bool scan = l->ready_lost;
@@ -671,6 +709,13 @@ static void loop_iterate(struct tern_loop *l)
                 if (l->nflush)
                         run_flush(l);
                 free_closed(l);
+                /* The drain's last phase, once only late objects are left:
+                 * checked after the frees that may have made it due. */
+                if (late_due(l)) {
+                        begin_late(l);
+                        run_flush(l);
+                        free_closed(l);
+                }
 
                 /* 9. quiescent: this thread holds no RCU references now */
                 rcu_quiescent_state();

@@ -117,6 +117,15 @@ struct tern_listener_opts {
         uint32_t idle_timeout_ms;        /**< 0 = off */
         const struct tern_conn_limits *limits; /**< copied; NULL = the server's */
         void *user;                            /**< tern_conn_listener_user() */
+        /** Serve through a graceful stop ("lame duck"): this listener keeps
+         * accepting after tern_server_stop(), and its connections are left
+         * alone (no on_drain) while the other listeners' connections drain;
+         * once only such connections are left on a worker (or the drain
+         * timeout passes) they drain like any other, and the listener
+         * closes when every worker got there (with TERN_ACCEPT_WORKER:
+         * when worker 0 did). For an admin or health endpoint that must
+         * answer "draining" during the drain. Default false. */
+        bool drain_last;
 };
 
 /** Fills @p o with the defaults documented above. [any] */
@@ -146,12 +155,17 @@ TERN_EXPORT uint16_t tern_server_listener_port(const tern_server *s, int id);
 TERN_EXPORT int tern_server_start(tern_server *s);
 
 /**
- * tern_server_stop - begin a graceful stop: listeners close at once, every
+ * tern_server_stop - begin a graceful stop: listeners close at once (but
+ * those with drain_last, see tern_listener_opts), every
  * connection gets on_drain then a graceful close, and whatever has not
  * flushed by drain_timeout_ms is aborted. Returns at once; idempotent.
  * [signal] Async-signal-safe: call it from a SIGTERM handler.
  */
 TERN_EXPORT void tern_server_stop(tern_server *s);
+
+/** Whether tern_server_stop() has been called: the server drains (or has
+ * stopped). [any] Async-signal-safe. */
+TERN_EXPORT bool tern_server_draining(const tern_server *s);
 
 /** Waits until a server started with tern_server_start() has stopped and
  * joined all threads. [any, but not a worker of @p s] Returns 0 or -errno

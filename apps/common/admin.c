@@ -244,9 +244,11 @@ static void on_frame(tern_conn *c, const struct tern_frame *f)
         if (healthz) {
                 text(c, rq, 200, "ok\n", NULL, NULL);
         } else if (readyz) {
-                /* Ready while this worker is not draining. A stop drains every
-                 * worker at once and closes the listeners: see docs/admin.md. */
-                if (tern_loop_draining(tern_conn_loop(c)))
+                /* Not ready from the stop on: the admin listener serves on
+                 * (drain_last) while the data connections drain, so load
+                 * balancers see 503 rather than a refused probe. */
+                if (tern_server_draining(tern_conn_server(c)) ||
+                    tern_loop_draining(tern_conn_loop(c)))
                         text(c, rq, 503, "draining\n", NULL, NULL);
                 else
                         text(c, rq, 200, "ready\n", NULL, NULL);
@@ -294,6 +296,7 @@ int app_admin_attach(tern_server *s, const char *prog, const char *addr,
         lo.codec_config = NULL; /* the default limits */
         lo.idle_timeout_ms = 60000;
         lo.user = &admin;
+        lo.drain_last = true; /* /readyz answers 503 through the drain */
         int id = tern_server_listen(s, &lo);
         if (id < 0) {
                 tern_error("%s: cannot serve admin on %s: %s", prog, addr, tern_strerror(id));
