@@ -172,7 +172,11 @@ static bool accept_burst(struct tern__acceptor *a, int k)
                                 return false;
                         default: {
                                 int e = errno;
-                                tern_error("accept: %s", strerror(e));
+                                /* Once per pause at most, but pauses can
+                                 * repeat as fast as the backlog refills. */
+                                static struct tern_log_limit limit;
+                                tern_log_limited(&limit, TERN_LOG_ERROR, "accept: %s",
+                                                 strerror(e));
                                 acc_stat_add(a, TERN__STAT(accept_errors));
                                 errno = e;
                                 return false;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cpu.h"
 #include "log.h"
@@ -68,6 +69,32 @@ int app_split_hostport(const char *s, const char *default_host, char *host, size
         return 0;
 }
 
+bool app_parse_log_format(const char *s, enum tern_log_format *out)
+{
+        if (strcasecmp(s, "text") == 0)
+                *out = TERN_LOG_TEXT;
+        else if (strcasecmp(s, "json") == 0)
+                *out = TERN_LOG_JSON;
+        else
+                return false;
+        return true;
+}
+
+int app_log_format_from_env(const char *argv0)
+{
+        const char *v = getenv(APP_LOG_FORMAT_ENV);
+        enum tern_log_format f;
+        if (!v || !*v)
+                return 0;
+        if (!app_parse_log_format(v, &f)) {
+                fprintf(stderr, "%s: invalid %s '%s' (text or json)\n", argv0, APP_LOG_FORMAT_ENV,
+                        v);
+                return -1;
+        }
+        tern_log_set_format(f);
+        return 0;
+}
+
 int app_server_opt(int ch, const char *arg, const char *argv0, struct tern_server_opts *o,
                    bool *have_port)
 {
@@ -105,6 +132,15 @@ int app_server_opt(int ch, const char *arg, const char *argv0, struct tern_serve
                         return -1;
                 }
                 tern_log_set_level(lvl);
+                return 1;
+        }
+        case APP_OPT_LOG_FORMAT: {
+                enum tern_log_format f;
+                if (!app_parse_log_format(arg, &f)) {
+                        fprintf(stderr, "%s: invalid log format '%s' (text or json)\n", argv0, arg);
+                        return -1;
+                }
+                tern_log_set_format(f);
                 return 1;
         }
         default:

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "log.h"
 #include "server.h"
 
 /* Parses a whole decimal string into [min, max]; false on anything else. */
@@ -21,10 +22,29 @@ bool app_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* Parses "auto", "thread" or "worker" (tern_accept_mode); false otherwise. */
 bool app_parse_accept(const char *s, enum tern_accept_mode *out);
 
+/* The getopt_long value of --log-format (long only) and the variable that
+ * gives it when the flag is absent. */
+#define APP_OPT_LOG_FORMAT 0x4c46
+#define APP_LOG_FORMAT_ENV "TERN_LOG_FORMAT"
+/* The getopt_long entry every program puts in its table. */
+#define APP_LOG_FORMAT_OPTION                                                                      \
+        {                                                                                          \
+                "log-format", required_argument, NULL, APP_OPT_LOG_FORMAT                          \
+        }
+
+/* Parses "text" or "json" (any case); false otherwise. */
+bool app_parse_log_format(const char *s, enum tern_log_format *out);
+
+/* Applies TERN_LOG_FORMAT if it is set (and not empty); before parsing the
+ * flags, so --log-format wins. Returns 0, or -1 after printing "ARGV0:
+ * invalid TERN_LOG_FORMAT ..." (the caller exits 2). [main thread] */
+int app_log_format_from_env(const char *argv0);
+
 /*
  * Handles an option every tern server program takes: 'p' (--port, 0-65535,
  * sets *have_port), 'b' (--bind), 'w' (--workers, 1-255), 'a' (--accept,
- * auto|thread|worker) and 'l' (--log-level, applied at once). @arg is borrowed: o->bind keeps
+ * auto|thread|worker), 'l' (--log-level, applied at once) and
+ * APP_OPT_LOG_FORMAT (--log-format text|json, applied at once). @arg is borrowed: o->bind keeps
  * pointing at it. Returns 1 when @ch was one of these and valid, 0 when it is not one of them, -1
  * after printing "ARGV0: invalid ..." for a bad value (the caller exits 2).
  */

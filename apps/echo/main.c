@@ -28,7 +28,7 @@ static void usage(FILE *f, const char *argv0)
 {
         fprintf(f,
                 "usage: %s --port P [--bind ADDR] [--workers N] [--accept MODE] [--log-level L]\n"
-                "          [--admin ADDR:PORT]\n"
+                "          [--log-format F] [--admin ADDR:PORT]\n"
                 "\n"
                 "Echoes every byte it receives back to the sender.\n"
                 "\n"
@@ -40,6 +40,8 @@ static void usage(FILE *f, const char *argv0)
                 "                      loop accepts), auto (worker with 1 worker, else thread;\n"
                 "                      the default)\n"
                 "  -l, --log-level L   debug, info, warn, error or off (default info)\n"
+                "      --log-format F  text or json, one object per line (also\n"
+                "                      TERN_LOG_FORMAT; default text)\n"
                 "  -A, --admin ADDR:PORT  serve /metrics, /healthz, /readyz over HTTP there\n"
                 "                      (also TERN_ADMIN; default off; docs/admin.md)\n"
                 "  -h, --help          this text\n"
@@ -51,16 +53,23 @@ static void usage(FILE *f, const char *argv0)
 int main(int argc, char **argv)
 {
         static const struct option longopts[] = {
-            {"port", required_argument, NULL, 'p'},    {"bind", required_argument, NULL, 'b'},
-            {"workers", required_argument, NULL, 'w'}, {"log-level", required_argument, NULL, 'l'},
-            {"accept", required_argument, NULL, 'a'},  {"admin", required_argument, NULL, 'A'},
-            {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+            {"port", required_argument, NULL, 'p'},
+            {"bind", required_argument, NULL, 'b'},
+            {"workers", required_argument, NULL, 'w'},
+            {"log-level", required_argument, NULL, 'l'},
+            {"accept", required_argument, NULL, 'a'},
+            {"admin", required_argument, NULL, 'A'},
+            APP_LOG_FORMAT_OPTION,
+            {"help", no_argument, NULL, 'h'},
+            {NULL, 0, NULL, 0},
         };
         struct tern_server_opts o;
         tern_server_opts_init(&o);
         o.ops = &echo_ops;
         bool have_port = false;
         const char *admin = getenv(APP_ADMIN_ENV);
+        if (app_log_format_from_env(argv[0]) < 0)
+                return 2;
         int ch;
         while ((ch = getopt_long(argc, argv, "p:b:w:a:l:A:h", longopts, NULL)) != -1) {
                 switch (ch) {
@@ -69,6 +78,7 @@ int main(int argc, char **argv)
                 case 'w':
                 case 'a':
                 case 'l':
+                case APP_OPT_LOG_FORMAT:
                         if (app_server_opt(ch, optarg, argv[0], &o, &have_port) < 0)
                                 return 2;
                         break;

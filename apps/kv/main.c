@@ -47,6 +47,7 @@ static void usage(FILE *f, const char *argv0)
 {
         fprintf(f,
                 "usage: %s --port P [--bind ADDR] [--workers N] [--accept MODE] [--log-level L]\n"
+                "          [--log-format F]\n"
                 "          [--max-memory BYTES] [--maxmemory-policy P] [--requirepass PASS]\n"
                 "          [--max-bulk BYTES] [--max-args N] [--max-inline BYTES]\n"
                 "          [--max-request BYTES] [--admin ADDR:PORT]\n"
@@ -61,6 +62,8 @@ static void usage(FILE *f, const char *argv0)
                 "  -a, --accept MODE     thread, worker or auto (default): where connections\n"
                 "                        are accepted (see tern-echo --help)\n"
                 "  -l, --log-level L     debug, info, warn, error or off (default info)\n"
+                "      --log-format F  text or json, one object per line (also\n"
+                "                      TERN_LOG_FORMAT; default text)\n"
                 "  -m, --max-memory B    cap on the memory keys and values use (also\n"
                 "                        --maxmemory; default 0 = no limit)\n"
                 "      --maxmemory-policy P  over the cap: noeviction (refuse writes with\n"
@@ -98,6 +101,7 @@ int main(int argc, char **argv)
             {"workers", required_argument, NULL, 'w'},
             {"accept", required_argument, NULL, 'a'},
             {"log-level", required_argument, NULL, 'l'},
+            APP_LOG_FORMAT_OPTION,
             {"max-memory", required_argument, NULL, 'm'},
             {"maxmemory", required_argument, NULL, 'm'},
             {"maxmemory-policy", required_argument, NULL, OPT_POLICY},
@@ -119,6 +123,8 @@ int main(int argc, char **argv)
         long v;
         bool have_port = false;
         const char *admin = getenv(APP_ADMIN_ENV);
+        if (app_log_format_from_env(argv[0]) < 0)
+                return 2;
         int ch;
 
         tern_server_opts_init(&o);
@@ -130,6 +136,7 @@ int main(int argc, char **argv)
                 case 'w':
                 case 'a':
                 case 'l':
+                case APP_OPT_LOG_FORMAT:
                         if (app_server_opt(ch, optarg, argv[0], &o, &have_port) < 0)
                                 return 2;
                         break;

@@ -33,6 +33,7 @@ static void usage(FILE *f, const char *argv0)
         fprintf(f,
                 "usage: %s --listen [HOST:]PORT --to HOST:PORT [--workers N] [--accept MODE]\n"
                 "          [--connect-timeout MS] [--high-water BYTES] [--log-level L]\n"
+                "          [--log-format F]\n"
                 "          [--admin ADDR:PORT]\n"
                 "\n"
                 "Forwards every connection accepted on --listen to --to, both ways.\n"
@@ -47,6 +48,8 @@ static void usage(FILE *f, const char *argv0)
                 "  -H, --high-water BYTES    queued bytes per connection before the other\n"
                 "                            side pauses (default %u; resumes at half)\n"
                 "  -l, --log-level L         debug, info, warn, error or off (default info)\n"
+                "      --log-format F        text or json, one object per line (also\n"
+                "                            TERN_LOG_FORMAT; default text)\n"
                 "  -A, --admin ADDR:PORT     serve /metrics, /healthz, /readyz over HTTP there\n"
                 "                            (also TERN_ADMIN; default off; docs/admin.md)\n"
                 "  -h, --help                this text\n"
@@ -65,6 +68,7 @@ int main(int argc, char **argv)
             {"connect-timeout", required_argument, NULL, 'T'},
             {"high-water", required_argument, NULL, 'H'},
             {"log-level", required_argument, NULL, 'l'},
+            APP_LOG_FORMAT_OPTION,
             {"admin", required_argument, NULL, 'A'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
@@ -76,6 +80,8 @@ int main(int argc, char **argv)
         bool have_listen = false, have_to = false, have_port = false;
         long timeout_ms = 10000, high = 0;
         const char *admin = getenv(APP_ADMIN_ENV);
+        if (app_log_format_from_env(argv[0]) < 0)
+                return 2;
         int ch;
         while ((ch = getopt_long(argc, argv, "L:t:w:a:T:H:l:A:h", longopts, NULL)) != -1) {
                 switch (ch) {
@@ -114,6 +120,7 @@ int main(int argc, char **argv)
                 case 'w':
                 case 'a':
                 case 'l':
+                case APP_OPT_LOG_FORMAT:
                         if (app_server_opt(ch, optarg, argv[0], &o, &have_port) < 0)
                                 return 2;
                         break;

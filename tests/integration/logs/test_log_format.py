@@ -1,0 +1,96 @@
+"""logs.format: --log-format json (and TERN_LOG_FORMAT=json) in every
+program makes each stderr line one JSON object with ts, level, thread and
+msg; the flag wins over the variable; a bad value exits 2.
+
+Usage: test_log_format.py TERN_ECHO TERN_KV TERN_PROXY TERN_CHAT
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+
+def fail(why):
+    print(f"FAIL: {why}")
+    sys.exit(1)
+
+
+def run(argv, env_extra=None, wait_for=" listening on "):
+    """Starts @argv, waits for its start-up line, stops it with SIGTERM and
+    returns its stderr lines."""
+    env = dict(os.environ, **(env_extra or {}))
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    os.set_blocking(p.stderr.fileno(), False)
+    out = b""
+    deadline = time.monotonic() + 10
+    while wait_for.encode() not in out and time.monotonic() < deadline:
+        if p.poll() is not None:
+            break
+        try:
+            chunk = p.stderr.read()
+        except BlockingIOError:
+            chunk = None
+        if chunk:
+            out += chunk
+        time.sleep(0.02)
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        fail(f"{argv[0]} did not stop")
+    os.set_blocking(p.stderr.fileno(), True)
+    out += p.stderr.read()
+    if p.returncode != 0:
+        fail(f"{argv} exited {p.returncode}:\n{out.decode(errors='replace')}")
+    return out.decode().splitlines()
+
+
+def check_json(name, lines):
+    if len(lines) < 2:
+        fail(f"{name}: {len(lines)} log lines, want start-up and stop lines")
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            fail(f"{name}: not a JSON line: {line!r}")
+        if set(obj) != {"ts", "level", "thread", "msg"}:
+            fail(f"{name}: keys {sorted(obj)}")
+        if obj["level"] not in ("debug", "info", "warn", "error"):
+            fail(f"{name}: level {obj['level']!r}")
+        if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", obj["ts"]):
+            fail(f"{name}: ts {obj['ts']!r}")
+    if not any(" listening on " in json.loads(l)["msg"] for l in lines):
+        fail(f"{name}: no start-up line among {lines}")
+
+
+def main():
+    echo, kv, proxy, chat = sys.argv[1:5]
+    programs = {
+        "tern-echo": [echo, "--bind", "127.0.0.1", "--port", "0", "--workers", "1"],
+        "tern-kv": [kv, "--bind", "127.0.0.1", "--port", "0", "--workers", "1"],
+        "tern-proxy": [proxy, "--listen", "127.0.0.1:0", "--to", "127.0.0.1:9", "--workers", "1"],
+        "tern-chat": [chat, "--bind", "127.0.0.1", "--port", "0", "--workers", "1"],
+    }
+    for name, argv in programs.items():
+        check_json(name + " --log-format json", run(argv + ["--log-format", "json"]))
+        check_json(name + " TERN_LOG_FORMAT=json", run(argv, {"TERN_LOG_FORMAT": "json"}))
+        text = run(argv + ["--log-format", "text"], {"TERN_LOG_FORMAT": "json"})
+        if any(l.startswith("{") for l in text) or not any(" INFO  " in l for l in text):
+            fail(f"{name}: --log-format text did not win over TERN_LOG_FORMAT=json: {text}")
+        for bad_args, bad_env in (([ "--log-format", "xml"], None), ([], {"TERN_LOG_FORMAT": "xml"})):
+            r = subprocess.run(argv + bad_args, capture_output=True, text=True,
+                               env=dict(os.environ, **(bad_env or {})), timeout=10)
+            if r.returncode != 2:
+                fail(f"{name} {bad_args or bad_env}: exit {r.returncode}, want 2\n{r.stderr}")
+        print(f"{name}: json lines, flag over variable, bad value exits 2")
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
