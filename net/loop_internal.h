@@ -201,6 +201,8 @@ struct tern_loop {
         bool draining;
         struct tern_timer drain_timer;
         struct tern__counters stats;
+        struct tern_hist iter_hist;  /* single writer: tern__hist_observe */
+        struct tern_hist delay_hist; /* ... */
 };
 
 static inline void tern__stat_add(struct tern_loop *l, size_t idx, uint64_t n)

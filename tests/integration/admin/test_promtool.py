@@ -35,6 +35,25 @@ def scrape(p):
     return body
 
 
+def check_histogram(p, m, name, workers):
+    """Per worker: 15 cumulative buckets ending in +Inf == _count, a _sum;
+    some worker has observed iterations (it served the traffic)."""
+    seen = 0
+    for w in range(workers):
+        buckets = [(k, v) for k, v in m.items()
+                   if k.startswith(f'{name}_bucket{{worker="{w}",le="')]
+        check(len(buckets) == 15, f"{p.name}: {name} worker {w}: {len(buckets)} buckets")
+        vals = [v for _, v in buckets]
+        check(vals == sorted(vals), f"{p.name}: {name} worker {w} not cumulative: {vals}")
+        check(buckets[-1][0].endswith('le="+Inf"}'), f"{p.name}: {name}: last is {buckets[-1][0]}")
+        count = m.get(f'{name}_count{{worker="{w}"}}')
+        check(count == vals[-1], f"{p.name}: {name} worker {w}: _count {count} != +Inf {vals[-1]}")
+        total = m.get(f'{name}_sum{{worker="{w}"}}')
+        check(total is not None and total >= 0, f"{p.name}: {name} worker {w}: _sum {total}")
+        seen += count
+    check(seen > 0, f"{p.name}: {name}: no observations on any worker")
+
+
 def common(p, m, workers):
     for name in ("tern_connections_accepted_total", "tern_bytes_in_total",
                  "tern_connections_open", "tern_loop_iterations_total"):
@@ -43,6 +62,8 @@ def common(p, m, workers):
     check(m.get("tern_workers") == workers, f"{p.name}: tern_workers {m.get('tern_workers')}")
     info = [k for k in m if k.startswith("tern_build_info{")]
     check(len(info) == 1 and f'program="{p.name}"' in info[0], f"{p.name}: build_info {info}")
+    for name in ("tern_loop_iteration_seconds", "tern_loop_dispatch_delay_seconds"):
+        check_histogram(p, m, name, workers)
     for name in ("tern_acceptor_rejected_total", "tern_acceptor_accept_errors_total",
                  "tern_live_connections", "tern_live_buffers", "tern_live_buffer_bytes",
                  "tern_timers_armed", "process_start_time_seconds"):
