@@ -115,7 +115,8 @@ static void usage(FILE *f, const char *argv0)
                 "  -h, --help                                   this text\n"
                 "\n"
                 "BYTES take an optional k, m or g suffix (powers of 1024).\n"
-                "SIGINT or SIGTERM stops the server gracefully.\n",
+                "SIGINT or SIGTERM stops the server gracefully; SIGHUP switches debug\n"
+                "logging on, the next SIGHUP back off.\n",
                 argv0, argv0, CHAT_DEFAULT_PORT, tern_default_workers(), CHAT_DEFAULT_IDLE_S, 16u,
                 MAX_LINE_LIMIT, CHAT_DEFAULT_LINE);
 }

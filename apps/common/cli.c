@@ -1,6 +1,8 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -211,6 +213,73 @@ static void on_stop_signal(int sig)
         stop_fn(stop_arg);
 }
 
+/* SIGHUP: the handler only writes a byte to a pipe (async-signal-safe);
+ * a thread of ours reads it and does the rest, where logging is allowed. */
+static int hup_pipe[2] = {-1, -1};
+static enum tern_log_level hup_configured; /* the level before the first SIGHUP */
+
+static void on_hup_signal(int sig)
+{
+        (void)sig;
+        int e = errno; /* a handler must leave errno as it found it */
+        ssize_t r = write(hup_pipe[1], "h", 1);
+        (void)r;
+        errno = e;
+}
+
+static void *hup_thread(void *arg)
+{
+        (void)arg;
+        tern_log_set_thread_name("signals");
+        char c;
+        for (;;) {
+                ssize_t r = read(hup_pipe[0], &c, 1);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r <= 0)
+                        return NULL;
+                /* No configuration file to reload: SIGHUP switches debug
+                 * logging on, and the next one back to the configured level. */
+                enum tern_log_level was = tern_log_level(),
+                                    now = was == TERN_LOG_DEBUG ? hup_configured : TERN_LOG_DEBUG;
+                if (was != TERN_LOG_DEBUG)
+                        hup_configured = was;
+                tern_log_set_level(now);
+                static const char *const names[] = {"debug", "info", "warn", "error", "off"};
+                /* At info, or at the new level if that is higher, so the
+                 * line is written (with "off", nothing can be). */
+                enum tern_log_level say = now > TERN_LOG_INFO ? now : TERN_LOG_INFO;
+                tern_log(say, "SIGHUP: log level %s (was %s)", names[now], names[was]);
+        }
+}
+
+/* Starts the SIGHUP thread once. Returns 0 or -errno (then SIGHUP keeps
+ * its default action: the process ends, as before). */
+static int hup_start(void)
+{
+        if (hup_pipe[0] >= 0)
+                return 0;
+        if (pipe2(hup_pipe, O_CLOEXEC) < 0)
+                return -errno;
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old); /* it takes no signals itself */
+        pthread_t t;
+        int r = pthread_create(&t, NULL, hup_thread, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r) {
+                close(hup_pipe[0]);
+                close(hup_pipe[1]);
+                hup_pipe[0] = hup_pipe[1] = -1;
+                return -r;
+        }
+        pthread_detach(t);
+        struct sigaction sa = {.sa_handler = on_hup_signal, .sa_flags = SA_RESTART};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGHUP, &sa, NULL);
+        return 0;
+}
+
 void app_stop_on_signals(void (*stop)(void *), void *arg)
 {
         stop_fn = stop;
@@ -220,6 +289,9 @@ void app_stop_on_signals(void (*stop)(void *), void *arg)
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
+        int r = hup_start();
+        if (r)
+                tern_warn("cannot handle SIGHUP (it will end the process): %s", strerror(-r));
 }
 
 static void stop_server(void *s)

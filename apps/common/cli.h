@@ -76,7 +76,10 @@ void app_log_default_workers(const char *prog, int workers);
 void app_reap_orphans_as_init(void);
 
 /* Makes SIGINT and SIGTERM call @stop(@arg), which must be async-signal-safe
- * (tern_server_stop is), and ignores SIGPIPE. @arg must stay valid until the
+ * (tern_server_stop is), and ignores SIGPIPE. SIGHUP switches the log level
+ * to debug, and the next SIGHUP back to the level it had, logging
+ * "SIGHUP: log level L (was M)" (a thread of its own does that: the
+ * handler only writes to a pipe). @arg must stay valid until the
  * process exits or the handlers are replaced. [main thread, before the
  * server starts] */
 void app_stop_on_signals(void (*stop)(void *), void *arg);

@@ -78,7 +78,8 @@ static void usage(FILE *f, const char *argv0)
                 "  -h, --help            this text\n"
                 "\n"
                 "Sizes take a k, m or g suffix (powers of 1024).\n"
-                "SIGINT or SIGTERM stops it gracefully.\n",
+                "SIGINT or SIGTERM stops it gracefully; SIGHUP switches debug logging\n"
+                "on, the next SIGHUP back off.\n",
                 argv0, tern_default_workers(), TERN_RESP_DEFAULT_MAX_BULK,
                 TERN_RESP_DEFAULT_MAX_ARGS, TERN_RESP_DEFAULT_MAX_INLINE,
                 TERN_RESP_DEFAULT_MAX_FRAME);

@@ -54,7 +54,8 @@ static void usage(FILE *f, const char *argv0)
                 "                            (also TERN_ADMIN; default off; docs/admin.md)\n"
                 "  -h, --help                this text\n"
                 "\n"
-                "SIGINT or SIGTERM stops it gracefully.\n",
+                "SIGINT or SIGTERM stops it gracefully; SIGHUP switches debug logging\n"
+                "on, the next SIGHUP back off.\n",
                 argv0, tern_default_workers(), PROXY_DEFAULT_HIGH_WATER);
 }
 

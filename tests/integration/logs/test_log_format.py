@@ -2,7 +2,11 @@
 program makes each stderr line one JSON object with ts, level, thread and
 msg; the flag wins over the variable; a bad value exits 2.
 
-Usage: test_log_format.py TERN_ECHO TERN_KV TERN_PROXY TERN_CHAT
+logs.sighup (with --sighup first): every program survives SIGHUP, which
+switches debug logging on and the next one off again, saying so in the log;
+then SIGTERM still stops it with exit 0.
+
+Usage: test_log_format.py [--sighup] TERN_ECHO TERN_KV TERN_PROXY TERN_CHAT
 """
 
 import json
@@ -19,8 +23,9 @@ def fail(why):
     sys.exit(1)
 
 
-def run(argv, env_extra=None, wait_for=" listening on "):
-    """Starts @argv, waits for its start-up line, stops it with SIGTERM and
+def run(argv, env_extra=None, wait_for=" listening on ", hups=0):
+    """Starts @argv, waits for its start-up line, sends @hups SIGHUPs (each
+    once the previous one is answered in the log), stops it with SIGTERM and
     returns its stderr lines."""
     env = dict(os.environ, **(env_extra or {}))
     p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
@@ -37,6 +42,23 @@ def run(argv, env_extra=None, wait_for=" listening on "):
         if chunk:
             out += chunk
         time.sleep(0.02)
+    for i in range(hups):
+        if p.poll() is not None:
+            break
+        p.send_signal(signal.SIGHUP)
+        want = out.count(b"SIGHUP: log level") + 1
+        deadline = time.monotonic() + 5
+        while out.count(b"SIGHUP: log level") < want and time.monotonic() < deadline:
+            if p.poll() is not None:
+                fail(f"{argv[0]} died on SIGHUP {i + 1}: status {p.returncode}\n"
+                     f"{out.decode(errors='replace')}")
+            try:
+                chunk = p.stderr.read()
+            except BlockingIOError:
+                chunk = None
+            if chunk:
+                out += chunk
+            time.sleep(0.02)
     if p.poll() is None:
         p.send_signal(signal.SIGTERM)
     try:
@@ -69,7 +91,19 @@ def check_json(name, lines):
         fail(f"{name}: no start-up line among {lines}")
 
 
+def check_sighup(name, argv):
+    lines = run(argv + ["--log-level", "info"], hups=2)
+    said = [l.split("] ", 1)[1] for l in lines if "SIGHUP" in l]
+    want = ["SIGHUP: log level debug (was info)", "SIGHUP: log level info (was debug)"]
+    if said != want:
+        fail(f"{name}: SIGHUP lines {said}, want {want}")
+    print(f"{name}: survives SIGHUP, debug on and off")
+
+
 def main():
+    sighup = sys.argv[1] == "--sighup"
+    if sighup:
+        del sys.argv[1]
     echo, kv, proxy, chat = sys.argv[1:5]
     programs = {
         "tern-echo": [echo, "--bind", "127.0.0.1", "--port", "0", "--workers", "1"],
@@ -78,6 +112,9 @@ def main():
         "tern-chat": [chat, "--bind", "127.0.0.1", "--port", "0", "--workers", "1"],
     }
     for name, argv in programs.items():
+        if sighup:
+            check_sighup(name, argv)
+            continue
         check_json(name + " --log-format json", run(argv + ["--log-format", "json"]))
         check_json(name + " TERN_LOG_FORMAT=json", run(argv, {"TERN_LOG_FORMAT": "json"}))
         text = run(argv + ["--log-format", "text"], {"TERN_LOG_FORMAT": "json"})
