@@ -175,8 +175,7 @@ static bool accept_burst(struct tern__acceptor *a, int k)
                                 /* Once per pause at most, but pauses can
                                  * repeat as fast as the backlog refills. */
                                 static struct tern_log_limit limit;
-                                tern_log_limited(&limit, TERN_LOG_ERROR, "accept: %s",
-                                                 strerror(e));
+                                tern_log_limited(&limit, TERN_LOG_ERROR, "accept: %s", strerror(e));
                                 acc_stat_add(a, TERN__STAT(accept_errors));
                                 errno = e;
                                 return false;
@@ -481,7 +480,6 @@ int tern__acceptor_init(struct tern__acceptor *a, struct tern_loop *const *loops
                 t->acc = a;
                 tern__hook_add(t->loop, TERN__HOOK_END_ITER, &t->inbox, inbox_hook);
                 tern__hook_add(t->loop, TERN__HOOK_DRAINED, &t->late, drained_hook);
-                t->loop->late_gated = true;
                 a->ntargets++;
                 a->late_left++;
         }
@@ -514,6 +512,10 @@ int tern__acceptor_add(struct tern__acceptor *a, int fd, struct tern__conn_cfg *
         lf->acc = a;
         lf->cfg = cfg;
         lf->late = late;
+        /* Only then do workers wait for each other before their drain's
+         * last phase: without late listeners a drain is what it was. */
+        for (int w = 0; late && w < a->ntargets; w++)
+                a->targets[w].loop->late_gated = true;
         int r;
         if (a->home) {
                 lf->io.kind = &lfd_kind;
