@@ -1,6 +1,8 @@
 """logs.format: --log-format json (and TERN_LOG_FORMAT=json) in every
 program makes each stderr line one JSON object with ts, level, thread and
-msg; the flag wins over the variable; a bad value exits 2.
+msg; the flag wins over the variable; a bad value exits 2. And tern-proxy's
+connect-failure warning is rate-limited, its lines plus the suppressed counts
+they report adding up to every failure.
 
 logs.sighup (with --sighup first): every program survives SIGHUP, which
 switches debug logging on and the next one off again, saying so in the log;
@@ -100,6 +102,59 @@ def check_sighup(name, argv):
     print(f"{name}: survives SIGHUP, debug on and off")
 
 
+def check_rate_limit(proxy):
+    """tern-proxy to a closed port: every client's connect fails and warns,
+    through a rate limit (10 at once, one a second). Lines written plus the
+    suppressed counts they report must account for every failure."""
+    import socket
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connects are refused
+    port = closed.getsockname()[1]
+    env = dict(os.environ)
+    p = subprocess.Popen([proxy, "--listen", "127.0.0.1:0", "--to", f"127.0.0.1:{port}",
+                          "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=env)
+    os.set_blocking(p.stderr.fileno(), False)
+    out = b""
+    deadline = time.monotonic() + 10
+    while not re.search(rb" listening on \S+ port (\d+)", out) and time.monotonic() < deadline:
+        try:
+            out += p.stderr.read() or b""
+        except BlockingIOError:
+            pass
+        time.sleep(0.02)
+    m = re.search(rb" listening on \S+ port (\d+)", out)
+    if not m:
+        p.kill()
+        fail(f"tern-proxy did not start: {out!r}")
+    lport = int(m.group(1))
+
+    def one_client():
+        c = socket.create_connection(("127.0.0.1", lport), timeout=5)
+        if c.recv(1) != b"":
+            fail("proxy kept a source whose destination refused")
+        c.close()
+
+    n = 25
+    for _ in range(n):
+        one_client()
+    time.sleep(1.2)  # a token back: the next warning goes out with the count
+    one_client()
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=15)
+    os.set_blocking(p.stderr.fileno(), True)
+    out += p.stderr.read()
+    closed.close()
+    lines = [l for l in out.decode().splitlines() if "cannot connect to" in l]
+    reported = sum(int(x) for x in re.findall(r"\[(\d+) similar suppressed\]", "\n".join(lines)))
+    if len(lines) >= n + 1:
+        fail(f"{len(lines)} warnings for {n + 1} failures: nothing was rate-limited")
+    if len(lines) + reported != n + 1:
+        fail(f"{len(lines)} lines + {reported} reported suppressed != {n + 1} failures:\n"
+             + "\n".join(lines))
+    print(f"tern-proxy: {n + 1} connect failures, {len(lines)} warnings, {reported} suppressed")
+
+
 def main():
     sighup = sys.argv[1] == "--sighup"
     if sighup:
@@ -126,6 +181,8 @@ def main():
             if r.returncode != 2:
                 fail(f"{name} {bad_args or bad_env}: exit {r.returncode}, want 2\n{r.stderr}")
         print(f"{name}: json lines, flag over variable, bad value exits 2")
+    if not sighup:
+        check_rate_limit(proxy)
     print("ok")
 
 
