@@ -149,4 +149,8 @@ int chat_config_parse(struct chat_config *cfg, int argc, char **argv, chat_geten
  */
 int chat_check(const char *target, int timeout_ms, char *err, size_t errlen);
 
+/* chat_check() of the admin endpoint at @target: GET /healthz must answer
+ * "HTTP/1.1 200" within @timeout_ms. Same returns. */
+int chat_check_healthz(const char *target, int timeout_ms, char *err, size_t errlen);
+
 #endif

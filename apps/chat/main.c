@@ -2,6 +2,7 @@
  * tern-chat: the bundled multi-room chat server. See docs/chat.md.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,23 @@ static void chat_metrics(struct tern_buf *out, void *arg)
                            chat_server_peak_inbox(cs));
 }
 
+/* "--check self" with --admin/TERN_ADMIN: where the admin endpoint listens,
+ * a wildcard or missing host probed on loopback. */
+static const char *self_admin_target(const char *admin, char *buf, size_t cap)
+{
+        char host[64];
+        uint16_t port = 0;
+        if (app_split_hostport(admin, "127.0.0.1", host, sizeof(host), &port) < 0)
+                host[0] = '\0'; /* config.c checked it: not reached */
+        const char *h = host;
+        if (!h[0] || strcmp(h, "0.0.0.0") == 0)
+                h = "127.0.0.1";
+        else if (strcmp(h, "::") == 0)
+                h = "::1";
+        snprintf(buf, cap, strchr(h, ':') ? "[%s]:%u" : "%s:%u", h, port);
+        return buf;
+}
+
 int main(int argc, char **argv)
 {
         struct chat_config cfg;
@@ -118,9 +136,17 @@ int main(int argc, char **argv)
         if (cfg.check) {
                 char self[300];
                 const char *target = cfg.check;
-                if (strcmp(target, "self") == 0)
+                bool healthz = false;
+                if (strcmp(target, "self") == 0 && cfg.admin) {
+                        /* The admin endpoint's /healthz: it stays 200 through
+                         * a drain, when the chat port already refuses. */
+                        target = self_admin_target(cfg.admin, self, sizeof(self));
+                        healthz = true;
+                } else if (strcmp(target, "self") == 0) {
                         target = self_target(&cfg.opts, self, sizeof(self));
-                r = chat_check(target, 2000, err, sizeof(err));
+                }
+                r = healthz ? chat_check_healthz(target, 2000, err, sizeof(err))
+                            : chat_check(target, 2000, err, sizeof(err));
                 if (r) {
                         fprintf(stderr, "tern-chat: check failed: %s\n", err);
                         return r == -EINVAL ? 2 : 1;
