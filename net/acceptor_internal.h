@@ -75,8 +75,9 @@ int tern__acceptor_init(struct tern__acceptor *a, struct tern_loop *const *loops
                         bool on_first_loop, uint32_t max_conns);
 /* Adopts listening socket @fd, whose connections run with @cfg (which
  * must outlive @a). @late: it keeps accepting through the drain, until
- * every loop reaches the drain's last phase (home: until home does), and
- * its connections are drained last (tern__io_set_late). Returns 0, or
+ * every loop has drained all but its late connections (then they begin
+ * the last phase together), and its connections are drained last
+ * (tern__io_set_late). Returns 0, or
  * -errno and @fd stays the caller's. */
 int tern__acceptor_add(struct tern__acceptor *a, int fd, struct tern__conn_cfg *cfg, bool late);
 /* Closes the sockets added after the first @keep (a failed listener). */

@@ -120,11 +120,10 @@ struct tern_listener_opts {
         /** Serve through a graceful stop ("lame duck"): this listener keeps
          * accepting after tern_server_stop(), and its connections are left
          * alone (no on_drain) while the other listeners' connections drain;
-         * once only such connections are left on a worker (or the drain
-         * timeout passes) they drain like any other, and the listener
-         * closes when every worker got there (with TERN_ACCEPT_WORKER:
-         * when worker 0 did). For an admin or health endpoint that must
-         * answer "draining" during the drain. Default false. */
+         * once only such connections are left on every worker (or the
+         * drain timeout passes) they drain like any other and the listener
+         * closes. For an admin or health endpoint that must answer
+         * "draining" during the drain. Default false. */
         bool drain_last;
 };
 
