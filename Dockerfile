@@ -45,7 +45,8 @@ EXPOSE 7000
 # is flushed for at most 5 s, exit 0. Give `docker stop -t` more than that.
 STOPSIGNAL SIGTERM
 # A real client for a moment: proves a worker answers, not just an open port.
-# 'self' follows TERN_BIND/TERN_PORT, so -e TERN_PORT=... keeps it right.
+# 'self' follows TERN_BIND/TERN_PORT, so -e TERN_PORT=... keeps it right;
+# with -e TERN_ADMIN=... it asks the admin endpoint's /healthz instead.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
   CMD ["/usr/local/bin/tern-chat", "--check", "self"]
 ENTRYPOINT ["/usr/local/bin/tern-chat"]

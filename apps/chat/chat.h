@@ -118,6 +118,17 @@ uint64_t chat_server_refused(const struct chat_server *cs);
 uint64_t chat_server_flood_dropped(const struct chat_server *cs);
 uint64_t chat_server_flood_kicked(const struct chat_server *cs);
 
+/* One worker's counters since start, for the admin endpoint. */
+struct chat_worker_stats {
+        uint64_t said;        /* lines clients said into a room on this worker */
+        uint64_t delivered;   /* lines queued to this worker's members */
+        uint64_t slow_drops;  /* members dropped as too slow */
+        uint64_t throttles;   /* speakers paused because an inbox was full */
+        uint64_t inbox_bytes; /* queued for this worker now, not yet taken */
+};
+/* Reads worker @i's counters (relaxed loads). [any] */
+void chat_server_worker_stats(const struct chat_server *cs, int i, struct chat_worker_stats *out);
+
 /* Process-wide counts of the chat's own objects, for leak checks. [any] */
 struct chat_live_counts {
         long clients;
@@ -135,6 +146,7 @@ struct chat_config {
         enum tern_log_format log_format;
         const char *check;  /* --check [HOST:]PORT, or NULL */
         struct app_tls tls; /* --tls-*, TERN_TLS_*; loaded by main */
+        const char *admin;  /* --admin / TERN_ADMIN: the admin endpoint, or NULL */
 };
 
 typedef const char *(*chat_getenv_cb)(const char *name);
@@ -160,5 +172,9 @@ int chat_config_parse(struct chat_config *cfg, int argc, char **argv, chat_geten
  * -ETIMEDOUT / -EPROTO; @err (at most @errlen bytes) says what went wrong.
  */
 int chat_check(const char *target, int timeout_ms, char *err, size_t errlen);
+
+/* chat_check() of the admin endpoint at @target: GET /healthz must answer
+ * "HTTP/1.1 200" within @timeout_ms. Same returns. */
+int chat_check_healthz(const char *target, int timeout_ms, char *err, size_t errlen);
 
 #endif

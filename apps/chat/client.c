@@ -91,6 +91,7 @@ int chat_client_say(struct chat_client *cl, const char *data, size_t len)
 {
         if (!cl->room)
                 return chat_send(cl, data, len);
+        chat_worker_count(&cl->w->said);
         int r = chat_broadcast(cl->w, &cl->m, cl->room, data, len);
         if (r > 0)
                 throttle(cl);
@@ -218,6 +219,7 @@ static void drop_slow(struct chat_member *m)
         tern_info("tern-chat: worker %d: %s is too slow (%zu bytes pending); dropping it",
                   cl->w->index, cl->nick ? cl->nick->name : "?",
                   m->conn ? tern_conn_queued(m->conn) : 0);
+        chat_worker_count(&cl->w->slow_drops);
         depart_one(cl, "* disconnected: too slow\r\n");
 }
 

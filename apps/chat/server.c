@@ -301,3 +301,14 @@ uint64_t chat_server_refused(const struct chat_server *cs)
 {
         return app_conn_limit_refused(&cs->limit);
 }
+
+void chat_server_worker_stats(const struct chat_server *cs, int i, struct chat_worker_stats *out)
+{
+        const struct chat_worker *w = &cs->workers[i];
+        out->said = __atomic_load_n(&w->said, __ATOMIC_RELAXED);
+        out->delivered = __atomic_load_n(&w->delivered, __ATOMIC_RELAXED);
+        out->slow_drops = __atomic_load_n(&w->slow_drops, __ATOMIC_RELAXED);
+        out->throttles = __atomic_load_n(&w->throttles, __ATOMIC_RELAXED);
+        long ib = __atomic_load_n(&w->inbox_bytes, __ATOMIC_RELAXED);
+        out->inbox_bytes = ib < 0 ? 0 : (uint64_t)ib;
+}

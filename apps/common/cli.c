@@ -1,6 +1,8 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -111,6 +113,15 @@ int app_server_flag(int val, const char *arg, const char *what, struct tern_serv
                 if (!app_parse_accept(arg, &o->accept))
                         return app_cli_fail(err, errlen,
                                             "invalid %s '%s': expected auto, thread or worker",
+                                            what, arg);
+                return 1;
+        case APP_OPT_LOG_FORMAT:
+                if (!strcmp(arg, "text"))
+                        tern_log_set_format(TERN_LOG_TEXT);
+                else if (!strcmp(arg, "json"))
+                        tern_log_set_format(TERN_LOG_JSON);
+                else
+                        return app_cli_fail(err, errlen, "invalid %s '%s': expected text or json",
                                             what, arg);
                 return 1;
         case 'l': {
@@ -333,8 +344,100 @@ void app_catch_stop_signals(void)
         signal(SIGPIPE, SIG_IGN);
 }
 
+/* ---- SIGHUP and SIGUSR1: a pipe, and a thread that acts ---- */
+
+static struct {
+        int pipe[2];
+        int n;
+        void (*fn[4])(void *);
+        void *arg[4];
+        enum tern_log_level before; /* the level before SIGUSR1 switched to debug */
+} sig = {{-1, -1}, 0, {NULL}, {NULL}, TERN_LOG_INFO};
+
+static void on_operator_signal(int signo)
+{
+        int saved = errno;
+        char b = signo == SIGHUP ? 'h' : 'u';
+        ssize_t n = write(sig.pipe[1], &b, 1); /* async-signal-safe; full pipe: one is pending */
+        (void)n;
+        errno = saved;
+}
+
+static void toggle_debug(void)
+{
+        static const char *const names[] = {"debug", "info", "warn", "error", "off"};
+        enum tern_log_level was = tern_log_level(), now = TERN_LOG_DEBUG;
+        if (was == TERN_LOG_DEBUG)
+                now = sig.before;
+        else
+                sig.before = was;
+        tern_log_set_level(now);
+        /* Said at warn so that it shows at any level but off. */
+        tern_warn("SIGUSR1: log level %s (was %s)", names[now], names[was]);
+}
+
+static void *signal_thread(void *unused)
+{
+        (void)unused;
+        char b[64];
+        for (;;) {
+                ssize_t n = read(sig.pipe[0], b, sizeof(b));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return NULL;
+                for (ssize_t i = 0; i < n; i++) {
+                        if (b[i] == 'u') {
+                                toggle_debug();
+                                continue;
+                        }
+                        tern_info("SIGHUP: reloading%s", sig.n ? "" : " (nothing to reload)");
+                        for (int k = 0; k < sig.n; k++)
+                                sig.fn[k](sig.arg[k]);
+                }
+        }
+}
+
+static void operator_signals_start(void)
+{
+        if (sig.pipe[0] >= 0)
+                return;
+        if (pipe2(sig.pipe, O_CLOEXEC) < 0) {
+                tern_warn("cannot handle SIGHUP and SIGUSR1: %s", strerror(errno));
+                return;
+        }
+        fcntl(sig.pipe[1], F_SETFL, O_NONBLOCK);
+        /* The thread takes no signal: they reach the other threads as before. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        pthread_t th;
+        int r = pthread_create(&th, NULL, signal_thread, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0) {
+                tern_warn("cannot handle SIGHUP and SIGUSR1: %s", strerror(r));
+                return;
+        }
+        pthread_detach(th);
+        struct sigaction sa = {.sa_handler = on_operator_signal, .sa_flags = SA_RESTART};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGHUP, &sa, NULL);
+        sigaction(SIGUSR1, &sa, NULL);
+}
+
+void app_reload_on_sighup(void (*fn)(void *), void *arg)
+{
+        operator_signals_start();
+        if (sig.n == 4)
+                return;
+        sig.fn[sig.n] = fn;
+        sig.arg[sig.n] = arg;
+        sig.n++;
+}
+
 void app_stop_on_signals(void (*stop)(void *), void *arg)
 {
+        operator_signals_start();
         stop_arg = arg;
         __atomic_store_n(&stop_fn, stop, __ATOMIC_RELEASE);
         app_catch_stop_signals(); /* idempotent; for callers that did not catch early */

@@ -79,7 +79,8 @@ int app_cli_fail(char *err, size_t errlen, const char *fmt, ...)
  * @val was one of these and valid, 0 when it is not one of them, -EINVAL
  * (@err filled) for a bad value. @arg is borrowed (o->bind points at it).
  */
-#define APP_OPT_MAX_CONNS 0x4d43 /* a code no program uses otherwise */
+#define APP_OPT_MAX_CONNS  0x4d43 /* a code no program uses otherwise */
+#define APP_OPT_LOG_FORMAT 0x4c46 /* --log-format text|json, applied at once */
 int app_server_flag(int val, const char *arg, const char *what, struct tern_server_opts *o,
                     bool *have_port, uint32_t *max_conns, char *err, size_t errlen);
 
@@ -169,6 +170,17 @@ void app_catch_stop_signals(void);
  * until the process exits or the handlers are replaced. [main thread,
  * before the server starts] */
 void app_stop_on_signals(void (*stop)(void *), void *arg);
+
+/*
+ * The other signals an operator sends, handled on a thread of its own (the
+ * handlers only write to a pipe), and never fatal: SIGHUP reloads what can
+ * be reloaded: it runs every function given here (the TLS files,
+ * app_reload_tls) and logs what it did; SIGUSR1 switches debug logging on,
+ * the next one back to the level before ("SIGUSR1: log level debug (was
+ * info)"). app_stop_on_signals() installs both; this adds a function to
+ * SIGHUP's list (at most 4). [main thread, at start-up]
+ */
+void app_reload_on_sighup(void (*fn)(void *), void *arg);
 
 /* app_stop_on_signals() for a plain tern server: a signal stops @s
  * gracefully. */

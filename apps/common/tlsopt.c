@@ -2,12 +2,8 @@
  * The programs' TLS flags, the TLS listener and reload on SIGHUP (tlsopt.h).
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "tlsopt.h"
@@ -206,69 +202,6 @@ void app_tls_free(struct app_tls *t)
                 free(t->sni_spec[i]);
                 t->sni_spec[i] = NULL;
         }
-}
-
-/* ---- SIGHUP ---- */
-
-static struct {
-        int pipe[2];
-        int n;
-        void (*fn[4])(void *);
-        void *arg[4];
-} hup = {{-1, -1}, 0, {NULL}, {NULL}};
-
-static void on_hup(int sig)
-{
-        (void)sig;
-        int saved = errno;
-        char b = 1;
-        ssize_t n = write(hup.pipe[1], &b, 1); /* async-signal-safe; full pipe = one pending */
-        (void)n;
-        errno = saved;
-}
-
-static void *reload_thread(void *unused)
-{
-        (void)unused;
-        char b[64];
-        for (;;) {
-                ssize_t n = read(hup.pipe[0], b, sizeof(b));
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return NULL;
-                tern_info("SIGHUP: reloading");
-                for (int i = 0; i < hup.n; i++)
-                        hup.fn[i](hup.arg[i]);
-        }
-}
-
-void app_reload_on_sighup(void (*fn)(void *), void *arg)
-{
-        if (hup.n == 4)
-                return;
-        if (hup.pipe[0] < 0) {
-                if (pipe2(hup.pipe, O_CLOEXEC) < 0)
-                        return;
-                fcntl(hup.pipe[1], F_SETFL, O_NONBLOCK);
-                /* The thread takes no signal: they reach the main thread or
-                 * the workers as before. */
-                sigset_t all, old;
-                sigfillset(&all);
-                pthread_sigmask(SIG_BLOCK, &all, &old);
-                pthread_t th;
-                int r = pthread_create(&th, NULL, reload_thread, NULL);
-                pthread_sigmask(SIG_SETMASK, &old, NULL);
-                if (r != 0)
-                        return;
-                pthread_detach(th);
-                struct sigaction sa = {.sa_handler = on_hup, .sa_flags = SA_RESTART};
-                sigemptyset(&sa.sa_mask);
-                sigaction(SIGHUP, &sa, NULL);
-        }
-        hup.fn[hup.n] = fn;
-        hup.arg[hup.n] = arg;
-        hup.n++;
 }
 
 void app_reload_tls(void *arg)

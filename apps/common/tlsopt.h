@@ -90,13 +90,8 @@ void app_tls_usage(FILE *f);
 /* Frees what app_tls_init/opt/load made. */
 void app_tls_free(struct app_tls *t);
 
-/*
- * SIGHUP reloads: @fn(@arg) runs on a thread of its own (never in the
- * signal handler) at every SIGHUP, and logs what it did; SIGHUP never kills
- * the program. app_reload_tls is such a function for a struct app_tls.
- * At most 4 functions. [main thread, at start-up]
- */
-void app_reload_on_sighup(void (*fn)(void *), void *arg);
+/* For app_reload_on_sighup (cli.h): reloads the TLS files of a struct
+ * app_tls, logging what it did. */
 void app_reload_tls(void *app_tls);
 
 #endif

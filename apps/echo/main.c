@@ -47,13 +47,16 @@ static void usage(FILE *f, const char *argv0)
                 "                                      else thread; the default)\n"
                 "  -l, --log-level L   TERN_LOG_LEVEL  debug, info, warn, error or off\n"
                 "                                      (default info)\n"
+                "      --log-format F  TERN_LOG_FORMAT text or json, one object per line\n"
+                "                                      (default text)\n"
                 "  -A, --admin ADDR:PORT TERN_ADMIN    serve /metrics, /healthz, /readyz over\n"
                 "                                      HTTP there (default off; docs/admin.md)\n"
                 "  -h, --help                          this text\n"
                 "  -V, --version                       the version, then exit\n",
                 argv0, tern_default_workers());
         app_tls_usage(f);
-        fputs("\nSIGINT or SIGTERM stops it gracefully; SIGHUP reloads the TLS files. Exit\n"
+        fputs("\nSIGINT or SIGTERM stops it gracefully; SIGHUP reloads the TLS files;\n"
+              "SIGUSR1 switches debug logging on and off. Exit\n"
               "status: 0 after a graceful stop, --help or --version; 1 when it cannot start\n"
               "or fails; 2 for a bad flag or variable.\n",
               f);
@@ -65,6 +68,7 @@ static const struct app_flag echo_flags[] = {
     {"workers", required_argument, 'w', "TERN_WORKERS"},
     {"accept", required_argument, 'a', "TERN_ACCEPT"},
     {"log-level", required_argument, 'l', "TERN_LOG_LEVEL"},
+    {"log-format", required_argument, APP_OPT_LOG_FORMAT, "TERN_LOG_FORMAT"},
     {"admin", required_argument, 'A', APP_ADMIN_ENV},
     {"help", no_argument, 'h', NULL},
     {"version", no_argument, 'V', NULL},
@@ -147,7 +151,8 @@ int main(int argc, char **argv)
                 app_tls_free(&cfg.tls);
                 return 1;
         }
-        app_reload_on_sighup(app_reload_tls, &cfg.tls);
+        if (cfg.tls.tls)
+                app_reload_on_sighup(app_reload_tls, &cfg.tls);
         app_stop_server_on_signals(server);
 
         tern_info("tern-echo listening on %s port %u with %d worker(s)", o.bind ? o.bind : "*",

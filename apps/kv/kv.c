@@ -1840,8 +1840,11 @@ static void kv_on_codec_error(tern_conn *c, int err)
         char line[128];
         int n = snprintf(line, sizeof(line), "-ERR Protocol error: %s\r\n", why);
         kv_why = NULL;
-        tern_info("tern-kv: client %s (fd %d): protocol error: %s; closing", cl ? cl->addr : "?",
-                  tern_conn_fd(c), why);
+        /* Any client can cause this as often as it reconnects. */
+        static struct tern_log_limit limit;
+        tern_log_limited(&limit, TERN_LOG_INFO,
+                         "tern-kv: client %s (fd %d): protocol error: %s; closing",
+                         cl ? cl->addr : "?", tern_conn_fd(c), why);
         if (n > 0)
                 tern_conn_send(c, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }

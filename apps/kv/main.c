@@ -71,6 +71,8 @@ static void usage(FILE *f, const char *argv0)
                 "                                         tern-echo --help)\n"
                 "  -l, --log-level L     TERN_LOG_LEVEL   debug, info, warn, error or off\n"
                 "                                         (default info)\n"
+                "      --log-format F    TERN_LOG_FORMAT  text or json, one object per line\n"
+                "                                         (default text)\n"
                 "      --max-conns N     TERN_MAX_CONNS   clients at once, 0 = unlimited\n"
                 "                                         (default 0); more are told\n"
                 "                                         \"-ERR max number of clients reached\"\n"
@@ -97,7 +99,8 @@ static void usage(FILE *f, const char *argv0)
                 TERN_RESP_DEFAULT_MAX_FRAME);
         app_tls_usage(f);
         fputs("\nSizes take a k, m or g suffix (powers of 1024).\n"
-              "SIGINT or SIGTERM stops it gracefully; SIGHUP reloads the TLS files. Exit\n"
+              "SIGINT or SIGTERM stops it gracefully; SIGHUP reloads the TLS files;\n"
+              "SIGUSR1 switches debug logging on and off. Exit\n"
               "status: 0 after a graceful stop, --help or --version; 1 when it cannot start\n"
               "or fails; 2 for a bad flag or variable.\n",
               f);
@@ -118,6 +121,7 @@ static const struct app_flag kv_flags[] = {
     {"workers", required_argument, 'w', "TERN_WORKERS"},
     {"accept", required_argument, 'a', "TERN_ACCEPT"},
     {"log-level", required_argument, 'l', "TERN_LOG_LEVEL"},
+    {"log-format", required_argument, APP_OPT_LOG_FORMAT, "TERN_LOG_FORMAT"},
     {"max-conns", required_argument, APP_OPT_MAX_CONNS, "TERN_MAX_CONNS"},
     {"max-memory", required_argument, 'm', "TERN_MAX_MEMORY"},
     {"maxmemory", required_argument, 'm', NULL}, /* Redis's spelling */
@@ -283,7 +287,8 @@ int main(int argc, char **argv)
                 app_tls_free(&cfg.tls);
                 return 1;
         }
-        app_reload_on_sighup(app_reload_tls, &cfg.tls);
+        if (cfg.tls.tls)
+                app_reload_on_sighup(app_reload_tls, &cfg.tls);
         app_stop_server_on_signals(server);
 
         tern_info("tern-kv listening on %s port %u with %d worker(s), max conns %u (0 = "

@@ -58,6 +58,8 @@ static void usage(FILE *f, const char *argv0)
                 "                                         (default %u; resumes at half)\n"
                 "  -l, --log-level L         TERN_LOG_LEVEL  debug, info, warn, error or off\n"
                 "                                         (default info)\n"
+                "      --log-format F        TERN_LOG_FORMAT  text or json, one object per line\n"
+                "                                         (default text)\n"
                 "  -A, --admin ADDR:PORT     TERN_ADMIN   serve /metrics, /healthz, /readyz\n"
                 "                                         over HTTP there (default off;\n"
                 "                                         docs/admin.md)\n"
@@ -74,7 +76,8 @@ static void usage(FILE *f, const char *argv0)
               "  --to-name NAME         TERN_TO_NAME   name to ask for and verify (default:\n"
               "                                        the host of --to)\n"
               "  --to-insecure          TERN_TO_INSECURE=1  do not verify its certificate\n"
-              "\nSIGINT or SIGTERM stops it gracefully; SIGHUP reloads the TLS files. Exit\n"
+              "\nSIGINT or SIGTERM stops it gracefully; SIGHUP reloads the TLS files;\n"
+              "SIGUSR1 switches debug logging on and off. Exit\n"
               "status: 0 after a graceful stop, --help or --version; 1 when it cannot start\n"
               "or fails; 2 for a bad flag or variable.\n",
               f);
@@ -90,6 +93,7 @@ static const struct app_flag proxy_flags[] = {
     {"connect-timeout", required_argument, 'T', "TERN_CONNECT_TIMEOUT"},
     {"high-water", required_argument, 'H', "TERN_HIGH_WATER"},
     {"log-level", required_argument, 'l', "TERN_LOG_LEVEL"},
+    {"log-format", required_argument, APP_OPT_LOG_FORMAT, "TERN_LOG_FORMAT"},
     {"admin", required_argument, 'A', APP_ADMIN_ENV},
     {"help", no_argument, 'h', NULL},
     {"version", no_argument, 'V', NULL},
@@ -269,7 +273,8 @@ int main(int argc, char **argv)
                 app_tls_free(&cfg.tls);
                 return 1;
         }
-        app_reload_on_sighup(app_reload_tls, &cfg.tls);
+        if (cfg.tls.tls)
+                app_reload_on_sighup(app_reload_tls, &cfg.tls);
         app_stop_server_on_signals(server);
 
         tern_info("tern-proxy listening on %s port %u%s, forwarding to %s port %u%s, %d "

@@ -126,6 +126,26 @@ Test(chat_program, config_flags_win_over_environment)
         cr_assert_eq(cfg.opts.port, 7000);
 }
 
+Test(chat_program, config_admin_from_flag_or_environment)
+{
+        struct chat_config cfg;
+        char err[256];
+        cr_assert_eq(parse(&cfg, NULL, err, 1), 0, "%s", err);
+        cr_assert_null(cfg.admin, "the admin endpoint is off by default");
+        static const char *const env[] = {"TERN_ADMIN", "127.0.0.1:9100", NULL};
+        cr_assert_eq(parse(&cfg, env, err, 1), 0, "%s", err);
+        cr_assert_str_eq(cfg.admin, "127.0.0.1:9100");
+        cr_assert_eq(parse(&cfg, env, err, 3, "--admin", "[::1]:9200"), 0, "%s", err);
+        cr_assert_str_eq(cfg.admin, "[::1]:9200", "the flag wins");
+        cr_assert_eq(parse(&cfg, NULL, err, 3, "-A", "9300"), 0, "%s", err);
+        cr_assert_str_eq(cfg.admin, "9300");
+        cr_assert_eq(parse(&cfg, NULL, err, 3, "--admin", "host:port"), -EINVAL);
+        cr_assert(strstr(err, "--admin"), "%s", err);
+        static const char *const bad[] = {"TERN_ADMIN", "::1:80", NULL};
+        cr_assert_eq(parse(&cfg, bad, err, 1), -EINVAL);
+        cr_assert(strstr(err, "TERN_ADMIN"), "%s", err);
+}
+
 Test(chat_program, config_rejects_bad_values_by_name)
 {
         static const char *const bad_flags[][2] = {
