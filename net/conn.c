@@ -262,11 +262,18 @@ static void conn_connected(struct tern_conn *c)
                 c->ops->on_open(c);
 }
 
+/* Output left queued when a connection goes leaves the worker's gauge. */
+static void drop_out(struct tern_conn *c)
+{
+        tern__stat_sub(c->io.loop, TERN__STAT(queued_bytes), tern_buf_len(&c->out));
+        tern_buf_free(&c->out);
+}
+
 static void conn_free(struct tern__io *io)
 {
         struct tern_conn *c = (struct tern_conn *)io;
         tern_buf_free(&c->in);
-        tern_buf_free(&c->out);
+        drop_out(c);
         bool accepted = !(c->flags & TERN__CONN_CLIENT);
         long *live = c->cfg->live;
         tern__conn_cfg_put(c->cfg);
@@ -325,7 +332,7 @@ static void finish_close(struct tern_conn *c)
         close(c->io.fd);
         c->io.fd = -1;
         tern_buf_free(&c->in);
-        tern_buf_free(&c->out);
+        drop_out(c);
 }
 
 /* Callbacks owed by calls the application made, now that none is running. */
@@ -480,6 +487,7 @@ static void flush_out(struct tern_conn *c)
                 if (n == 0)
                         break;
                 tern_buf_consume(&c->out, (size_t)n);
+                tern__stat_sub(c->io.loop, TERN__STAT(queued_bytes), (uint64_t)n);
                 tern__stat_add(c->io.loop, TERN__STAT(bytes_out), (uint64_t)n);
                 note_progress(c);
         }
@@ -557,6 +565,7 @@ int tern_conn_sendv(tern_conn *c, const struct iovec *iov, int iovcnt)
                         tern__conn_close(c, TERN_CLOSE_ERROR, -ENOMEM);
                         return -ENOMEM;
                 }
+                tern__stat_add(c->io.loop, TERN__STAT(queued_bytes), len - written);
                 written = 0;
         }
         note_queued(c);
@@ -587,6 +596,8 @@ int tern_conn_send_frame(tern_conn *c, const void *payload, size_t len)
                         tern_buf_release_if_empty(&c->out);
                         return r;
                 }
+                tern__stat_add(c->io.loop, TERN__STAT(queued_bytes),
+                               tern_buf_len(&c->out) - queued);
                 if (tern_buf_len(&c->out) > limits_of(c)->max_outbuf)
                         return over_limit(c, tern_buf_len(&c->out));
                 note_queued(c);

@@ -158,6 +158,8 @@ struct tern_stats {
         uint64_t tls_resumed;      /**< of which resumed a session */
         uint64_t tls_errors;       /**< TLS connections closed by a handshake or record error,
                                         or a handshake timeout */
+        uint64_t queued_bytes;     /**< output queued on this worker's connections now,
+                                        not yet taken by the kernel (a gauge) */
 };
 
 /** Copies @p loop's counters into @p out. [any] */

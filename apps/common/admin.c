@@ -86,6 +86,8 @@ static const struct {
       "Outgoing connection attempts that failed."),
     W(setup_errors, "tern_setup_errors_total", "counter",
       "New connections dropped while being set up (no memory, epoll_ctl)."),
+    W(queued_bytes, "tern_output_queued_bytes", "gauge",
+      "Output queued on this worker's connections, not yet taken by the kernel."),
     W(tls_handshakes, "tern_tls_handshakes_total", "counter", "TLS handshakes finished."),
     W(tls_resumed, "tern_tls_resumed_total", "counter",
       "TLS handshakes that resumed a session (tickets)."),
