@@ -160,6 +160,36 @@ def check_rate_limit(proxy):
     print(f"tern-proxy: {n + 1} connect failures, {len(lines)} warnings, {reported} suppressed")
 
 
+def check_debug_connects(echo):
+    """At debug, every connection's start and end is one line naming the
+    peer (and the end its reason); at info, none."""
+    import socket
+    for level, want in (("debug", True), ("info", False)):
+        p = subprocess.Popen([echo, "--bind", "127.0.0.1", "--port", "0", "--workers", "1",
+                              "--log-level", level], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+        line = p.stderr.readline().decode()
+        m = re.search(r" listening on \S+ port (\d+)", line)
+        if not m:
+            p.kill()
+            fail(f"tern-echo did not start: {line!r}")
+        c = socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=5)
+        me = "127.0.0.1:%d" % c.getsockname()[1]
+        c.sendall(b"x")
+        c.recv(1)
+        c.close()
+        time.sleep(0.3)
+        p.send_signal(signal.SIGTERM)
+        out = p.communicate(timeout=15)[1].decode()
+        got = [l for l in out.splitlines() if me in l]
+        if want and not (any(f"{me}: accepted" in l for l in got) and
+                         any(f"{me}: closed (peer)" in l for l in got)):
+            fail(f"--log-level debug: no accepted/closed lines for {me}:\n{out}")
+        if not want and got:
+            fail(f"--log-level info logged connections: {got}")
+    print("tern-echo: connects and closes at debug, with the peer and the reason")
+
+
 def main():
     sighup = sys.argv[1] == "--sighup"
     if sighup:
@@ -188,6 +218,7 @@ def main():
         print(f"{name}: json lines, flag over variable, bad value exits 2")
     if not sighup:
         check_rate_limit(proxy)
+        check_debug_connects(echo)
     print("ok")
 
 
