@@ -84,25 +84,14 @@ void tern_loop_stats(const tern_loop *l, struct tern_stats *out)
 /* ---- histograms ---- */
 
 /* 1-2-5 steps, 1 us to 1 s: fine enough where a loop iteration lives. */
-static const uint64_t hist_bounds_ns[TERN_HIST_BOUNDS] = {
+const uint64_t tern__hist_bounds_ns[TERN_HIST_BOUNDS] = {
     1000,    2000,    5000,     10000,    50000,     100000,    500000,
     1000000, 5000000, 10000000, 50000000, 100000000, 500000000, 1000000000,
 };
 
 uint64_t tern_hist_bound_ns(int i)
 {
-        return i >= 0 && i < TERN_HIST_BOUNDS ? hist_bounds_ns[i] : UINT64_MAX;
-}
-
-/* The loop's thread only: plain stores the readers load without tearing,
- * no read-modify-write shared with anyone. */
-static void hist_observe(struct tern_hist *h, uint64_t ns)
-{
-        int i = 0;
-        while (i < TERN_HIST_BOUNDS && ns > hist_bounds_ns[i])
-                i++;
-        ck_pr_store_64(&h->buckets[i], h->buckets[i] + 1);
-        ck_pr_store_64(&h->sum_ns, h->sum_ns + ns);
+        return i >= 0 && i < TERN_HIST_BOUNDS ? tern__hist_bounds_ns[i] : UINT64_MAX;
 }
 
 static void hist_load(struct tern_hist *dst, const struct tern_hist *src)
@@ -695,7 +684,7 @@ static void loop_iterate(struct tern_loop *l)
                  * clock read ends the previous iteration's busy time */
                 uint64_t idle_ns = tern_now_ns();
                 if (woke_ns) {
-                        hist_observe(&l->iter_hist, idle_ns - woke_ns);
+                        tern__hist_observe(&l->iter_hist, idle_ns - woke_ns);
                         l->now = idle_ns / 1000000;
                 }
                 int timeout = 0;
@@ -725,7 +714,7 @@ static void loop_iterate(struct tern_loop *l)
                 for (int i = 0; i < n; i++) {
                         uint64_t tag = events[i].data.u64;
                         if (i == n - 1)
-                                hist_observe(&l->delay_hist, i ? tern_now_ns() - woke_ns : 0);
+                                tern__hist_observe(&l->delay_hist, i ? tern_now_ns() - woke_ns : 0);
                         if (tag == TAG_EVENTFD) {
                                 read_eventfd(l);
                                 continue;

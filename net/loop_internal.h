@@ -210,6 +210,21 @@ static inline void tern__stat_add(struct tern_loop *l, size_t idx, uint64_t n)
         ck_pr_store_64(&l->stats.v[idx], l->stats.v[idx] + n);
 }
 
+/* The histograms' bucket bounds (loop.h, tern_hist_bound_ns). */
+extern const uint64_t tern__hist_bounds_ns[TERN_HIST_BOUNDS];
+
+/* The loop's thread only: plain stores the readers load without tearing,
+ * no read-modify-write shared with anyone (tools/bench/micro/metrics_bench.c
+ * times it). */
+static inline void tern__hist_observe(struct tern_hist *h, uint64_t ns)
+{
+        int i = 0;
+        while (i < TERN_HIST_BOUNDS && ns > tern__hist_bounds_ns[i])
+                i++;
+        ck_pr_store_64(&h->buckets[i], h->buckets[i] + 1);
+        ck_pr_store_64(&h->sum_ns, h->sum_ns + ns);
+}
+
 static inline void tern__stat_sub(struct tern_loop *l, size_t idx, uint64_t n)
 {
         ck_pr_store_64(&l->stats.v[idx], l->stats.v[idx] - n);
