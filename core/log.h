@@ -4,7 +4,10 @@
  *
  * Lines look like
  *   2026-11-22T04:50:01.123Z INFO  [worker-1] closed conn fd=12: output limit
- * or, with TERN_LOG_JSON, one JSON object per line.
+ * or, with TERN_LOG_JSON, one JSON object per line:
+ *   {"ts":"2026-11-22T04:50:01.123Z","level":"info","thread":"worker-1","msg":"..."}
+ * (the message escaped as JSON requires; bytes that are not UTF-8 become
+ * U+FFFD, so every line parses).
  *
  * All functions may be called from any thread. A line is written with a
  * single write(2), so lines from different threads never interleave.
@@ -15,6 +18,7 @@
 #include "export.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /** Severity of a log line, lowest first. */
 enum tern_log_level {
@@ -58,6 +62,45 @@ TERN_EXPORT bool tern_log_level_parse(const char *s, enum tern_log_level *out);
 /** Logs one printf-style line at @p level if @p level is enabled. Any thread. */
 TERN_EXPORT void tern_log(enum tern_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/**
+ * A rate limit for the lines of one call site (tern_log_limited()): a token
+ * bucket of @p burst lines, refilled at one line per @p interval_ms. Zero
+ * fields take the defaults, 10 lines and one per second, so a static
+ * zero-initialised one is ready. Shared by every thread that logs there.
+ */
+struct tern_log_limit {
+        uint32_t interval_ms; /**< one line per this many ms, sustained; 0 = 1000 */
+        uint32_t burst;       /**< lines allowed at once; 0 = 10 */
+        uint64_t tat_ms;      /**< internal (atomic): when the bucket is full again */
+        uint64_t suppressed;  /**< internal (atomic): lines dropped since the last one written */
+};
+
+/**
+ * Takes a token from @p rl at time @p now_ms (any monotonic clock in ms).
+ * Returns true when a line may be written, with *@p suppressed set to how
+ * many were dropped since the last one that was (then reset); false when
+ * the line must be dropped (it is counted). Lock-free. [any]
+ */
+TERN_EXPORT bool tern_log_limit_take(struct tern_log_limit *rl, uint64_t now_ms,
+                                     uint64_t *suppressed);
+
+/**
+ * tern_log() through the rate limit @p rl: a line over the limit is dropped
+ * and counted, and the next line written says how many were, as
+ * " [N similar suppressed]". A level that is off takes no token. [any]
+ */
+TERN_EXPORT void tern_log_limited(struct tern_log_limit *rl, enum tern_log_level level,
+                                  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/** tern_log_limited() at WARN with a rate limit of its own per call site
+ * (defaults: 10 lines at once, one per second): for warnings a peer can
+ * cause as often as it likes. */
+#define tern_warn_limited(...)                                                                     \
+        do {                                                                                       \
+                static struct tern_log_limit tern_log_limit_site_;                                 \
+                tern_log_limited(&tern_log_limit_site_, TERN_LOG_WARN, __VA_ARGS__);               \
+        } while (0)
 
 /** Whether a line at @p lvl would be written; cheap, for guarding costly arguments. */
 #define TERN_LOG_ENABLED(lvl) ((lvl) >= tern_log_level())

@@ -56,13 +56,17 @@ static void *pack(int fd, int k)
 static void adopt(struct tern__acceptor *a, struct tern_loop *l, void *v)
 {
         int fd = (int)((uintptr_t)v & 0xffffffffu);
-        struct tern__conn_cfg *cfg = a->lfds[(uintptr_t)v >> 32].cfg;
-        if (l->draining) {
+        const struct tern__acc_lfd *lf = &a->lfds[(uintptr_t)v >> 32];
+        /* A late listener's connections are welcome until the drain's
+         * last phase: the admin endpoint answers "draining" meanwhile. */
+        if (l->draining && (!lf->late || l->late_phase)) {
                 close(fd);
                 __atomic_fetch_sub(&a->live_conns, 1, __ATOMIC_RELAXED);
                 return;
         }
-        tern__conn_setup(l, fd, cfg, false);
+        struct tern_conn *c = tern__conn_setup(l, fd, lf->cfg, false);
+        if (c && lf->late)
+                tern__io_set_late(&c->io);
 }
 
 static bool ring_push(struct tern__acc_target *t, void *v)
@@ -137,6 +141,8 @@ static void hand_off(struct tern__acceptor *a, int w, int fd, int k)
 static bool accept_burst(struct tern__acceptor *a, int k)
 {
         int lfd = a->lfds[k].io.fd;
+        if (lfd < 0)
+                return true; /* closed at the stop; a late one still serves */
         const uint32_t max = a->max_conns;
         for (;;) {
                 int fd = TERN__ACCEPT4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -166,7 +172,10 @@ static bool accept_burst(struct tern__acceptor *a, int k)
                                 return false;
                         default: {
                                 int e = errno;
-                                tern_error("accept: %s", strerror(e));
+                                /* Once per pause at most, but pauses can
+                                 * repeat as fast as the backlog refills. */
+                                static struct tern_log_limit limit;
+                                tern_log_limited(&limit, TERN_LOG_ERROR, "accept: %s", strerror(e));
                                 acc_stat_add(a, TERN__STAT(accept_errors));
                                 errno = e;
                                 return false;
@@ -240,9 +249,62 @@ static bool accept_round(struct tern__acceptor *a, int i, int *err)
 
 /* ---- on its own thread ---- */
 
+/* Unregisters and closes listening socket @lf; its slot stays (the index
+ * travels with connections in the rings), with fd -1. */
+static void close_lfd(struct tern__acceptor *a, struct tern__acc_lfd *lf)
+{
+        if (lf->io.fd < 0)
+                return;
+        /* Unregister before close: a forked child holding a listener
+         * would keep it registered, naming a closed fd. */
+        if (lf->io.loop)
+                tern__io_release(&lf->io, true);
+        else if (a->epfd >= 0)
+                epoll_ctl(a->epfd, EPOLL_CTL_DEL, lf->io.fd, NULL);
+        close(lf->io.fd);
+        lf->io.fd = -1;
+}
+
+/* The stop: every listener but the late ones, which serve on. */
+static void close_early_listeners(struct tern__acceptor *a)
+{
+        for (int k = 0; k < a->nlfds; k++)
+                if (!a->lfds[k].late)
+                        close_lfd(a, &a->lfds[k]);
+}
+
+static bool late_listening(const struct tern__acceptor *a)
+{
+        for (int k = 0; k < a->nlfds; k++)
+                if (a->lfds[k].late && a->lfds[k].io.fd >= 0)
+                        return true;
+        return false;
+}
+
 static void close_listeners(struct tern__acceptor *a)
 {
         tern__acceptor_truncate(a, 0);
+}
+
+/* A target loop drained all but its late connections. Once every target
+ * has, they all begin the last phase together (a worker with only an admin
+ * connection keeps serving it until the busiest worker drained), and the
+ * acceptor thread stops serving the late listeners. */
+static void drained_hook(struct tern__hook *h, struct tern_loop *l)
+{
+        (void)l;
+        struct tern__acc_target *t = caa_container_of(h, struct tern__acc_target, late);
+        struct tern__acceptor *a = t->acc;
+        tern__hook_del(h);
+        if (__atomic_sub_fetch(&a->late_left, 1, __ATOMIC_ACQ_REL))
+                return;
+        for (int w = 0; w < a->ntargets; w++)
+                tern__loop_open_late(a->targets[w].loop);
+        if (a->evfd >= 0) {
+                uint64_t one = 1;
+                ssize_t r = write(a->evfd, &one, sizeof(one));
+                (void)r;
+        }
 }
 
 static void stop_targets(struct tern__acceptor *a, const struct tern_loop *except)
@@ -252,16 +314,21 @@ static void stop_targets(struct tern__acceptor *a, const struct tern_loop *excep
                         tern_loop_stop(a->targets[w].loop);
 }
 
-static void *acceptor_thread(void *arg)
+/* Serving on the acceptor thread: before the stop (@late false) every
+ * listener until stop_req; after it (@late true) the late ones until every
+ * target drained all but its late connections. */
+static bool keep_serving(struct tern__acceptor *a, bool late)
 {
-        struct tern__acceptor *a = arg;
-        tern_log_set_thread_name("acceptor");
-        pthread_setname_np(pthread_self(), "tern-acceptor");
+        return late ? __atomic_load_n(&a->late_left, __ATOMIC_ACQUIRE) > 0
+                    : !__atomic_load_n(&a->stop_req, __ATOMIC_ACQUIRE);
+}
 
+static void serve_thread(struct tern__acceptor *a, bool late)
+{
         uint64_t paused_until = 0;
         struct epoll_event evs[TERN__MAX_LFDS + 1];
 
-        while (!__atomic_load_n(&a->stop_req, __ATOMIC_ACQUIRE)) {
+        while (keep_serving(a, late)) {
                 int timeout = -1;
                 if (paused_until) {
                         uint64_t now = tern_now_ms();
@@ -272,7 +339,7 @@ static void *acceptor_thread(void *arg)
                         tern_error("acceptor: epoll_wait: %s", strerror(errno));
                         break;
                 }
-                if (__atomic_load_n(&a->stop_req, __ATOMIC_ACQUIRE))
+                if (!keep_serving(a, late))
                         break;
 
                 bool retry = false; /* every listener, after a pause */
@@ -287,19 +354,37 @@ static void *acceptor_thread(void *arg)
                 if (retry) {
                         ok = accept_round(a, -1, &err);
                 } else {
-                        for (int k = 0; k < n && ok; k++)
-                                if (evs[k].data.u32 < (uint32_t)a->nlfds) /* not the eventfd */
+                        for (int k = 0; k < n && ok; k++) {
+                                if (evs[k].data.u32 < (uint32_t)a->nlfds) {
                                         ok = accept_round(a, (int)evs[k].data.u32, &err);
+                                } else if (late) { /* the eventfd: level-triggered, clear it */
+                                        uint64_t v;
+                                        ssize_t r = read(a->evfd, &v, sizeof(v));
+                                        (void)r;
+                                }
+                        }
                 }
                 unsigned pause = end_round(a, ok, err, retry);
                 if (pause)
                         paused_until = tern_now_ms() + pause;
         }
+}
 
-        /* Graceful stop: no new connections, then let every loop drain;
-         * nothing can be handed to one after this. */
-        close_listeners(a);
+static void *acceptor_thread(void *arg)
+{
+        struct tern__acceptor *a = arg;
+        tern_log_set_thread_name("acceptor");
+        pthread_setname_np(pthread_self(), "tern-acceptor");
+
+        serve_thread(a, false);
+        /* Graceful stop: no new connections but on late listeners, then let
+         * every loop drain; those serve until every loop's drain reached
+         * its last phase, and nothing can be handed to one after that. */
+        close_early_listeners(a);
         stop_targets(a, NULL);
+        if (late_listening(a))
+                serve_thread(a, true);
+        close_listeners(a);
         return NULL;
 }
 
@@ -332,7 +417,7 @@ static void lfd_on_events(struct tern__io *io, uint32_t events)
         struct tern__acc_lfd *lf = (struct tern__acc_lfd *)io;
         struct tern__acceptor *a = lf->acc;
         /* Paused: the resume timer retries every listener, edges or not. */
-        if (a->paused || io->loop->draining)
+        if (a->paused || (io->loop->draining && (!lf->late || io->loop->late_phase)))
                 return;
         home_round(a, (int)(lf - a->lfds), false);
 }
@@ -355,9 +440,19 @@ static const struct tern__io_kind lfd_kind = {
 static void home_drain(struct tern__hook *h, struct tern_loop *l)
 {
         struct tern__acceptor *a = caa_container_of(h, struct tern__acceptor, drain_hook);
+        close_early_listeners(a);
+        if (!late_listening(a))
+                tern__loop_timer_cancel(l, &a->resume_timer);
+        stop_targets(a, l);
+}
+
+/* Home's drain reached its last phase: the late listeners close too. */
+static void home_late(struct tern__hook *h, struct tern_loop *l)
+{
+        struct tern__acceptor *a = caa_container_of(h, struct tern__acceptor, home_late_hook);
+        tern__hook_del(h);
         tern__loop_timer_cancel(l, &a->resume_timer);
         close_listeners(a);
-        stop_targets(a, l);
 }
 
 /* ---- set-up and tear-down ---- */
@@ -384,12 +479,15 @@ int tern__acceptor_init(struct tern__acceptor *a, struct tern_loop *const *loops
                 t->loop = loops[i];
                 t->acc = a;
                 tern__hook_add(t->loop, TERN__HOOK_END_ITER, &t->inbox, inbox_hook);
+                tern__hook_add(t->loop, TERN__HOOK_DRAINED, &t->late, drained_hook);
                 a->ntargets++;
+                a->late_left++;
         }
         if (on_first_loop) {
                 a->home = loops[0];
                 tern_timer_init(&a->resume_timer, resume_cb, a);
                 tern__hook_add(a->home, TERN__HOOK_DRAIN, &a->drain_hook, home_drain);
+                tern__hook_add(a->home, TERN__HOOK_LATE, &a->home_late_hook, home_late);
                 return 0;
         }
         a->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -404,7 +502,7 @@ int tern__acceptor_init(struct tern__acceptor *a, struct tern_loop *const *loops
         return 0;
 }
 
-int tern__acceptor_add(struct tern__acceptor *a, int fd, struct tern__conn_cfg *cfg)
+int tern__acceptor_add(struct tern__acceptor *a, int fd, struct tern__conn_cfg *cfg, bool late)
 {
         if (a->nlfds == TERN__MAX_LFDS)
                 return -ENOSPC;
@@ -413,6 +511,11 @@ int tern__acceptor_add(struct tern__acceptor *a, int fd, struct tern__conn_cfg *
         lf->io.fd = fd;
         lf->acc = a;
         lf->cfg = cfg;
+        lf->late = late;
+        /* Only then do workers wait for each other before their drain's
+         * last phase: without late listeners a drain is what it was. */
+        for (int w = 0; late && w < a->ntargets; w++)
+                a->targets[w].loop->late_gated = true;
         int r;
         if (a->home) {
                 lf->io.kind = &lfd_kind;
@@ -432,16 +535,8 @@ int tern__acceptor_add(struct tern__acceptor *a, int fd, struct tern__conn_cfg *
 
 void tern__acceptor_truncate(struct tern__acceptor *a, int keep)
 {
-        while (a->nlfds > keep) {
-                struct tern__acc_lfd *lf = &a->lfds[--a->nlfds];
-                /* Unregister before close: a forked child holding a listener
-                 * would keep it registered, naming a closed fd. */
-                if (lf->io.loop)
-                        tern__io_release(&lf->io, true);
-                else if (a->epfd >= 0)
-                        epoll_ctl(a->epfd, EPOLL_CTL_DEL, lf->io.fd, NULL);
-                close(lf->io.fd);
-        }
+        while (a->nlfds > keep)
+                close_lfd(a, &a->lfds[--a->nlfds]);
 }
 
 int tern__acceptor_start(struct tern__acceptor *a)
@@ -485,14 +580,17 @@ void tern__acceptor_destroy(struct tern__acceptor *a)
                         __atomic_fetch_sub(&a->live_conns, 1, __ATOMIC_RELAXED);
                 }
                 tern__hook_del(&t->inbox);
+                tern__hook_del(&t->late);
         }
         for (int w = 0; w < a->ntargets; w++)
                 free(a->targets[w].ring_buf);
         free(a->targets);
         a->targets = NULL;
         a->ntargets = 0;
-        if (a->home)
+        if (a->home) {
                 tern__hook_del(&a->drain_hook);
+                tern__hook_del(&a->home_late_hook);
+        }
         if (a->epfd >= 0)
                 close(a->epfd);
         if (a->evfd >= 0)

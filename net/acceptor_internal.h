@@ -28,6 +28,7 @@ struct tern__acc_lfd {
         struct tern__io io; /* io.fd: the socket; io.loop set while registered */
         struct tern__acceptor *acc;
         struct tern__conn_cfg *cfg; /* the stack its connections run with */
+        bool late;                  /* serves through the drain (tern__acceptor_add) */
 };
 
 /* A loop the acceptor hands connections to, and the ring into it. */
@@ -37,6 +38,7 @@ struct tern__acc_target {
         struct ck_ring ring; /* acceptor -> loop, single producer */
         struct ck_ring_buffer *ring_buf;
         struct tern__hook inbox; /* its end of iteration: take what the ring holds */
+        struct tern__hook late;  /* it drained all but late connections */
 };
 
 struct tern__acceptor {
@@ -55,14 +57,16 @@ struct tern__acceptor {
         bool stop_req; /* its own thread: set from any thread (signal-safe) */
 
         /* Written only by the thread that accepts, so no atomics. */
-        int next;                       /* round-robin cursor */
-        unsigned pause_ms;              /* current back-off after EMFILE & co */
-        bool paused;                    /* home: waiting for resume_timer */
-        bool warned;                    /* the pause was logged; log the resume */
-        bool took;                      /* this round handed out a connection */
-        uint8_t woken[256];             /* targets to wake at the end of the round */
-        struct tern_timer resume_timer; /* home only */
-        struct tern__hook drain_hook;   /* home only: listeners first */
+        int next;                         /* round-robin cursor */
+        unsigned pause_ms;                /* current back-off after EMFILE & co */
+        bool paused;                      /* home: waiting for resume_timer */
+        bool warned;                      /* the pause was logged; log the resume */
+        bool took;                        /* this round handed out a connection */
+        uint8_t woken[256];               /* targets to wake at the end of the round */
+        struct tern_timer resume_timer;   /* home only */
+        struct tern__hook drain_hook;     /* home only: listeners first */
+        struct tern__hook home_late_hook; /* home only: then the late listeners */
+        int late_left; /* atomic: targets yet to drain all but late connections */
 };
 
 /* Sets @a up to hand connections to @n loops (@loops[0] is home when
@@ -70,13 +74,18 @@ struct tern__acceptor {
 int tern__acceptor_init(struct tern__acceptor *a, struct tern_loop *const *loops, int n,
                         bool on_first_loop, uint32_t max_conns);
 /* Adopts listening socket @fd, whose connections run with @cfg (which
- * must outlive @a). Returns 0, or -errno and @fd stays the caller's. */
-int tern__acceptor_add(struct tern__acceptor *a, int fd, struct tern__conn_cfg *cfg);
+ * must outlive @a). @late: it keeps accepting through the drain, until
+ * every loop has drained all but its late connections (then they begin
+ * the last phase together), and its connections are drained last
+ * (tern__io_set_late). Returns 0, or
+ * -errno and @fd stays the caller's. */
+int tern__acceptor_add(struct tern__acceptor *a, int fd, struct tern__conn_cfg *cfg, bool late);
 /* Closes the sockets added after the first @keep (a failed listener). */
 void tern__acceptor_truncate(struct tern__acceptor *a, int keep);
 /* Starts the acceptor thread (none at home). Returns 0 or -errno. */
 int tern__acceptor_start(struct tern__acceptor *a);
-/* Async-signal-safe: close the listeners, then have every loop drain. */
+/* Async-signal-safe: close the listeners (late ones later), then have
+ * every loop drain. */
 void tern__acceptor_request_stop(struct tern__acceptor *a);
 /* Joins the acceptor thread, if any. Returns 0 or -errno. */
 int tern__acceptor_join(struct tern__acceptor *a);

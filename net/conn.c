@@ -131,6 +131,16 @@ static __thread struct {
         uint32_t said, held;
 } xlog;
 
+/* The peer for a log line; a TLS connection remembers it, as a reset socket
+ * no longer tells. */
+static const char *peer_of(struct tern_conn *c, char *buf, size_t size)
+{
+        const char *who = NULL;
+        if (c->cfg->xport && xstate(c))
+                who = c->cfg->xport->ops->peer(xstate(c), buf, size);
+        return who ? who : tern_conn_peer_str(c, buf, size);
+}
+
 static __attribute__((noinline, cold)) void xport_warn(struct tern_conn *c, const char *what,
                                                        int err)
 {
@@ -149,9 +159,7 @@ static __attribute__((noinline, cold)) void xport_warn(struct tern_conn *c, cons
         char peer[TERN_ADDRSTRLEN], why[200];
         const struct tern__xport_ops *x = c->cfg->xport->ops;
         const char *reason = err ? x->why(xstate(c), err, why, sizeof(why)) : "";
-        const char *who = x->peer(xstate(c), peer, sizeof(peer));
-        if (!who)
-                who = tern_conn_peer_str(c, peer, sizeof(peer));
+        const char *who = peer_of(c, peer, sizeof(peer));
         if (xlog.held)
                 tern_warn("loop %d: %s: TLS %s%s%s; closing (%u similar lines left out)", l->index,
                           who, what, err ? ": " : "", reason, xlog.held);
@@ -258,15 +266,27 @@ static void conn_connected(struct tern_conn *c)
         c->last_active = (uint32_t)l->now;
         if (c->idle_ms)
                 tern_conn_set_idle_timeout(c, c->idle_ms);
+        if (TERN_LOG_ENABLED(TERN_LOG_DEBUG)) {
+                char peer[TERN_ADDRSTRLEN];
+                tern_debug("loop %d: %s: %s", l->index, peer_of(c, peer, sizeof(peer)),
+                           c->flags & TERN__CONN_CLIENT ? "connected" : "accepted");
+        }
         if (c->ops->on_open)
                 c->ops->on_open(c);
+}
+
+/* Output left queued when a connection goes leaves the worker's gauge. */
+static void drop_out(struct tern_conn *c)
+{
+        tern__stat_sub(c->io.loop, TERN__STAT(queued_bytes), tern_buf_len(&c->out));
+        tern_buf_free(&c->out);
 }
 
 static void conn_free(struct tern__io *io)
 {
         struct tern_conn *c = (struct tern_conn *)io;
         tern_buf_free(&c->in);
-        tern_buf_free(&c->out);
+        drop_out(c);
         bool accepted = !(c->flags & TERN__CONN_CLIENT);
         long *live = c->cfg->live;
         tern__conn_cfg_put(c->cfg);
@@ -302,6 +322,13 @@ static void finish_close(struct tern_conn *c)
 {
         struct tern_loop *l = c->io.loop;
         bool opened = !(c->flags & (TERN__CONN_CONNECTING | TERN__CONN_HANDSHAKE));
+        if (opened && TERN_LOG_ENABLED(TERN_LOG_DEBUG)) {
+                char peer[TERN_ADDRSTRLEN];
+                tern_debug("loop %d: %s: closed (%s%s%s)", l->index, peer_of(c, peer, sizeof(peer)),
+                           tern_close_reason_str((enum tern_close_reason)c->close_reason),
+                           c->close_err ? ": " : "",
+                           c->close_err ? tern_strerror(c->close_err) : "");
+        }
         /* on_close still sees the handle (to unregister it) and the socket
          * (tern_conn_peer for its log line). */
         if (opened && c->ops->on_close)
@@ -325,7 +352,7 @@ static void finish_close(struct tern_conn *c)
         close(c->io.fd);
         c->io.fd = -1;
         tern_buf_free(&c->in);
-        tern_buf_free(&c->out);
+        drop_out(c);
 }
 
 /* Callbacks owed by calls the application made, now that none is running. */
@@ -480,6 +507,7 @@ static void flush_out(struct tern_conn *c)
                 if (n == 0)
                         break;
                 tern_buf_consume(&c->out, (size_t)n);
+                tern__stat_sub(c->io.loop, TERN__STAT(queued_bytes), (uint64_t)n);
                 tern__stat_add(c->io.loop, TERN__STAT(bytes_out), (uint64_t)n);
                 note_progress(c);
         }
@@ -557,6 +585,7 @@ int tern_conn_sendv(tern_conn *c, const struct iovec *iov, int iovcnt)
                         tern__conn_close(c, TERN_CLOSE_ERROR, -ENOMEM);
                         return -ENOMEM;
                 }
+                tern__stat_add(c->io.loop, TERN__STAT(queued_bytes), len - written);
                 written = 0;
         }
         note_queued(c);
@@ -587,6 +616,8 @@ int tern_conn_send_frame(tern_conn *c, const void *payload, size_t len)
                         tern_buf_release_if_empty(&c->out);
                         return r;
                 }
+                tern__stat_add(c->io.loop, TERN__STAT(queued_bytes),
+                               tern_buf_len(&c->out) - queued);
                 if (tern_buf_len(&c->out) > limits_of(c)->max_outbuf)
                         return over_limit(c, tern_buf_len(&c->out));
                 note_queued(c);

@@ -81,6 +81,34 @@ void tern_loop_stats(const tern_loop *l, struct tern_stats *out)
         tern__counters_add(out, &l->stats);
 }
 
+/* ---- histograms ---- */
+
+/* 1-2-5 steps, 1 us to 1 s: fine enough where a loop iteration lives. */
+const uint64_t tern__hist_bounds_ns[TERN_HIST_BOUNDS] = {
+    1000,    2000,    5000,     10000,    50000,     100000,    500000,
+    1000000, 5000000, 10000000, 50000000, 100000000, 500000000, 1000000000,
+};
+
+uint64_t tern_hist_bound_ns(int i)
+{
+        return i >= 0 && i < TERN_HIST_BOUNDS ? tern__hist_bounds_ns[i] : UINT64_MAX;
+}
+
+static void hist_load(struct tern_hist *dst, const struct tern_hist *src)
+{
+        dst->sum_ns = ck_pr_load_64(&src->sum_ns);
+        for (int i = 0; i <= TERN_HIST_BOUNDS; i++)
+                dst->buckets[i] = ck_pr_load_64(&src->buckets[i]);
+}
+
+void tern_loop_histograms(const tern_loop *l, struct tern_hist *iter, struct tern_hist *delay)
+{
+        if (iter)
+                hist_load(iter, &l->iter_hist);
+        if (delay)
+                hist_load(delay, &l->delay_hist);
+}
+
 /* ---- timers ---- */
 
 int tern__loop_timer_arm(struct tern_loop *l, struct tern_timer *t, uint64_t after_ms,
@@ -286,6 +314,10 @@ void tern__io_release(struct tern__io *io, bool unregister)
         if (unregister && (io->state & TERN__IO_POLLED))
                 epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
         slot_free(l, io->slot);
+        if (io->state & TERN__IO_LATE) {
+                io->state &= ~TERN__IO_LATE;
+                l->nlate--;
+        }
         /* Off the pending list's duty: a dead object is owed nothing more. */
         io->state |= TERN__IO_DEAD;
         if (io->state & TERN__IO_PENDING) {
@@ -481,11 +513,15 @@ static void serve_ready(struct tern_loop *l, uint32_t n, bool scan)
         }
 }
 
-/* Every registered object's on_drain (@deadline: the drain timed out). */
+/* Every registered object's on_drain (@deadline: the drain timed out, all
+ * of them; else the late ones in the late phase, the others before it). */
 static void drain_objects(struct tern_loop *l, bool deadline)
 {
         for (uint32_t i = 0; i < l->nslots; i++) {
                 struct tern__io *io = l->slots[i].io;
+                bool late = io && (io->state & TERN__IO_LATE);
+                if (!deadline && late != l->late_phase)
+                        continue;
                 if (io && io->kind->on_drain) {
                         io->kind->on_drain(io, deadline);
                         if (l->pending)
@@ -514,6 +550,36 @@ static void begin_drain(struct tern_loop *l)
                 tern_timer_init(&l->drain_timer, drain_timer_cb, l);
                 tern__loop_timer_arm(l, &l->drain_timer, l->opts.drain_timeout_ms, 0);
         }
+}
+
+void tern__loop_open_late(struct tern_loop *l)
+{
+        __atomic_store_n(&l->late_open, true, __ATOMIC_RELEASE);
+        tern__loop_wake(l);
+}
+
+/* Only late objects are left (or the deadline passed and closed all): they
+ * drain now, unless the gate still holds them (tern__loop_open_late). */
+static bool late_due(struct tern_loop *l)
+{
+        if (!l->draining || l->late_phase || l->nlive > l->nlate || (l->nheld && !l->drain_expired))
+                return false;
+        if (!l->drained) {
+                l->drained = true;
+                run_hooks(l, TERN__HOOK_DRAINED);
+                run_pending(l);
+        }
+        return !l->late_gated || l->drain_expired ||
+               __atomic_load_n(&l->late_open, __ATOMIC_ACQUIRE);
+}
+
+static void begin_late(struct tern_loop *l)
+{
+        l->late_phase = true;
+        run_hooks(l, TERN__HOOK_LATE); /* late listeners close */
+        run_pending(l);
+        if (l->nlate)
+                drain_objects(l, l->drain_expired);
 }
 
 static void run_task(struct tern_loop *l, struct tern__task *t)
@@ -596,8 +662,9 @@ static void read_eventfd(struct tern_loop *l)
 static void loop_iterate(struct tern_loop *l)
 {
         struct epoll_event events[TERN__MAX_EVENTS];
+        uint64_t woke_ns = 0; /* when epoll_wait last returned; 0 before the first */
 
-        while (!(l->draining && l->nlive == 0 && (l->nheld == 0 || l->drain_expired))) {
+        while (!(l->late_phase && l->nlive == 0 && (l->nheld == 0 || l->drain_expired))) {
                 /* 1. deferred work: take the ready array (swap, no copy) */
                 uint32_t nready = l->nready;
                 bool scan = l->ready_lost;
@@ -613,12 +680,17 @@ static void loop_iterate(struct tern_loop *l)
                 l->ready_lost = false;
                 bool ready = nready || scan || l->nflush;
 
-                /* 2. timeout (no clock read, no wheel scan when nothing is armed) */
+                /* 2. timeout (no wheel scan when nothing is armed); the
+                 * clock read ends the previous iteration's busy time */
+                uint64_t idle_ns = tern_now_ns();
+                if (woke_ns) {
+                        tern__hist_observe(&l->iter_hist, idle_ns - woke_ns);
+                        l->now = idle_ns / 1000000;
+                }
                 int timeout = 0;
                 if (!ready && !tern__wheel_count(&l->wheel)) {
                         timeout = -1;
                 } else if (!ready) {
-                        l->now = tern_now_ms();
                         int64_t t = tern__wheel_timeout(&l->wheel, l->now);
                         timeout = t < 0 ? -1 : (t > INT_MAX ? INT_MAX : (int)t);
                 }
@@ -632,12 +704,17 @@ static void loop_iterate(struct tern_loop *l)
                                 tern_error("loop %d: epoll_wait: %s", l->index, strerror(errno));
                         n = 0;
                 }
-                l->now = tern_now_ms();
+                woke_ns = tern_now_ns();
+                l->now = woke_ns / 1000000;
 
                 /* 4. dispatch: NULL for an object released earlier in this
-                 * batch, or for a stale registration (fork) */
+                 * batch, or for a stale registration (fork). The last
+                 * event's wait for its callback is the batch's longest:
+                 * one clock read per batch, none for a batch of one. */
                 for (int i = 0; i < n; i++) {
                         uint64_t tag = events[i].data.u64;
+                        if (i == n - 1)
+                                tern__hist_observe(&l->delay_hist, i ? tern_now_ns() - woke_ns : 0);
                         if (tag == TAG_EVENTFD) {
                                 read_eventfd(l);
                                 continue;
@@ -671,6 +748,13 @@ static void loop_iterate(struct tern_loop *l)
                 if (l->nflush)
                         run_flush(l);
                 free_closed(l);
+                /* The drain's last phase, once only late objects are left:
+                 * checked after the frees that may have made it due. */
+                if (late_due(l)) {
+                        begin_late(l);
+                        run_flush(l);
+                        free_closed(l);
+                }
 
                 /* 9. quiescent: this thread holds no RCU references now */
                 rcu_quiescent_state();

@@ -158,9 +158,41 @@ struct tern_stats {
         uint64_t tls_resumed;      /**< of which resumed a session */
         uint64_t tls_errors;       /**< TLS connections closed by a handshake or record error,
                                         or a handshake timeout */
+        uint64_t queued_bytes;     /**< output queued on this worker's connections now,
+                                        not yet taken by the kernel (a gauge) */
 };
 
 /** Copies @p loop's counters into @p out. [any] */
 TERN_EXPORT void tern_loop_stats(const tern_loop *loop, struct tern_stats *out);
+
+/** Buckets of a loop histogram: TERN_HIST_BOUNDS upper bounds, then +Inf. */
+#define TERN_HIST_BOUNDS 14
+
+/**
+ * A loop's histogram of durations, written by its thread only and readable
+ * from any thread without locks (each field exact, the set not one atomic
+ * snapshot). Buckets are per bucket, not cumulative.
+ */
+struct tern_hist {
+        uint64_t sum_ns;                        /**< sum of the observations */
+        uint64_t buckets[TERN_HIST_BOUNDS + 1]; /**< [i]: <= tern_hist_bound_ns(i), and
+                                                     above the previous bound; the last:
+                                                     above every bound */
+};
+
+/** Upper bound of bucket @p i in ns (0 <= i < TERN_HIST_BOUNDS), ascending
+ * from 1 us to 1 s; UINT64_MAX for any other @p i. [any] */
+TERN_EXPORT uint64_t tern_hist_bound_ns(int i);
+
+/**
+ * Copies @p loop's histograms: @p iter, the busy part of each iteration
+ * (from epoll_wait's return to the end of the iteration's work: dispatch,
+ * timers, mailbox, writes); @p delay, per iteration that had events, how
+ * long the batch's last event waited from epoll_wait's return for its
+ * callback to start (the longest any event of the batch waited). Either
+ * may be NULL. [any]
+ */
+TERN_EXPORT void tern_loop_histograms(const tern_loop *loop, struct tern_hist *iter,
+                                      struct tern_hist *delay);
 
 #endif

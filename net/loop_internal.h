@@ -86,6 +86,7 @@ enum {
         TERN__IO_DEAD = 1u << 2,    /* released: no events, on the closed list */
         TERN__IO_FLUSH = 1u << 3,   /* on the flush list */
         TERN__IO_POLLED = 1u << 4,  /* in the epoll set */
+        TERN__IO_LATE = 1u << 5,    /* drained last: tern__io_set_late */
 };
 
 /* An I/O object, embedded first in its owner (conn, watch, listener). */
@@ -126,6 +127,8 @@ struct tern__hook {
 enum tern__hook_point {
         TERN__HOOK_END_ITER, /* after the mailbox, before closed objects are freed */
         TERN__HOOK_DRAIN,    /* the drain begins, before every object's on_drain */
+        TERN__HOOK_DRAINED,  /* the drain left only late objects (once) */
+        TERN__HOOK_LATE,     /* the drain's last phase: late objects drain now */
         TERN__HOOK_DESTROY,  /* tern_loop_free(): free what was left behind */
         TERN__HOOK_POINTS,
 };
@@ -171,6 +174,11 @@ struct tern_loop {
         uint32_t nlive;     /* objects the drain waits for (connections) */
         uint32_t nheld;     /* ... and until its deadline only (watches) */
         bool drain_expired; /* the drain deadline has passed */
+        uint32_t nlate;     /* live objects marked late (tern__io_set_late) */
+        bool drained;       /* only late ones left: TERN__HOOK_DRAINED has run */
+        bool late_gated;    /* the last phase waits for tern__loop_open_late() */
+        bool late_open;     /* atomic: ... which has been called */
+        bool late_phase;    /* the drain reached them: TERN__HOOK_LATE has run */
 
         /* Served without waiting for an edge: an array, not a list through
          * the objects, to keep an idle connection small. */
@@ -193,11 +201,28 @@ struct tern_loop {
         bool draining;
         struct tern_timer drain_timer;
         struct tern__counters stats;
+        struct tern_hist iter_hist;  /* single writer: tern__hist_observe */
+        struct tern_hist delay_hist; /* ... */
 };
 
 static inline void tern__stat_add(struct tern_loop *l, size_t idx, uint64_t n)
 {
         ck_pr_store_64(&l->stats.v[idx], l->stats.v[idx] + n);
+}
+
+/* The histograms' bucket bounds (loop.h, tern_hist_bound_ns). */
+extern const uint64_t tern__hist_bounds_ns[TERN_HIST_BOUNDS];
+
+/* The loop's thread only: plain stores the readers load without tearing,
+ * no read-modify-write shared with anyone (tools/bench/micro/metrics_bench.c
+ * times it). */
+static inline void tern__hist_observe(struct tern_hist *h, uint64_t ns)
+{
+        int i = 0;
+        while (i < TERN_HIST_BOUNDS && ns > tern__hist_bounds_ns[i])
+                i++;
+        ck_pr_store_64(&h->buckets[i], h->buckets[i] + 1);
+        ck_pr_store_64(&h->sum_ns, h->sum_ns + ns);
 }
 
 static inline void tern__stat_sub(struct tern_loop *l, size_t idx, uint64_t n)
@@ -250,6 +275,28 @@ static inline tern__handle_t tern__io_handle(const struct tern__io *io)
  * its file with nobody, to save the syscall). Does not close the fd.
  */
 void tern__io_release(struct tern__io *io, bool unregister);
+/*
+ * Drains @io last: the drain's first phase leaves it alone (no on_drain),
+ * and only once every other object the drain waits for has gone (or the
+ * deadline passed) does TERN__HOOK_LATE run and @io get its on_drain. An
+ * admin connection answers "draining" probes that way while the data
+ * connections drain. Call once, right after tern__io_register().
+ */
+static inline void tern__io_set_late(struct tern__io *io)
+{
+        if (!(io->state & TERN__IO_LATE)) {
+                io->state |= TERN__IO_LATE;
+                io->loop->nlate++;
+        }
+}
+/*
+ * Lets a gated loop (late_gated, set before it runs) begin its drain's last
+ * phase once it has drained everything else: the acceptor opens every
+ * worker's gate when all of them got there, so that a late connection on
+ * an idle worker serves until the whole server has drained. Any thread;
+ * async-signal-safe.
+ */
+void tern__loop_open_late(struct tern_loop *l);
 /* Serve @io again next iteration without waiting for an edge. */
 void tern__io_ready(struct tern__io *io);
 /* @io is owed a callback: on_pending runs from the loop's top level, after

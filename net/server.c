@@ -93,7 +93,7 @@ static int listen_tcp_one(struct tern_server *s, struct tern__listener *ln,
 /* The acceptor takes @fd, or it is closed. */
 static int add_lfd(struct tern_server *s, int fd, struct tern__listener *ln)
 {
-        int r = tern__acceptor_add(&s->acc, fd, &ln->cfg);
+        int r = tern__acceptor_add(&s->acc, fd, &ln->cfg, ln->drain_last);
         if (r < 0)
                 close(fd);
         return r;
@@ -238,6 +238,7 @@ int tern_server_listen(tern_server *s, const struct tern_listener_opts *o)
         if (!ln)
                 return -ENOMEM;
         ln->kind = o->kind;
+        ln->drain_last = o->drain_last;
         struct tern__conn_cfg *cfg = &ln->cfg;
         cfg->ops = o->ops;
         cfg->codec = o->codec;
@@ -402,6 +403,10 @@ static int start_threads(struct tern_server *s, int first)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r) {
                 tern_error("cannot start threads: %s", tern_strerror(r));
+                /* The workers that never ran cannot reach the drain's last
+                 * phase: the ones that did must not wait for them there. */
+                for (int i = 0; i < s->nworkers; i++)
+                        tern__loop_open_late(s->workers[i].loop);
                 for (int i = first; i < w; i++) {
                         tern_loop_stop(s->workers[i].loop);
                         pthread_join(s->workers[i].thread, NULL);
@@ -430,6 +435,11 @@ void tern_server_stop(tern_server *s)
 {
         __atomic_store_n(&s->stop_req, true, __ATOMIC_RELEASE);
         tern__acceptor_request_stop(&s->acc);
+}
+
+bool tern_server_draining(const tern_server *s)
+{
+        return __atomic_load_n(&s->stop_req, __ATOMIC_ACQUIRE);
 }
 
 /* Joins the acceptor, then the workers from @first on. */

@@ -124,6 +124,14 @@ struct tern_listener_opts {
         const struct tern_tls *tls;            /**< TLS (tls.h); borrowed, must outlive
                                                     the server; NULL = plain */
         void *user;                            /**< tern_conn_listener_user() */
+        /** Serve through a graceful stop ("lame duck"): this listener keeps
+         * accepting after tern_server_stop(), and its connections are left
+         * alone (no on_drain) while the other listeners' connections drain;
+         * once only such connections are left on every worker (or the
+         * drain timeout passes) they drain like any other and the listener
+         * closes. For an admin or health endpoint that must answer
+         * "draining" during the drain. Default false. */
+        bool drain_last;
 };
 
 /** Fills @p o with the defaults documented above. [any] */
@@ -153,12 +161,17 @@ TERN_EXPORT uint16_t tern_server_listener_port(const tern_server *s, int id);
 TERN_EXPORT int tern_server_start(tern_server *s);
 
 /**
- * tern_server_stop - begin a graceful stop: listeners close at once, every
+ * tern_server_stop - begin a graceful stop: listeners close at once (but
+ * those with drain_last, see tern_listener_opts), every
  * connection gets on_drain then a graceful close, and whatever has not
  * flushed by drain_timeout_ms is aborted. Returns at once; idempotent.
  * [signal] Async-signal-safe: call it from a SIGTERM handler.
  */
 TERN_EXPORT void tern_server_stop(tern_server *s);
+
+/** Whether tern_server_stop() has been called: the server drains (or has
+ * stopped). [any] Async-signal-safe. */
+TERN_EXPORT bool tern_server_draining(const tern_server *s);
 
 /** Waits until a server started with tern_server_start() has stopped and
  * joined all threads. [any, but not a worker of @p s] Returns 0 or -errno

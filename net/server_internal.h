@@ -18,6 +18,7 @@
 struct tern__listener {
         struct tern__conn_cfg cfg; /* refs 0: lives as long as the server */
         enum tern_listen_kind kind;
+        bool drain_last; /* tern_listener_opts.drain_last */
         uint16_t port;
         char *path; /* UNIX: the socket file, removed at free */
         dev_t dev;  /* ... if it is still ours */

@@ -27,6 +27,7 @@
 #include <urcu/rculfhash.h>
 #include <urcu/wfcqueue.h>
 
+#include "../common/cli.h"
 #include "chat.h"
 
 /*
@@ -85,7 +86,10 @@ struct chat_server {
         uint64_t room_seq;  /* atomic */
         uint32_t guest_seq; /* atomic */
         int stopping;       /* atomic: no leave notices during shutdown */
-        int tls_listener;   /* its id, or 0 without TLS */
+        /* --max-conns, enforced here rather than by tern so that a client
+         * over it reads "! server full" before the close. */
+        struct app_conn_limit limit;
+        int tls_listener; /* its id, or 0 without TLS */
         /* --cluster (cluster.h): NULL without. @tag, 8 hex digits drawn at
          * start, names this instance in Redis and in guest names, so that
          * two instances never hand out the same guest name. */

@@ -61,7 +61,12 @@ static int connect_by(const struct addrinfo *ai, int64_t deadline)
         return fd;
 }
 
-int chat_check(const char *target, int timeout_ms, char *err, size_t errlen)
+/*
+ * Connects to @target, sends @req (NULL: nothing), reads the first line and
+ * checks that it starts with @want. @what names the check in messages.
+ */
+static int probe(const char *target, const char *req, const char *want, const char *what,
+                 int timeout_ms, char *err, size_t errlen)
 {
         char host[256], port[8];
         uint16_t portnum;
@@ -88,11 +93,12 @@ int chat_check(const char *target, int timeout_ms, char *err, size_t errlen)
                 return fd;
         }
 
-        static const char want[] = "* welcome ";
+        int r = 0;
+        if (req && send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req))
+                r = -EPIPE;  /* a fresh socket takes a short request whole */
         char line[512] = ""; /* memchr(line, c, 0) reads none, but cppcheck cannot tell */
         size_t len = 0;
-        int r = 0;
-        while (!memchr(line, '\n', len)) {
+        while (r == 0 && !memchr(line, '\n', len)) {
                 if (len == sizeof(line)) {
                         r = -EPROTO;
                         break;
@@ -113,21 +119,49 @@ int chat_check(const char *target, int timeout_ms, char *err, size_t errlen)
                 }
                 len += (size_t)n;
         }
-        if (r == 0 && (len < sizeof(want) - 1 || memcmp(line, want, sizeof(want) - 1)))
+        size_t wlen = strlen(want);
+        if (r == 0 && (len < wlen || memcmp(line, want, wlen)))
                 r = -EPROTO;
-        if (r == 0) {
+        if (r == 0 && !req) {
                 /* Leave politely; a failure here says nothing about health. */
                 ssize_t n = send(fd, "/quit\r\n", 7, MSG_NOSIGNAL);
                 (void)n;
         } else if (r == -ETIMEDOUT) {
-                snprintf(err, errlen, "%s port %s: no welcome line within %d ms", host, port,
-                         timeout_ms);
+                snprintf(err, errlen, "%s port %s: no answer within %d ms", host, port, timeout_ms);
+        } else if (r == -EPROTO && len >= 2 && line[0] == '!' && line[1] == ' ') {
+                /* The server said why ("! server full"): pass it on. */
+                size_t end = 2;
+                while (end < len && line[end] != '\r' && line[end] != '\n' && end < 80)
+                        end++;
+                snprintf(err, errlen, "%s port %s: the server answered '%.*s'", host, port,
+                         (int)end, line);
         } else if (r == -EPROTO) {
-                snprintf(err, errlen, "%s port %s: the first line is not a chat welcome", host,
-                         port);
-        } else {
+                size_t l = len;
+                while (l && (line[l - 1] == '\n' || line[l - 1] == '\r'))
+                        l--;
+                char *nl = memchr(line, '\n', l);
+                if (nl)
+                        l = (size_t)(nl - line);
+                while (l && line[l - 1] == '\r')
+                        l--;
+                snprintf(err, errlen, "%s port %s: %s, not '%s...': '%.*s'", host, port, what, want,
+                         (int)(l < 80 ? l : 80), line);
+        } else if (r) {
                 snprintf(err, errlen, "%s port %s: %s", host, port, strerror(-r));
         }
         close(fd);
         return r;
+}
+
+int chat_check(const char *target, int timeout_ms, char *err, size_t errlen)
+{
+        return probe(target, NULL, "* welcome ", "the first line is not a chat welcome", timeout_ms,
+                     err, errlen);
+}
+
+int chat_check_healthz(const char *target, int timeout_ms, char *err, size_t errlen)
+{
+        return probe(target,
+                     "GET /healthz HTTP/1.1\r\nHost: tern-chat\r\nConnection: close\r\n\r\n",
+                     "HTTP/1.1 200 ", "/healthz did not answer 200", timeout_ms, err, errlen);
 }

@@ -102,6 +102,7 @@ int chat_client_say(struct chat_client *cl, const char *data, size_t len)
 {
         if (!cl->room)
                 return chat_send(cl, data, len);
+        chat_worker_count(&cl->w->said);
         int r = chat_room_say(cl->w, &cl->m, cl->room, data, len);
         if (r > 0)
                 throttle(cl);
@@ -155,6 +156,18 @@ static int join_drained(struct chat_client *cl, const char *name, size_t len)
         chat_room_say(w, &cl->m, room, line, (size_t)n);
         if (!chat_client_gone(cl))
                 send_one(cl, line, (size_t)n);
+        /* The topic, to the joiner alone, before any line of the room. */
+        const struct chat_topic *t = chat_room_topic(room);
+        if (t && !chat_client_gone(cl)) {
+                char *tl = w->scratch;
+                size_t off = 0;
+                chat_puts(tl, &off, "* topic of #");
+                chat_puts(tl, &off, room->name);
+                chat_puts(tl, &off, ": ");
+                chat_put(tl, &off, t->text, t->len);
+                chat_puts(tl, &off, "\r\n");
+                send_one(cl, tl, off);
+        }
         bool gone = chat_client_gone(cl);
         struct chat_lroom *lr = gone ? NULL : chat_lroom_get(w, room);
         if (!lr) {
@@ -230,6 +243,7 @@ static void drop_slow(struct chat_member *m)
         tern_info("tern-chat: worker %d: %s is too slow (%zu bytes pending); dropping it",
                   cl->w->index, cl->nick ? cl->nick->name : "?",
                   m->conn ? tern_conn_queued(m->conn) : 0);
+        chat_worker_count(&cl->w->slow_drops);
         depart_one(cl, "* disconnected: too slow\r\n");
 }
 
@@ -242,6 +256,51 @@ int chat_client_worker_init(struct chat_worker *w)
 void chat_client_worker_stop(struct chat_worker *w)
 {
         tern_loop_timer_stop(w->loop, &w->resume);
+}
+
+/* ---- flood control ---- */
+
+bool chat_client_flood_ok(struct chat_client *cl)
+{
+        struct chat_worker *w = cl->w;
+        const struct chat_opts *o = &w->cs->opts;
+        if (!o->flood_rate || !o->flood_burst)
+                return true;
+        uint64_t now = tern_loop_now(w->loop);
+        uint64_t cap = (uint64_t)o->flood_burst * 1000;
+        /* rate lines/s is rate thousandths of a line per ms. */
+        cl->flood_tokens += (now - cl->flood_stamp) * o->flood_rate;
+        if (cl->flood_tokens > cap)
+                cl->flood_tokens = cap;
+        cl->flood_stamp = now;
+        if (cl->flood_tokens >= 1000) {
+                cl->flood_tokens -= 1000;
+                cl->flood_warned = false;
+                return true;
+        }
+        __atomic_store_n(&w->flood_dropped, w->flood_dropped + 1, __ATOMIC_RELAXED);
+        if (now - cl->flood_window_start > CHAT_FLOOD_WINDOW_MS) {
+                cl->flood_window_start = now;
+                cl->flood_drops = 0;
+        }
+        /* Someone who ignores "! slow down" this long is a script, not a
+         * person: it costs every member of the room a read per line. */
+        if (++cl->flood_drops > (uint64_t)o->flood_burst * CHAT_FLOOD_KICK_BURSTS) {
+                char peer[64];
+                tern_warn("tern-chat: worker %d: %s (%s) is flooding: %u lines dropped in %llu "
+                          "ms; disconnecting it",
+                          w->index, cl->nick ? cl->nick->name : "?",
+                          cl->m.conn ? tern_conn_peer_str(cl->m.conn, peer, sizeof(peer)) : "?",
+                          cl->flood_drops, (unsigned long long)(now - cl->flood_window_start));
+                __atomic_store_n(&w->flood_kicked, w->flood_kicked + 1, __ATOMIC_RELAXED);
+                chat_client_depart(cl, "* disconnected: flooding\r\n");
+                return false;
+        }
+        if (!cl->flood_warned) {
+                cl->flood_warned = true;
+                chat_send(cl, "! slow down\r\n", 13);
+        }
+        return false;
 }
 
 /* ---- life ---- */
@@ -277,6 +336,8 @@ struct chat_client *chat_client_open(struct chat_worker *w, tern_conn *c)
         cl->w = w;
         tern_timer_init(&cl->idle, idle_cb, cl);
         cl->last_input = tern_loop_now(w->loop);
+        cl->flood_stamp = cl->last_input;
+        cl->flood_tokens = (uint64_t)cs->opts.flood_burst * 1000; /* a full burst to start */
         tern_conn_set_data(c, cl);
 
         cl->nick = chat_nick_guest(cs, tern_conn_handle(c));

@@ -18,7 +18,14 @@ struct chat_client {
         struct chat_nick *nick; /* our registry entry; NULL once departed */
         struct chat_room *room; /* counted membership; NULL when in none */
         struct tern_timer idle;
-        uint64_t last_input;                /* loop ms */
+        uint64_t last_input; /* loop ms */
+        /* Flood control, a token bucket in thousandths of a line: refilled
+         * at flood_rate per second up to flood_burst lines. */
+        uint64_t flood_tokens;
+        uint64_t flood_stamp;               /* loop ms of the last refill */
+        uint64_t flood_window_start;        /* loop ms: the drops below are since then */
+        uint32_t flood_drops;               /* lines dropped in the current window */
+        bool flood_warned;                  /* "! slow down" sent since the last line let through */
         bool departed;                      /* left the chat; the connection may still flush */
         bool throttled;                     /* reading paused: another worker's inbox is full */
         struct cds_list_head throttle_link; /* in w->throttled while throttled */
@@ -80,6 +87,11 @@ int chat_client_say(struct chat_client *cl, const char *data, size_t len);
 /* Leaves the current room and joins @name: the room move of docs/chat.md.
  * Returns 0, or -ENOMEM. */
 int chat_client_join(struct chat_client *cl, const char *name, size_t len);
+/* Flood control for one line the client sent, before it is acted on.
+ * Returns true if the line may go on; false if it is dropped (the first
+ * drop of a burst answers "! slow down"; too many drops within a window
+ * disconnect the client, which is then gone). */
+bool chat_client_flood_ok(struct chat_client *cl);
 /* Leaves the chat (room, nickname, timer); @why, if any, is sent first and
  * the connection then closes after flushing. */
 void chat_client_depart(struct chat_client *cl, const char *why);

@@ -61,17 +61,25 @@ static void reply_with(struct chat_client *cl, const char *what, const uint8_t *
 
 /* ---- room messages ---- */
 
-static void room_message(struct chat_client *cl, const uint8_t *text, size_t len)
+/* Says @text to the room: "[#ROOM] NICK: TEXT", or with @action (/me)
+ * "* NICK TEXT". */
+static void room_say(struct chat_client *cl, const uint8_t *text, size_t len, bool action)
 {
         if (!cl->room)
                 return;
         char *line = cl->w->scratch;
         size_t off = 0;
-        chat_puts(line, &off, "[#");
-        chat_puts(line, &off, cl->room->name);
-        chat_puts(line, &off, "] ");
-        chat_puts(line, &off, cl->nick->name);
-        chat_puts(line, &off, ": ");
+        if (action) {
+                chat_puts(line, &off, "* ");
+                chat_puts(line, &off, cl->nick->name);
+                chat_puts(line, &off, " ");
+        } else {
+                chat_puts(line, &off, "[#");
+                chat_puts(line, &off, cl->room->name);
+                chat_puts(line, &off, "] ");
+                chat_puts(line, &off, cl->nick->name);
+                chat_puts(line, &off, ": ");
+        }
         chat_sanitize(line + off, text, len);
         off += len;
         chat_puts(line, &off, "\r\n");
@@ -79,13 +87,17 @@ static void room_message(struct chat_client *cl, const uint8_t *text, size_t len
                 reply(cl, "! out of memory\r\n");
 }
 
-/* ---- /nick /join /rooms /msg /quit /help ---- */
+/* ---- /nick /join /part /topic /me /rooms /msg /quit /help ---- */
 
 static void who_answered(struct chat_client *cl);
 
 static void cmd_nick(struct chat_client *cl, const uint8_t *arg, size_t len)
 {
         const char *name = (const char *)arg;
+        if (!len) {
+                reply(cl, "! usage: /nick NAME\r\n");
+                return;
+        }
         if (!chat_name_valid(name, len)) {
                 reply(cl, "! invalid nickname\r\n");
                 return;
@@ -110,7 +122,11 @@ static void cmd_nick(struct chat_client *cl, const uint8_t *arg, size_t len)
 
 static void cmd_join(struct chat_client *cl, const uint8_t *arg, size_t len)
 {
-        if (len && arg[0] == '#') {
+        if (!len) {
+                reply(cl, "! usage: /join ROOM\r\n");
+                return;
+        }
+        if (arg[0] == '#') {
                 arg++;
                 len--;
         }
@@ -120,6 +136,66 @@ static void cmd_join(struct chat_client *cl, const uint8_t *arg, size_t len)
         }
         if (chat_client_join(cl, (const char *)arg, len) < 0 && !chat_client_gone(cl))
                 reply(cl, "! out of memory\r\n");
+}
+
+/* Back to the lobby: a /join that needs no name. */
+static void cmd_part(struct chat_client *cl)
+{
+        if (cl->room && chat_room_is(cl->room, CHAT_LOBBY, strlen(CHAT_LOBBY))) {
+                reply(cl, "! already in #" CHAT_LOBBY "\r\n");
+                return;
+        }
+        if (chat_client_join(cl, CHAT_LOBBY, strlen(CHAT_LOBBY)) < 0 && !chat_client_gone(cl))
+                reply(cl, "! out of memory\r\n");
+}
+
+/* "/topic" shows the room's topic; "/topic TEXT" sets it and tells the
+ * room, the setter included. Members who join later get it with their join
+ * notice. */
+static void cmd_topic(struct chat_client *cl, const uint8_t *arg, size_t len)
+{
+        if (!cl->room)
+                return;
+        char *line = cl->w->scratch;
+        size_t off = 0;
+        if (!len) {
+                const struct chat_topic *t = chat_room_topic(cl->room);
+                if (!t) {
+                        chat_sendf(cl, "* no topic for #%s\r\n", cl->room->name);
+                        return;
+                }
+                chat_puts(line, &off, "* topic of #");
+                chat_puts(line, &off, cl->room->name);
+                chat_puts(line, &off, ": ");
+                chat_put(line, &off, t->text, t->len);
+                chat_puts(line, &off, "\r\n");
+                chat_send(cl, line, off);
+                return;
+        }
+        chat_puts(line, &off, "* ");
+        chat_puts(line, &off, cl->nick->name);
+        chat_puts(line, &off, " set the topic of #");
+        chat_puts(line, &off, cl->room->name);
+        chat_puts(line, &off, ": ");
+        size_t start = off;
+        chat_sanitize(line + off, arg, len);
+        off += len;
+        if (chat_room_set_topic(cl->room, line + start, len) < 0) {
+                reply(cl, "! out of memory\r\n");
+                return;
+        }
+        chat_puts(line, &off, "\r\n");
+        if (chat_client_say(cl, line, off) < 0)
+                reply(cl, "! out of memory\r\n");
+}
+
+static void cmd_me(struct chat_client *cl, const uint8_t *arg, size_t len)
+{
+        if (!len) {
+                reply(cl, "! usage: /me ACTION\r\n");
+                return;
+        }
+        room_say(cl, arg, len, true);
 }
 
 static void cmd_rooms(struct chat_client *cl)
@@ -209,11 +285,15 @@ static const char help_text[] =
     "* commands:\r\n"
     "*   /nick NAME      change your nickname (1-32 of A-Z a-z 0-9 _ -)\r\n"
     "*   /join ROOM      leave your room for ROOM, creating it if needed\r\n"
+    "*   /part           leave your room for the lobby\r\n"
+    "*   /topic [TEXT]   show your room's topic, or set it to TEXT\r\n"
+    "*   /me ACTION      say \"* NICK ACTION\" to your room\r\n"
     "*   /rooms          list the rooms and their member counts\r\n"
     "*   /who            list the members of your room\r\n"
     "*   /msg NAME TEXT  send TEXT to NAME only\r\n"
     "*   /quit           leave\r\n"
     "*   /help           this text\r\n"
+    "*   //TEXT          say /TEXT to your room\r\n"
     "* any other line is said to your room\r\n";
 
 /* ---- /who and the lines held behind it ---- */
@@ -292,6 +372,9 @@ static void replay_pending(struct chat_client *cl)
 
 void chat_on_frame(struct chat_client *cl, const struct tern_frame *f)
 {
+        /* Counted as it arrives, so lines held behind a /who count once. */
+        if (!chat_client_flood_ok(cl))
+                return;
         if (cl->waiting)
                 hold(cl, f);
         else if (f->kind == TERN_FRAME_OVERSIZED)
@@ -307,12 +390,26 @@ static bool word_is(const uint8_t *w, size_t len, const char *name)
         return strlen(name) == len && strncasecmp((const char *)w, name, len) == 0;
 }
 
+/* Whether the line is nothing but spaces and tabs. */
+static bool blank(const uint8_t *line, size_t len)
+{
+        for (size_t i = 0; i < len; i++)
+                if (!is_space(line[i]))
+                        return false;
+        return true;
+}
+
 void chat_on_line(struct chat_client *cl, const uint8_t *line, size_t len)
 {
-        if (len == 0)
+        /* A blank line is a stray Enter, not something to show a room. */
+        if (blank(line, len))
                 return;
         if (line[0] != '/') {
-                room_message(cl, line, len);
+                room_say(cl, line, len, false);
+                return;
+        }
+        if (len > 1 && line[1] == '/') { /* "//text" says "/text" */
+                room_say(cl, line + 1, len - 1, false);
                 return;
         }
         size_t wlen = 1;
@@ -328,6 +425,12 @@ void chat_on_line(struct chat_client *cl, const uint8_t *line, size_t len)
                 cmd_nick(cl, arg, alen);
         else if (word_is(word, wlen, "join"))
                 cmd_join(cl, arg, alen);
+        else if (word_is(word, wlen, "part"))
+                cmd_part(cl);
+        else if (word_is(word, wlen, "topic"))
+                cmd_topic(cl, arg, alen);
+        else if (word_is(word, wlen, "me"))
+                cmd_me(cl, arg, alen);
         else if (word_is(word, wlen, "rooms"))
                 cmd_rooms(cl);
         else if (word_is(word, wlen, "who"))

@@ -20,6 +20,9 @@ enum {
         OPT_PORT = 'p',
         OPT_WORKERS = 'w',
         OPT_HELP = 'h',
+        OPT_ACCEPT = 'a',
+        OPT_VERSION = 'V',
+        OPT_ADMIN = 'A',
         OPT_IDLE = 256,
         OPT_MAX_CONNS,
         OPT_MAX_LINE,
@@ -28,44 +31,34 @@ enum {
         OPT_LOG_LEVEL,
         OPT_LOG_FORMAT,
         OPT_CHECK,
+        OPT_FLOOD_RATE,
+        OPT_FLOOD_BURST,
         OPT_CLUSTER,
 };
 
-static const struct option chat_longopts[] = {
-    {"bind", required_argument, NULL, OPT_BIND},
-    {"port", required_argument, NULL, OPT_PORT},
-    {"workers", required_argument, NULL, OPT_WORKERS},
-    {"idle-timeout", required_argument, NULL, OPT_IDLE},
-    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
-    {"max-line", required_argument, NULL, OPT_MAX_LINE},
-    {"max-outbuf", required_argument, NULL, OPT_MAX_OUTBUF},
-    {"max-inbox", required_argument, NULL, OPT_MAX_INBOX},
-    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
-    {"check", required_argument, NULL, OPT_CHECK},
-    {"cluster", required_argument, NULL, OPT_CLUSTER},
-    {"help", no_argument, NULL, OPT_HELP},
-    APP_TLS_LONGOPTS,
-    {NULL, 0, NULL, 0},
-};
-
-/* Variables, in the order they are applied. --check has none: it is a
- * mode, not a setting. */
-static const struct {
-        int opt;
-        const char *name;
-} chat_envs[] = {
-    {OPT_BIND, "TERN_BIND"},
-    {OPT_PORT, "TERN_PORT"},
-    {OPT_WORKERS, "TERN_WORKERS"},
-    {OPT_IDLE, "TERN_IDLE_TIMEOUT"},
-    {OPT_MAX_CONNS, "TERN_MAX_CONNS"},
-    {OPT_MAX_LINE, "TERN_MAX_LINE"},
-    {OPT_MAX_OUTBUF, "TERN_MAX_OUTBUF"},
-    {OPT_MAX_INBOX, "TERN_MAX_INBOX"},
-    {OPT_LOG_LEVEL, "TERN_LOG_LEVEL"},
-    {OPT_LOG_FORMAT, "TERN_LOG_FORMAT"},
-    {OPT_CLUSTER, "TERN_CLUSTER"},
+/* Every flag with its variable, in the order the variables are applied.
+ * --check has none: it is a mode, not a setting. */
+static const struct app_flag chat_flags[] = {
+    {"bind", required_argument, OPT_BIND, "TERN_BIND"},
+    {"port", required_argument, OPT_PORT, "TERN_PORT"},
+    {"workers", required_argument, OPT_WORKERS, "TERN_WORKERS"},
+    {"accept", required_argument, OPT_ACCEPT, "TERN_ACCEPT"},
+    {"idle-timeout", required_argument, OPT_IDLE, "TERN_IDLE_TIMEOUT"},
+    {"max-conns", required_argument, OPT_MAX_CONNS, "TERN_MAX_CONNS"},
+    {"max-line", required_argument, OPT_MAX_LINE, "TERN_MAX_LINE"},
+    {"max-outbuf", required_argument, OPT_MAX_OUTBUF, "TERN_MAX_OUTBUF"},
+    {"max-inbox", required_argument, OPT_MAX_INBOX, "TERN_MAX_INBOX"},
+    {"flood-rate", required_argument, OPT_FLOOD_RATE, "TERN_FLOOD_RATE"},
+    {"flood-burst", required_argument, OPT_FLOOD_BURST, "TERN_FLOOD_BURST"},
+    {"log-level", required_argument, OPT_LOG_LEVEL, "TERN_LOG_LEVEL"},
+    {"log-format", required_argument, OPT_LOG_FORMAT, "TERN_LOG_FORMAT"},
+    {"admin", required_argument, OPT_ADMIN, "TERN_ADMIN"},
+    {"cluster", required_argument, OPT_CLUSTER, "TERN_CLUSTER"},
+    {"check", required_argument, OPT_CHECK, NULL},
+    {"help", no_argument, OPT_HELP, NULL},
+    {"version", no_argument, OPT_VERSION, NULL},
+    APP_TLS_FLAGS,
+    {NULL, 0, 0, NULL},
 };
 
 #define MAX_LINE_LIMIT   (1024u * 1024)
@@ -75,52 +68,71 @@ static const struct {
 
 static void usage(FILE *f, const char *argv0)
 {
-        fprintf(f,
-                "usage: %s [--bind ADDR] [--port P] [--workers N] [--idle-timeout SECONDS]\n"
-                "          [--max-conns N] [--max-line BYTES] [--max-outbuf BYTES]\n"
-                "          [--max-inbox BYTES]\n"
-                "          [--log-level L] [--log-format F]\n"
-                "       %s --check [HOST:]PORT\n"
-                "\n"
-                "tern-chat: a multi-room chat server; talk to it with nc or telnet.\n"
-                "Every setting may also come from the environment variable shown;\n"
-                "a flag wins over its variable.\n"
-                "\n"
-                "  -b, --bind ADDR           TERN_BIND          address to listen on\n"
-                "                                               (default: all IPv4 and IPv6)\n"
-                "  -p, --port P              TERN_PORT          TCP port, 0-65535 (default %d)\n"
-                "  -w, --workers N           TERN_WORKERS       worker threads, 1-255\n"
-                "                                               (default: CPUs available, %d "
-                "here)\n"
-                "      --idle-timeout SECONDS TERN_IDLE_TIMEOUT close clients silent this long,\n"
-                "                                               0 = never (default %d)\n"
-                "      --max-conns N         TERN_MAX_CONNS     clients at once, 0 = unlimited\n"
-                "                                               (default 0)\n"
-                "      --max-line BYTES      TERN_MAX_LINE      longest line a client may send,\n"
-                "                                               %u-%u (default %d)\n"
-                "      --max-outbuf BYTES    TERN_MAX_OUTBUF    pending output past which a slow\n"
-                "                                               client is dropped (default 1m)\n"
-                "      --max-inbox BYTES     TERN_MAX_INBOX     room messages other workers may\n"
-                "                                               queue for one worker before their\n"
-                "                                               speakers pause (default 4m)\n"
-                "      --log-level L         TERN_LOG_LEVEL     debug, info, warn, error, off\n"
-                "                                               (default info)\n"
-                "      --log-format F        TERN_LOG_FORMAT    text or json (default text)\n"
-                "      --check [HOST:]PORT                      health check: connect, expect\n"
-                "                                               the welcome line within 2 s,\n"
-                "                                               exit 0 (up) or 1 (down); 'self'\n"
-                "                                               probes TERN_BIND/TERN_PORT\n"
-                "      --cluster redis://HOST:PORT TERN_CLUSTER one chat with every instance\n"
-                "                                               using this Redis (docs/chat.md)\n"
-                "  -h, --help                                   this text\n"
-                "\n"
-                "BYTES take an optional k, m or g suffix (powers of 1024).\n"
-                "SIGINT or SIGTERM stops the server gracefully; SIGHUP reloads the TLS\n"
-                "certificates.\n"
-                "\n"
-                "TLS: plain and TLS listeners on the same workers, the same rooms:\n",
-                argv0, argv0, CHAT_DEFAULT_PORT, tern_default_workers(), CHAT_DEFAULT_IDLE_S, 16u,
-                MAX_LINE_LIMIT, CHAT_DEFAULT_LINE);
+        fprintf(
+            f,
+            "usage: %s [--bind ADDR] [--port P] [--workers N] [--accept MODE]\n"
+            "          [--idle-timeout SECONDS]\n"
+            "          [--max-conns N] [--max-line BYTES] [--max-outbuf BYTES]\n"
+            "          [--max-inbox BYTES] [--flood-rate N] [--flood-burst N]\n"
+            "          [--log-level L] [--log-format F] [--admin ADDR:PORT]\n"
+            "          [--cluster redis://HOST:PORT]\n"
+            "       %s --check [HOST:]PORT\n"
+            "\n"
+            "tern-chat: a multi-room chat server; talk to it with nc or telnet.\n"
+            "Every setting may also come from the environment variable shown;\n"
+            "a flag wins over its variable.\n"
+            "\n"
+            "  -b, --bind ADDR           TERN_BIND          address to listen on\n"
+            "                                               (default: all IPv4 and IPv6)\n"
+            "  -p, --port P              TERN_PORT          TCP port, 0-65535 (default %d)\n"
+            "  -w, --workers N           TERN_WORKERS       worker threads, 1-255\n"
+            "                                               (default: CPUs available, %d "
+            "here)\n"
+            "  -a, --accept MODE         TERN_ACCEPT        where connections are accepted:\n"
+            "                                               thread, worker or auto (default;\n"
+            "                                               see tern-echo --help)\n"
+            "      --idle-timeout SECONDS TERN_IDLE_TIMEOUT close clients silent this long,\n"
+            "                                               0 = never (default %d)\n"
+            "      --max-conns N         TERN_MAX_CONNS     clients at once, 0 = unlimited\n"
+            "                                               (default 0)\n"
+            "      --max-line BYTES      TERN_MAX_LINE      longest line a client may send,\n"
+            "                                               %u-%u (default %d)\n"
+            "      --max-outbuf BYTES    TERN_MAX_OUTBUF    pending output past which a slow\n"
+            "                                               client is dropped (default 1m)\n"
+            "      --max-inbox BYTES     TERN_MAX_INBOX     room messages other workers may\n"
+            "                                               queue for one worker before their\n"
+            "                                               speakers pause (default 4m)\n"
+            "      --flood-rate N        TERN_FLOOD_RATE    lines per second one client may\n"
+            "                                               send, 0 = no flood control\n"
+            "                                               (default %d)\n"
+            "      --flood-burst N       TERN_FLOOD_BURST   lines one client may send at once,\n"
+            "                                               0 = no flood control (default %d)\n"
+            "      --log-level L         TERN_LOG_LEVEL     debug, info, warn, error, off\n"
+            "                                               (default info)\n"
+            "      --log-format F        TERN_LOG_FORMAT    text or json (default text)\n"
+            "  -A, --admin ADDR:PORT     TERN_ADMIN         serve /metrics, /healthz, /readyz\n"
+            "                                               over HTTP there (default off;\n"
+            "                                               docs/admin.md)\n"
+            "      --check [HOST:]PORT                      health check: connect, expect\n"
+            "                                               the welcome line within 2 s,\n"
+            "                                               exit 0 (up) or 1 (down); 'self'\n"
+            "                                               probes TERN_BIND/TERN_PORT, or\n"
+            "                                               with --admin/TERN_ADMIN its\n"
+            "                                               /healthz (must answer 200)\n"
+            "      --cluster redis://HOST:PORT TERN_CLUSTER one chat with every instance\n"
+            "                                               using this Redis (docs/chat.md)\n"
+            "  -h, --help                                   this text\n"
+            "  -V, --version                                the version, then exit\n"
+            "\n"
+            "BYTES take an optional k, m or g suffix (powers of 1024).\n"
+            "SIGINT or SIGTERM stops the server gracefully; SIGHUP reloads the TLS files;\n"
+            "SIGUSR1 switches debug logging on and off.\n"
+            "Exit status: 0 after a graceful stop, --help or --version; 1 when it cannot\n"
+            "start or fails (--check: the server is down); 2 for a bad flag or variable.\n"
+            "\n"
+            "TLS: plain and TLS listeners on the same workers, the same rooms:\n",
+            argv0, argv0, CHAT_DEFAULT_PORT, tern_default_workers(), CHAT_DEFAULT_IDLE_S, 16u,
+            MAX_LINE_LIMIT, CHAT_DEFAULT_LINE, CHAT_DEFAULT_FLOOD_RATE, CHAT_DEFAULT_FLOOD_BURST);
         app_tls_usage(f);
 }
 
@@ -149,9 +161,9 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* Applies one setting; @what is "--port" or "TERN_PORT", for the message. */
-static int apply(struct chat_config *cfg, int opt, const char *val, const char *what, char *err,
-                 size_t errlen)
+static int apply(void *ctx, int opt, const char *val, const char *what, char *err, size_t errlen)
 {
+        struct chat_config *cfg = ctx;
         uint64_t v;
         switch (opt) {
         case OPT_BIND:
@@ -171,6 +183,11 @@ static int apply(struct chat_config *cfg, int opt, const char *val, const char *
                                     "invalid %s '%s': expected a number of workers, 1-255", what,
                                     val);
                 cfg->opts.workers = (int)v;
+                return 0;
+        case OPT_ACCEPT:
+                if (!app_parse_accept(val, &cfg->opts.accept))
+                        return fail(err, errlen, "invalid %s '%s': expected auto, thread or worker",
+                                    what, val);
                 return 0;
         case OPT_IDLE:
                 if (!parse_u64(val, 0, MAX_IDLE_S, &v))
@@ -204,6 +221,18 @@ static int apply(struct chat_config *cfg, int opt, const char *val, const char *
                                     what, val, MIN_OUTBUF, MAX_OUTBUF_LIMIT);
                 cfg->opts.max_inbox = (size_t)v;
                 return 0;
+        case OPT_FLOOD_RATE:
+        case OPT_FLOOD_BURST:
+                if (!parse_u64(val, 0, 1000000, &v))
+                        return fail(err, errlen,
+                                    "invalid %s '%s': expected lines, 0-1000000 (0 = no flood "
+                                    "control)",
+                                    what, val);
+                if (opt == OPT_FLOOD_RATE)
+                        cfg->opts.flood_rate = (uint32_t)v;
+                else
+                        cfg->opts.flood_burst = (uint32_t)v;
+                return 0;
         case OPT_LOG_LEVEL:
                 if (!tern_log_level_parse(val, &cfg->log_level))
                         return fail(err, errlen,
@@ -219,6 +248,17 @@ static int apply(struct chat_config *cfg, int opt, const char *val, const char *
                         return fail(err, errlen, "invalid %s '%s': expected text or json", what,
                                     val);
                 return 0;
+        case OPT_ADMIN: {
+                /* app_admin_addr_valid()'s rule, from cli.c alone: the
+                 * tests build this file without admin.c. */
+                char host[256];
+                uint16_t port;
+                if (app_split_hostport(val, "127.0.0.1", host, sizeof(host), &port) < 0)
+                        return fail(err, errlen, "invalid %s '%s': expected [HOST:]PORT", what,
+                                    val);
+                cfg->admin = val;
+                return 0;
+        }
         case OPT_CLUSTER:
                 if (chat_cluster_url(val, NULL, 0, NULL) < 0)
                         return fail(err, errlen, "invalid %s '%s': expected redis://HOST:PORT",
@@ -230,12 +270,10 @@ static int apply(struct chat_config *cfg, int opt, const char *val, const char *
                         return fail(err, errlen, "invalid %s '': expected [HOST:]PORT", what);
                 cfg->check = val;
                 return 0;
-        default: {
-                int r = app_tls_opt(&cfg->tls, opt, val, err, errlen);
-                if (r)
-                        return r > 0 ? 0 : -EINVAL;
         }
-        }
+        int r = app_tls_flag(&cfg->tls, opt, val, what, err, errlen);
+        if (r)
+                return r < 0 ? r : 0;
         return fail(err, errlen, "internal error: unknown setting %d", opt);
 }
 
@@ -246,44 +284,14 @@ int chat_config_parse(struct chat_config *cfg, int argc, char **argv, chat_geten
         chat_opts_init(&cfg->opts);
         cfg->log_level = TERN_LOG_INFO;
         cfg->log_format = TERN_LOG_TEXT;
-        err[0] = '\0';
-        if (app_tls_init(&cfg->tls, err, errlen) < 0)
-                return -EINVAL;
-
-        for (size_t i = 0; i < sizeof(chat_envs) / sizeof(chat_envs[0]); i++) {
-                const char *val = getenv_fn ? getenv_fn(chat_envs[i].name) : NULL;
-                /* Set but empty counts as unset: `docker run -e TERN_PORT=`. */
-                if (!val || !*val)
-                        continue;
-                int r = apply(cfg, chat_envs[i].opt, val, chat_envs[i].name, err, errlen);
-                if (r)
-                        return r;
-        }
-
-        const char *argv0 = argc > 0 ? argv[0] : "tern-chat";
-        optind = 0; /* GNU: a full restart, so the parser may run more than once */
-        opterr = 0; /* our messages, not getopt's */
-        int ch;
-        while ((ch = getopt_long(argc, argv, ":b:p:w:h", chat_longopts, NULL)) != -1) {
-                char flag[64];
-                if (ch == OPT_HELP) {
-                        usage(out, argv0);
-                        return 1;
-                }
-                if (ch == ':')
-                        return fail(err, errlen, "%s needs a value", argv[optind - 1]);
-                if (ch == '?')
-                        return fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
-                const char *name = NULL;
-                for (const struct option *o = chat_longopts; o->name; o++)
-                        if (o->val == ch)
-                                name = o->name;
-                snprintf(flag, sizeof(flag), "--%s", name ? name : "?");
-                int r = apply(cfg, ch, optarg, flag, err, errlen);
-                if (r)
-                        return r;
-        }
-        if (optind < argc)
-                return fail(err, errlen, "unexpected argument '%s'", argv[optind]);
-        return 0;
+        app_tls_init(&cfg->tls);
+        const struct app_cli cli = {
+            .prog = "tern-chat",
+            .shortopts = "b:p:w:a:A:hV",
+            .flags = chat_flags,
+            .apply = apply,
+            .ctx = cfg,
+            .usage = usage,
+        };
+        return app_cli_parse(&cli, argc, argv, getenv_fn, out, err, errlen);
 }

@@ -128,6 +128,7 @@ int chat_member_send(struct chat_worker *w, struct chat_member *m, const void *d
         int r = tern_conn_send(m->conn, data, len);
         if (r)
                 return r; /* tern closes it; its on_close comes from the loop */
+        chat_worker_count(&w->delivered);
         size_t queued = tern_conn_queued(m->conn);
         chat_worker_note_queued(w, queued);
         if (queued > w->cs->opts.max_outbuf) {

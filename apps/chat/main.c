@@ -2,11 +2,14 @@
  * tern-chat: the bundled multi-room chat server. See docs/chat.md.
  */
 #include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chat.h"
+#include "admin.h"
 #include "cli.h"
 
 static struct chat_server *server;
@@ -37,10 +40,89 @@ static const char *self_target(const struct chat_opts *o, char *buf, size_t cap)
         return buf;
 }
 
+/* tern-chat's own families for /metrics: per-worker counters and the
+ * process-wide counts of chat objects. Reads only atomics. */
+static void chat_metrics(struct tern_buf *out, void *arg)
+{
+        const struct chat_server *cs = arg;
+        int n = chat_server_workers(cs);
+        static const struct {
+                const char *name, *type, *help;
+                size_t off;
+        } per_worker[] = {
+            {"tern_chat_messages_in_total", "counter", "Lines clients said into a room.",
+             offsetof(struct chat_worker_stats, said)},
+            {"tern_chat_deliveries_total", "counter",
+             "Lines queued to room members' connections on this worker.",
+             offsetof(struct chat_worker_stats, delivered)},
+            {"tern_chat_slow_consumer_drops_total", "counter",
+             "Members dropped because their pending output passed max_outbuf.",
+             offsetof(struct chat_worker_stats, slow_drops)},
+            {"tern_chat_speaker_pauses_total", "counter",
+             "Speakers paused because another worker's inbox passed max_inbox.",
+             offsetof(struct chat_worker_stats, throttles)},
+            {"tern_chat_inbox_bytes", "gauge",
+             "Room messages queued for this worker by others, not yet taken.",
+             offsetof(struct chat_worker_stats, inbox_bytes)},
+        };
+        struct chat_worker_stats st[256];
+        for (int w = 0; w < n; w++)
+                chat_server_worker_stats(cs, w, &st[w]);
+        int r = 0;
+        char labels[32];
+        for (size_t m = 0; !r && m < sizeof(per_worker) / sizeof(per_worker[0]); m++) {
+                r = app_metric_family(out, per_worker[m].name, per_worker[m].type,
+                                      per_worker[m].help);
+                for (int w = 0; !r && w < n; w++) {
+                        uint64_t v;
+                        memcpy(&v, (const char *)&st[w] + per_worker[m].off, sizeof(v));
+                        snprintf(labels, sizeof(labels), "worker=\"%d\"", w);
+                        r = app_metric_value(out, per_worker[m].name, labels, v);
+                }
+        }
+        struct chat_live_counts lc;
+        chat_live_counts(&lc);
+        if (!r)
+                r = app_metric(out, "tern_chat_clients", "gauge", "Chat clients connected now.",
+                               lc.clients < 0 ? 0 : (uint64_t)lc.clients);
+        if (!r)
+                r = app_metric(out, "tern_chat_rooms", "gauge",
+                               "Room objects not yet freed (empty rooms awaiting RCU included).",
+                               lc.rooms < 0 ? 0 : (uint64_t)lc.rooms);
+        if (!r)
+                r = app_metric(out, "tern_chat_nicks", "gauge", "Nicknames registered now.",
+                               lc.nicks < 0 ? 0 : (uint64_t)lc.nicks);
+        if (!r)
+                r = app_metric(out, "tern_chat_peak_queued_bytes", "gauge",
+                               "The most output ever pending for one client.",
+                               chat_server_peak_queued(cs));
+        if (!r)
+                app_metric(out, "tern_chat_peak_inbox_bytes", "gauge",
+                           "The most bytes ever queued at once in one worker's inbox.",
+                           chat_server_peak_inbox(cs));
+}
+
+/* "--check self" with --admin/TERN_ADMIN: where the admin endpoint listens,
+ * a wildcard or missing host probed on loopback. */
+static const char *self_admin_target(const char *admin, char *buf, size_t cap)
+{
+        char host[64];
+        uint16_t port = 0;
+        if (app_split_hostport(admin, "127.0.0.1", host, sizeof(host), &port) < 0)
+                host[0] = '\0'; /* config.c checked it: not reached */
+        const char *h = host;
+        if (!h[0] || strcmp(h, "0.0.0.0") == 0)
+                h = "127.0.0.1";
+        else if (strcmp(h, "::") == 0)
+                h = "::1";
+        snprintf(buf, cap, strchr(h, ':') ? "[%s]:%u" : "%s:%u", h, port);
+        return buf;
+}
+
 int main(int argc, char **argv)
 {
         struct chat_config cfg;
-        char err[256];
+        char err[512];
         int r = chat_config_parse(&cfg, argc, argv, env, stdout, err, sizeof(err));
         if (r == 1)
                 return 0;
@@ -61,9 +143,17 @@ int main(int argc, char **argv)
         if (cfg.check) {
                 char self[300];
                 const char *target = cfg.check;
-                if (strcmp(target, "self") == 0)
+                bool healthz = false;
+                if (strcmp(target, "self") == 0 && cfg.admin) {
+                        /* The admin endpoint's /healthz: it stays 200 through
+                         * a drain, when the chat port already refuses. */
+                        target = self_admin_target(cfg.admin, self, sizeof(self));
+                        healthz = true;
+                } else if (strcmp(target, "self") == 0) {
                         target = self_target(&cfg.opts, self, sizeof(self));
-                r = chat_check(target, 2000, err, sizeof(err));
+                }
+                r = healthz ? chat_check_healthz(target, 2000, err, sizeof(err))
+                            : chat_check(target, 2000, err, sizeof(err));
                 app_tls_free(&cfg.tls);
                 if (r) {
                         fprintf(stderr, "tern-chat: check failed: %s\n", err);
@@ -72,6 +162,8 @@ int main(int argc, char **argv)
                 return 0;
         }
 
+        app_catch_stop_signals(); /* before the port accepts: a stop then is graceful too */
+        app_tune_malloc();
         app_reap_orphans_as_init();
         app_log_default_workers("tern-chat", cfg.opts.workers);
         server = chat_server_new(&cfg.opts);
@@ -82,7 +174,14 @@ int main(int argc, char **argv)
                 return e == EINVAL ? 2 : 1;
         }
         app_stop_on_signals(stop_chat, server);
-        app_reload_on_sighup(app_reload_tls, &cfg.tls);
+        if (cfg.tls.tls)
+                app_reload_on_sighup(app_reload_tls, &cfg.tls);
+        if (app_admin_attach(chat_server_tern(server), "tern-chat", cfg.admin, chat_metrics,
+                             server) < 0) {
+                chat_server_free(server);
+                app_tls_free(&cfg.tls);
+                return 1;
+        }
 
         r = chat_server_start(server);
         if (r) {
@@ -96,10 +195,11 @@ int main(int argc, char **argv)
         else
                 snprintf(conns, sizeof(conns), "unlimited");
         tern_info("tern-chat listening on %s port %u: %d worker(s), idle timeout %u s, "
-                  "max conns %s, max line %zu B, max outbuf %zu B",
+                  "max conns %s, max line %zu B, max outbuf %zu B, flood %u lines/s burst %u",
                   cfg.opts.bind ? cfg.opts.bind : "*", chat_server_port(server),
                   chat_server_workers(server), cfg.opts.idle_timeout_ms / 1000, conns,
-                  cfg.opts.max_line, cfg.opts.max_outbuf);
+                  cfg.opts.max_line, cfg.opts.max_outbuf, cfg.opts.flood_rate,
+                  cfg.opts.flood_burst);
         if (cfg.tls.tls)
                 tern_info("tern-chat listening for TLS on %s port %u",
                           cfg.opts.bind ? cfg.opts.bind : "*", chat_server_tls_port(server));
@@ -109,10 +209,14 @@ int main(int argc, char **argv)
         /* What backpressure did (docs/chat.md, "Overload"): operators and
          * the inbox test read it here. */
         tern_info("tern-chat: peak inbox %zu B (max inbox %zu B), speakers paused %llu times, "
-                  "peak output per client %zu B",
+                  "peak output per client %zu B, flood lines dropped %llu, flooders "
+                  "disconnected %llu, clients refused over max conns %llu",
                   chat_server_peak_inbox(server), cfg.opts.max_inbox,
                   (unsigned long long)chat_server_throttles(server),
-                  chat_server_peak_queued(server));
+                  chat_server_peak_queued(server),
+                  (unsigned long long)chat_server_flood_dropped(server),
+                  (unsigned long long)chat_server_flood_kicked(server),
+                  (unsigned long long)chat_server_refused(server));
         chat_server_free(server);
         app_tls_free(&cfg.tls);
         tern_info("tern-chat stopped");

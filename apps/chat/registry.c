@@ -169,9 +169,18 @@ static struct chat_room *room_new(struct chat_server *cs, const char *name, size
         return r;
 }
 
-/* A room that was never published needs no grace period. */
+static void topic_free_rcu(struct rcu_head *head)
+{
+        CHAT_HB_ACQUIRE(&chat_tsan_grace);
+        free(caa_container_of(head, struct chat_topic, rcu));
+}
+
+/* A room that was never published needs no grace period. Its topic needs
+ * none either: whoever frees the room is past every reader of the room, and
+ * so of the topic it points to. */
 static void room_free_now(struct chat_room *r)
 {
+        free(r->topic);
         free(r);
         chat_live_add(CHAT_LIVE_ROOMS, -1);
 }
@@ -264,6 +273,31 @@ void chat_room_put(struct chat_server *cs, struct chat_room *room, int worker)
         cds_lfht_del(cs->rooms, &room->node);
         urcu_qsbr_read_unlock();
         urcu_qsbr_call_rcu(&room->rcu, room_free_rcu);
+}
+
+const struct chat_topic *chat_room_topic(const struct chat_room *room)
+{
+        struct chat_topic *t = rcu_dereference(room->topic);
+        if (t)
+                CHAT_HB_ACQUIRE(t); /* published by another worker's exchange */
+        return t;
+}
+
+int chat_room_set_topic(struct chat_room *room, const char *text, size_t len)
+{
+        struct chat_topic *t = malloc(sizeof(*t) + len + 1);
+        if (!t)
+                return -ENOMEM;
+        t->len = len;
+        memcpy(t->text, text, len);
+        t->text[len] = '\0';
+        CHAT_HB_RELEASE(t);
+        /* Concurrent /topic in two workers: each old value is freed once, by
+         * whoever exchanged it out. */
+        struct chat_topic *old = rcu_xchg_pointer(&room->topic, t);
+        if (old)
+                urcu_qsbr_call_rcu(&old->rcu, topic_free_rcu);
+        return 0;
 }
 
 bool chat_room_is(const struct chat_room *room, const char *name, size_t len)

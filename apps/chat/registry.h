@@ -14,11 +14,20 @@ struct chat_room {
         struct rcu_head rcu;
         uint64_t id;                  /* unique for the process's life: never reused */
         uint32_t members;             /* atomic; 0 means dying: it can no longer be joined */
+        struct chat_topic *topic;     /* RCU pointer (chat_room_topic); NULL: none set */
         char key[CHAT_NAME_MAX + 1];  /* lower case: the registry key */
         char name[CHAT_NAME_MAX + 1]; /* as its creator spelt it */
         /* Members on each worker. Only worker i writes count[i]; senders
          * read all of them to decide whom to hand a message to. */
         uint32_t count[];
+};
+
+/* A room's topic: immutable once published; /topic swaps in a new one and
+ * frees the old after a grace period, so a reader needs no lock. */
+struct chat_topic {
+        struct rcu_head rcu;
+        size_t len;
+        char text[];
 };
 
 /* A nickname entry: immutable once published; the owner replaces it. */
@@ -41,6 +50,12 @@ struct chat_room *chat_room_get(struct chat_server *cs, const char *name, size_t
 /* Drops the member count chat_room_get() took; the last one frees the room
  * after a grace period. */
 void chat_room_put(struct chat_server *cs, struct chat_room *room, int worker);
+/* The room's topic, or NULL; valid until the calling worker's next
+ * quiescent state, i.e. for the rest of the callback. */
+const struct chat_topic *chat_room_topic(const struct chat_room *room);
+/* Sets the topic to @len bytes at @text (already sanitized). Returns 0 or
+ * -ENOMEM. */
+int chat_room_set_topic(struct chat_room *room, const char *text, size_t len);
 bool chat_room_is(const struct chat_room *room, const char *name, size_t len);
 /* "* rooms: #a(3) #b(1)\r\n", malloc'ed (caller frees), or NULL. */
 char *chat_rooms_line(struct chat_server *cs, size_t *len);

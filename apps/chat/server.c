@@ -19,7 +19,10 @@
 
 static void on_open(tern_conn *c)
 {
-        chat_client_open(chat_worker_of(c), c);
+        struct chat_worker *w = chat_worker_of(c);
+        /* Refused: no client data, so every later callback ignores it. */
+        if (app_conn_limit_enter(&w->cs->limit, c, "! server full\r\n") && !chat_client_open(w, c))
+                app_conn_limit_leave(&w->cs->limit);
         chat_grace_release();
 }
 
@@ -65,8 +68,10 @@ static void on_close(tern_conn *c, enum tern_close_reason reason, int err)
 {
         struct chat_client *cl = tern_conn_data(c);
         if (!cl)
-                return;
+                return; /* refused over --max-conns (or never opened) */
+        struct chat_server *cs = cl->w->cs;
         chat_client_closed(cl, reason, err);
+        app_conn_limit_leave(&cs->limit);
         chat_grace_release();
 }
 
@@ -88,6 +93,8 @@ void chat_opts_init(struct chat_opts *o)
         o->max_line = CHAT_DEFAULT_LINE;
         o->max_outbuf = CHAT_DEFAULT_OUTBUF;
         o->max_inbox = CHAT_DEFAULT_INBOX;
+        o->flood_rate = CHAT_DEFAULT_FLOOD_RATE;
+        o->flood_burst = CHAT_DEFAULT_FLOOD_BURST;
 }
 
 /* Each worker's loop, as it starts: its cluster link connects. */
@@ -128,7 +135,10 @@ struct chat_server *chat_server_new(const struct chat_opts *o)
         so.bind = o->bind;
         so.port = o->port;
         so.workers = o->workers;
-        so.max_conns = o->max_conns;
+        so.accept = o->accept;
+        so.max_conns = 0; /* ours, in on_open: tern's would close without a word */
+        cs->limit.prog = "tern-chat";
+        cs->limit.max = o->max_conns;
         /* Idle means "sent no line" here, not "no bytes moved", and it ends
          * with a notice: the chat runs its own timer. */
         so.idle_timeout_ms = 0;
@@ -293,4 +303,36 @@ uint64_t chat_server_throttles(const struct chat_server *cs)
         for (int i = 0; i < cs->nworkers; i++)
                 n += __atomic_load_n(&cs->workers[i].throttles, __ATOMIC_RELAXED);
         return n;
+}
+
+uint64_t chat_server_flood_dropped(const struct chat_server *cs)
+{
+        uint64_t n = 0;
+        for (int i = 0; i < cs->nworkers; i++)
+                n += __atomic_load_n(&cs->workers[i].flood_dropped, __ATOMIC_RELAXED);
+        return n;
+}
+
+uint64_t chat_server_flood_kicked(const struct chat_server *cs)
+{
+        uint64_t n = 0;
+        for (int i = 0; i < cs->nworkers; i++)
+                n += __atomic_load_n(&cs->workers[i].flood_kicked, __ATOMIC_RELAXED);
+        return n;
+}
+
+uint64_t chat_server_refused(const struct chat_server *cs)
+{
+        return app_conn_limit_refused(&cs->limit);
+}
+
+void chat_server_worker_stats(const struct chat_server *cs, int i, struct chat_worker_stats *out)
+{
+        const struct chat_worker *w = &cs->workers[i];
+        out->said = __atomic_load_n(&w->said, __ATOMIC_RELAXED);
+        out->delivered = __atomic_load_n(&w->delivered, __ATOMIC_RELAXED);
+        out->slow_drops = __atomic_load_n(&w->slow_drops, __ATOMIC_RELAXED);
+        out->throttles = __atomic_load_n(&w->throttles, __ATOMIC_RELAXED);
+        long ib = __atomic_load_n(&w->inbox_bytes, __ATOMIC_RELAXED);
+        out->inbox_bytes = ib < 0 ? 0 : (uint64_t)ib;
 }

@@ -47,10 +47,24 @@ struct chat_worker {
         struct cds_list_head throttled;
         struct tern_timer resume;
         uint64_t throttles;             /* atomic (relaxed): speakers paused so far */
+        uint64_t flood_dropped;         /* atomic (relaxed): lines dropped by flood control */
+        uint64_t flood_kicked;          /* atomic (relaxed): clients disconnected for flooding */
         char *scratch;                  /* one encoded line; top-level handlers only */
         struct chat_cluster_link *link; /* cluster.c's, or NULL without --cluster */
         size_t peak_queued; /* atomic (relaxed): most output a client ever had pending */
+        /* Counters for the admin endpoint's /metrics: written by this
+         * worker only (relaxed stores, no read-modify-write), read by
+         * whichever worker serves the scrape. */
+        uint64_t said;       /* lines clients said into a room */
+        uint64_t delivered;  /* lines queued to members' connections */
+        uint64_t slow_drops; /* members dropped as too slow */
 };
+
+/* Adds one to a counter of @w's own (single writer), visible to scrapes. */
+static inline void chat_worker_count(uint64_t *counter)
+{
+        __atomic_store_n(counter, *counter + 1, __ATOMIC_RELAXED);
+}
 
 /* [any, before start] Returns 0 or -ENOMEM. */
 int chat_worker_init(struct chat_worker *w, struct chat_server *cs, int index);

@@ -86,6 +86,8 @@ static const struct {
       "Outgoing connection attempts that failed."),
     W(setup_errors, "tern_setup_errors_total", "counter",
       "New connections dropped while being set up (no memory, epoll_ctl)."),
+    W(queued_bytes, "tern_output_queued_bytes", "gauge",
+      "Output queued on this worker's connections, not yet taken by the kernel."),
     W(tls_handshakes, "tern_tls_handshakes_total", "counter", "TLS handshakes finished."),
     W(tls_resumed, "tern_tls_resumed_total", "counter",
       "TLS handshakes that resumed a session (tickets)."),
@@ -104,6 +106,57 @@ int app_metric(struct tern_buf *out, const char *name, const char *type, const c
 static uint64_t nonneg(long v)
 {
         return v < 0 ? 0 : (uint64_t)v;
+}
+
+/* One worker's histogram as Prometheus wants it: cumulative buckets with
+ * their "le" in seconds, then _sum (seconds) and _count. */
+static int render_hist(struct tern_buf *b, const char *name, int w, const struct tern_hist *h)
+{
+        char line[256];
+        uint64_t cum = 0;
+        for (int i = 0; i <= TERN_HIST_BOUNDS; i++) {
+                cum += h->buckets[i];
+                char le[32];
+                if (i < TERN_HIST_BOUNDS)
+                        snprintf(le, sizeof(le), "%g", (double)tern_hist_bound_ns(i) / 1e9);
+                else
+                        snprintf(le, sizeof(le), "+Inf");
+                int n = snprintf(line, sizeof(line), "%s_bucket{worker=\"%d\",le=\"%s\"} %llu\n",
+                                 name, w, le, (unsigned long long)cum);
+                int r = n > 0 && (size_t)n < sizeof(line) ? tern_buf_append(b, line, (size_t)n)
+                                                          : -EINVAL;
+                if (r)
+                        return r;
+        }
+        /* _count is the +Inf bucket as read, so the two always agree. */
+        int n = snprintf(line, sizeof(line),
+                         "%s_sum{worker=\"%d\"} %.9f\n%s_count{worker=\"%d\"} %llu\n", name, w,
+                         (double)h->sum_ns / 1e9, name, w, (unsigned long long)cum);
+        return n > 0 && (size_t)n < sizeof(line) ? tern_buf_append(b, line, (size_t)n) : -EINVAL;
+}
+
+/* The loops' histograms, per worker (loop.h: tern_loop_histograms). */
+static int render_histograms(struct tern_buf *b, int n)
+{
+        struct tern_hist *iter = calloc((size_t)n * 2, sizeof(*iter));
+        if (!iter)
+                return -ENOMEM;
+        struct tern_hist *delay = iter + n;
+        for (int w = 0; w < n; w++)
+                tern_loop_histograms(tern_server_loop(admin.server, w), &iter[w], &delay[w]);
+        int r = app_metric_family(b, "tern_loop_iteration_seconds", "histogram",
+                                  "Busy time of a loop iteration: from epoll_wait's return to the "
+                                  "end of its work.");
+        for (int w = 0; !r && w < n; w++)
+                r = render_hist(b, "tern_loop_iteration_seconds", w, &iter[w]);
+        if (!r)
+                r = app_metric_family(b, "tern_loop_dispatch_delay_seconds", "histogram",
+                                      "Per batch of events, how long its last event waited from "
+                                      "epoll_wait's return for its callback.");
+        for (int w = 0; !r && w < n; w++)
+                r = render_hist(b, "tern_loop_dispatch_delay_seconds", w, &delay[w]);
+        free(iter);
+        return r;
 }
 
 /* The whole exposition. Reads only lock-free counters: the workers' and the
@@ -128,6 +181,8 @@ static int render_metrics(struct tern_buf *b)
                 }
         }
         free(pw);
+        if (!r)
+                r = render_histograms(b, n);
 
         struct tern_live_counts lc;
         tern_live_counts(&lc);
@@ -249,9 +304,11 @@ static void on_frame(tern_conn *c, const struct tern_frame *f)
         if (healthz) {
                 text(c, rq, 200, "ok\n", NULL, NULL);
         } else if (readyz) {
-                /* Ready while this worker is not draining. A stop drains every
-                 * worker at once and closes the listeners: see docs/admin.md. */
-                if (tern_loop_draining(tern_conn_loop(c)))
+                /* Not ready from the stop on: the admin listener serves on
+                 * (drain_last) while the data connections drain, so load
+                 * balancers see 503 rather than a refused probe. */
+                if (tern_server_draining(tern_conn_server(c)) ||
+                    tern_loop_draining(tern_conn_loop(c)))
                         text(c, rq, 503, "draining\n", NULL, NULL);
                 else
                         text(c, rq, 200, "ready\n", NULL, NULL);
@@ -299,6 +356,7 @@ int app_admin_attach(tern_server *s, const char *prog, const char *addr,
         lo.codec_config = NULL; /* the default limits */
         lo.idle_timeout_ms = 60000;
         lo.user = &admin;
+        lo.drain_last = true; /* /readyz answers 503 through the drain */
         int id = tern_server_listen(s, &lo);
         if (id < 0) {
                 tern_error("%s: cannot serve admin on %s: %s", prog, addr, tern_strerror(id));

@@ -49,8 +49,8 @@ bool app_admin_addr_valid(const char *addr);
 int app_admin_attach(tern_server *s, const char *prog, const char *addr,
                      app_admin_metrics_fn metrics, void *arg);
 
-/* Appends "# HELP @name @help" and "# TYPE @name @type" (@type "counter" or
- * "gauge"). Returns 0 or -ENOMEM. [the buffer's owner] */
+/* Appends "# HELP @name @help" and "# TYPE @name @type" (@type "counter",
+ * "gauge" or "histogram"). Returns 0 or -ENOMEM. [the buffer's owner] */
 int app_metric_family(struct tern_buf *out, const char *name, const char *type, const char *help);
 
 /* Appends "@name{@labels} @value" (@labels NULL or "" = none, else e.g.

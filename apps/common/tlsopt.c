@@ -2,12 +2,8 @@
  * The programs' TLS flags, the TLS listener and reload on SIGHUP (tlsopt.h).
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "tlsopt.h"
@@ -101,49 +97,29 @@ static int set(struct app_tls *t, int ch, const char *arg, const char *what, cha
         }
 }
 
-static const struct {
-        int ch;
-        const char *flag, *var;
-} tls_names[] = {
-    {APP_OPT_TLS_PORT, "--tls-port", "TERN_TLS_PORT"},
-    {APP_OPT_TLS_CERT, "--tls-cert", "TERN_TLS_CERT"},
-    {APP_OPT_TLS_KEY, "--tls-key", "TERN_TLS_KEY"},
-    {APP_OPT_TLS_CA, "--tls-ca", "TERN_TLS_CA"},
-    {APP_OPT_TLS_VERIFY_CLIENT, "--tls-verify-client", "TERN_TLS_VERIFY_CLIENT"},
-    {APP_OPT_TLS_SNI, "--tls-sni", "TERN_TLS_SNI"},
-    {APP_OPT_TLS_ALPN, "--tls-alpn", "TERN_TLS_ALPN"},
-    {APP_OPT_TLS_HANDSHAKE_TIMEOUT, "--tls-handshake-timeout", "TERN_TLS_HANDSHAKE_TIMEOUT"},
-};
-
-int app_tls_init(struct app_tls *t, char *err, size_t errlen)
+void app_tls_init(struct app_tls *t)
 {
         memset(t, 0, sizeof(*t));
         tern_tls_opts_init(&t->opts);
-        for (size_t i = 0; i < sizeof(tls_names) / sizeof(tls_names[0]); i++) {
-                const char *v = getenv(tls_names[i].var);
-                if (v && *v && set(t, tls_names[i].ch, v, tls_names[i].var, err, errlen) < 0)
-                        return -1;
-        }
-        t->sni_from_env = t->opts.n_sni > 0;
-        return 0;
 }
 
-int app_tls_opt(struct app_tls *t, int ch, const char *arg, char *err, size_t errlen)
+int app_tls_flag(struct app_tls *t, int val, const char *arg, const char *what, char *err,
+                 size_t errlen)
 {
-        for (size_t i = 0; i < sizeof(tls_names) / sizeof(tls_names[0]); i++) {
-                if (tls_names[i].ch != ch)
-                        continue;
-                if (ch == APP_OPT_TLS_SNI && t->sni_from_env) {
+        if (val < APP_OPT_TLS_PORT || val > APP_OPT_TLS_HANDSHAKE_TIMEOUT)
+                return 0;
+        bool from_env = strncmp(what, "TERN_", 5) == 0;
+        if (val == APP_OPT_TLS_SNI) {
+                if (!from_env && t->sni_from_env) {
                         for (size_t j = 0; j < t->opts.n_sni; j++) {
                                 free(t->sni_spec[j]);
                                 t->sni_spec[j] = NULL;
                         }
                         t->opts.n_sni = 0;
-                        t->sni_from_env = false;
                 }
-                return set(t, ch, arg, tls_names[i].flag, err, errlen) < 0 ? -1 : 1;
+                t->sni_from_env = from_env;
         }
-        return 0;
+        return set(t, val, arg, what, err, errlen) < 0 ? -EINVAL : 1;
 }
 
 bool app_tls_wanted(const struct app_tls *t)
@@ -201,17 +177,20 @@ int app_tls_listen(tern_server *s, struct app_tls *t, const struct tern_server_o
 
 void app_tls_usage(FILE *f)
 {
-        fputs("  --tls-port P          also serve TLS on port P (0 = ephemeral), same workers\n"
-              "  --tls-cert FILE       PEM certificate chain for TLS (leaf first)\n"
-              "  --tls-key FILE        PEM private key of that certificate\n"
-              "  --tls-sni CERT:KEY    more certificates, chosen by the name the client asks\n"
-              "                        for (SNI); a comma-separated list, or repeat the flag\n"
-              "  --tls-alpn LIST       ALPN protocols to accept, comma-separated\n"
-              "  --tls-ca FILE         CA certificates for client certificates (mTLS)\n"
-              "  --tls-verify-client M none (default), optional or required (needs --tls-ca)\n"
-              "  --tls-handshake-timeout MS  close peers that have not finished (10000)\n"
-              "                        Each has a TERN_TLS_* variable (TERN_TLS_PORT, ...);\n"
-              "                        SIGHUP reloads the certificate files (docs/tls.md).\n",
+        fputs("  --tls-port P             TERN_TLS_PORT  also serve TLS on port P (0 =\n"
+              "                                          ephemeral), on the same workers\n"
+              "  --tls-cert FILE          TERN_TLS_CERT  PEM certificate chain (leaf first)\n"
+              "  --tls-key FILE           TERN_TLS_KEY   PEM private key of that certificate\n"
+              "  --tls-sni CERT:KEY       TERN_TLS_SNI   more certificates, chosen by the name\n"
+              "                                          the client asks for (SNI); a comma-\n"
+              "                                          separated list, or repeat the flag\n"
+              "  --tls-alpn LIST          TERN_TLS_ALPN  ALPN protocols to accept\n"
+              "  --tls-ca FILE            TERN_TLS_CA    CAs for client certificates (mTLS)\n"
+              "  --tls-verify-client M    TERN_TLS_VERIFY_CLIENT  none (default), optional\n"
+              "                                          or required (needs --tls-ca)\n"
+              "  --tls-handshake-timeout MS  TERN_TLS_HANDSHAKE_TIMEOUT  close peers that\n"
+              "                                          have not finished (default 10000)\n"
+              "                                          (docs/tls.md)\n",
               f);
 }
 
@@ -223,69 +202,6 @@ void app_tls_free(struct app_tls *t)
                 free(t->sni_spec[i]);
                 t->sni_spec[i] = NULL;
         }
-}
-
-/* ---- SIGHUP ---- */
-
-static struct {
-        int pipe[2];
-        int n;
-        void (*fn[4])(void *);
-        void *arg[4];
-} hup = {{-1, -1}, 0, {NULL}, {NULL}};
-
-static void on_hup(int sig)
-{
-        (void)sig;
-        int saved = errno;
-        char b = 1;
-        ssize_t n = write(hup.pipe[1], &b, 1); /* async-signal-safe; full pipe = one pending */
-        (void)n;
-        errno = saved;
-}
-
-static void *reload_thread(void *unused)
-{
-        (void)unused;
-        char b[64];
-        for (;;) {
-                ssize_t n = read(hup.pipe[0], b, sizeof(b));
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return NULL;
-                tern_info("SIGHUP: reloading");
-                for (int i = 0; i < hup.n; i++)
-                        hup.fn[i](hup.arg[i]);
-        }
-}
-
-void app_reload_on_sighup(void (*fn)(void *), void *arg)
-{
-        if (hup.n == 4)
-                return;
-        if (hup.pipe[0] < 0) {
-                if (pipe2(hup.pipe, O_CLOEXEC) < 0)
-                        return;
-                fcntl(hup.pipe[1], F_SETFL, O_NONBLOCK);
-                /* The thread takes no signal: they reach the main thread or
-                 * the workers as before. */
-                sigset_t all, old;
-                sigfillset(&all);
-                pthread_sigmask(SIG_BLOCK, &all, &old);
-                pthread_t th;
-                int r = pthread_create(&th, NULL, reload_thread, NULL);
-                pthread_sigmask(SIG_SETMASK, &old, NULL);
-                if (r != 0)
-                        return;
-                pthread_detach(th);
-                struct sigaction sa = {.sa_handler = on_hup, .sa_flags = SA_RESTART};
-                sigemptyset(&sa.sa_mask);
-                sigaction(SIGHUP, &sa, NULL);
-        }
-        hup.fn[hup.n] = fn;
-        hup.arg[hup.n] = arg;
-        hup.n++;
 }
 
 void app_reload_tls(void *arg)

@@ -8,6 +8,7 @@
 #define TERN_APP_TLSOPT_H
 
 #include <getopt.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,7 +18,7 @@
 
 #define APP_TLS_MAX_SNI 8
 
-/* Long-option codes for getopt_long, above every short option. */
+/* Codes of the TLS flags, above every program's own. */
 enum {
         APP_OPT_TLS_PORT = 0x200,
         APP_OPT_TLS_CERT,
@@ -29,17 +30,20 @@ enum {
         APP_OPT_TLS_HANDSHAKE_TIMEOUT,
 };
 
-/* For a program's longopts table: APP_TLS_LONGOPTS, then its own. */
-#define APP_TLS_LONGOPTS                                                                           \
-        {"tls-port", required_argument, NULL, APP_OPT_TLS_PORT},                                   \
-            {"tls-cert", required_argument, NULL, APP_OPT_TLS_CERT},                               \
-            {"tls-key", required_argument, NULL, APP_OPT_TLS_KEY},                                 \
-            {"tls-ca", required_argument, NULL, APP_OPT_TLS_CA},                                   \
-            {"tls-verify-client", required_argument, NULL, APP_OPT_TLS_VERIFY_CLIENT},             \
-            {"tls-sni", required_argument, NULL, APP_OPT_TLS_SNI},                                 \
-            {"tls-alpn", required_argument, NULL, APP_OPT_TLS_ALPN},                               \
+/* For a program's struct app_flag table (cli.h): the TLS flags and their
+ * TERN_TLS_* variables. */
+#define APP_TLS_FLAGS                                                                              \
+        {"tls-port", required_argument, APP_OPT_TLS_PORT, "TERN_TLS_PORT"},                        \
+            {"tls-cert", required_argument, APP_OPT_TLS_CERT, "TERN_TLS_CERT"},                    \
+            {"tls-key", required_argument, APP_OPT_TLS_KEY, "TERN_TLS_KEY"},                       \
+            {"tls-ca", required_argument, APP_OPT_TLS_CA, "TERN_TLS_CA"},                          \
+            {"tls-verify-client", required_argument, APP_OPT_TLS_VERIFY_CLIENT,                    \
+             "TERN_TLS_VERIFY_CLIENT"},                                                            \
+            {"tls-sni", required_argument, APP_OPT_TLS_SNI, "TERN_TLS_SNI"},                       \
+            {"tls-alpn", required_argument, APP_OPT_TLS_ALPN, "TERN_TLS_ALPN"},                    \
         {                                                                                          \
-                "tls-handshake-timeout", required_argument, NULL, APP_OPT_TLS_HANDSHAKE_TIMEOUT    \
+                "tls-handshake-timeout", required_argument, APP_OPT_TLS_HANDSHAKE_TIMEOUT,         \
+                    "TERN_TLS_HANDSHAKE_TIMEOUT"                                                   \
         }
 
 /* What the flags (or their variables) asked for; the flag wins. */
@@ -53,14 +57,15 @@ struct app_tls {
         tern_tls *tls;                   /* after app_tls_load(), when asked for */
 };
 
-/* Defaults, then the TERN_TLS_* variables. Returns 0, or -1 with
- * "invalid TERN_TLS_... 'value' (what it takes)" in @err (@errlen bytes);
- * the caller prints it and exits 2. */
-int app_tls_init(struct app_tls *t, char *err, size_t errlen);
+/* The defaults. */
+void app_tls_init(struct app_tls *t);
 
-/* Handles one of the APP_OPT_TLS_* codes. Returns 1 when @ch was one and
- * valid, 0 when it is not one, -1 with "invalid --tls-..." in @err. */
-int app_tls_opt(struct app_tls *t, int ch, const char *arg, char *err, size_t errlen);
+/* For an app_apply_fn (cli.h): applies TLS flag or variable @val (@what is
+ * "--tls-port" or "TERN_TLS_PORT"). Returns 1 when it was one of
+ * APP_OPT_TLS_* and valid, 0 when it is not one, -EINVAL with one line in
+ * @err for a bad value. */
+int app_tls_flag(struct app_tls *t, int val, const char *arg, const char *what, char *err,
+                 size_t errlen);
 
 /* True when TLS was asked for (a TLS port, or a certificate). */
 bool app_tls_wanted(const struct app_tls *t);
@@ -85,13 +90,8 @@ void app_tls_usage(FILE *f);
 /* Frees what app_tls_init/opt/load made. */
 void app_tls_free(struct app_tls *t);
 
-/*
- * SIGHUP reloads: @fn(@arg) runs on a thread of its own (never in the
- * signal handler) at every SIGHUP, and logs what it did; SIGHUP never kills
- * the program. app_reload_tls is such a function for a struct app_tls.
- * At most 4 functions. [main thread, at start-up]
- */
-void app_reload_on_sighup(void (*fn)(void *), void *arg);
+/* For app_reload_on_sighup (cli.h): reloads the TLS files of a struct
+ * app_tls, logging what it did. */
 void app_reload_tls(void *app_tls);
 
 #endif

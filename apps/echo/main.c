@@ -31,121 +31,137 @@ static void usage(FILE *f, const char *argv0)
                 "usage: %s --port P [--bind ADDR] [--workers N] [--accept MODE] [--log-level L]\n"
                 "          [--admin ADDR:PORT] [--tls-port P --tls-cert FILE --tls-key FILE]\n"
                 "\n"
-                "Echoes every byte it receives back to the sender.\n"
+                "Echoes every byte it receives back to the sender. Every setting may also\n"
+                "come from the variable shown; a flag wins over its variable.\n"
                 "\n"
-                "  -p, --port P        TCP port to listen on (required; 0 = ephemeral)\n"
-                "  -b, --bind ADDR     address to bind (default: all IPv4 and IPv6)\n"
-                "  -w, --workers N     worker threads (default: CPUs available, %d here)\n"
-                "  -a, --accept MODE   where connections are accepted: thread (an acceptor\n"
-                "                      thread hands them to the workers), worker (worker 0's\n"
-                "                      loop accepts), auto (worker with 1 worker, else thread;\n"
-                "                      the default)\n"
-                "  -l, --log-level L   debug, info, warn, error or off (default info)\n"
-                "  -A, --admin ADDR:PORT  serve /metrics, /healthz, /readyz over HTTP there\n"
-                "                      (also TERN_ADMIN; default off; docs/admin.md)\n"
-                "  -h, --help          this text\n",
+                "  -p, --port P        TERN_PORT       TCP port to listen on (required;\n"
+                "                                      0 = ephemeral)\n"
+                "  -b, --bind ADDR     TERN_BIND       address to bind (default: all IPv4\n"
+                "                                      and IPv6)\n"
+                "  -w, --workers N     TERN_WORKERS    worker threads (default: CPUs\n"
+                "                                      available, %d here)\n"
+                "  -a, --accept MODE   TERN_ACCEPT     where connections are accepted: thread\n"
+                "                                      (an acceptor thread hands them to the\n"
+                "                                      workers), worker (worker 0's loop\n"
+                "                                      accepts), auto (worker with 1 worker,\n"
+                "                                      else thread; the default)\n"
+                "  -l, --log-level L   TERN_LOG_LEVEL  debug, info, warn, error or off\n"
+                "                                      (default info)\n"
+                "      --log-format F  TERN_LOG_FORMAT text or json, one object per line\n"
+                "                                      (default text)\n"
+                "  -A, --admin ADDR:PORT TERN_ADMIN    serve /metrics, /healthz, /readyz over\n"
+                "                                      HTTP there (default off; docs/admin.md)\n"
+                "  -h, --help                          this text\n"
+                "  -V, --version                       the version, then exit\n",
                 argv0, tern_default_workers());
         app_tls_usage(f);
-        fputs("\nSIGINT or SIGTERM stops it gracefully.\n", f);
+        fputs("\nSIGINT or SIGTERM stops it gracefully; SIGHUP reloads the TLS files;\n"
+              "SIGUSR1 switches debug logging on and off. Exit\n"
+              "status: 0 after a graceful stop, --help or --version; 1 when it cannot start\n"
+              "or fails; 2 for a bad flag or variable.\n",
+              f);
+}
+
+static const struct app_flag echo_flags[] = {
+    {"port", required_argument, 'p', "TERN_PORT"},
+    {"bind", required_argument, 'b', "TERN_BIND"},
+    {"workers", required_argument, 'w', "TERN_WORKERS"},
+    {"accept", required_argument, 'a', "TERN_ACCEPT"},
+    {"log-level", required_argument, 'l', "TERN_LOG_LEVEL"},
+    {"log-format", required_argument, APP_OPT_LOG_FORMAT, "TERN_LOG_FORMAT"},
+    {"admin", required_argument, 'A', APP_ADMIN_ENV},
+    {"help", no_argument, 'h', NULL},
+    {"version", no_argument, 'V', NULL},
+    APP_TLS_FLAGS,
+    {NULL, 0, 0, NULL},
+};
+
+struct echo_cfg {
+        struct tern_server_opts o;
+        bool have_port;
+        const char *admin;
+        struct app_tls tls;
+};
+
+static int echo_apply(void *ctx, int val, const char *arg, const char *what, char *err,
+                      size_t errlen)
+{
+        struct echo_cfg *cfg = ctx;
+        uint32_t max_conns = 0;
+        if (val == 'A') {
+                if (*arg && !app_admin_addr_valid(arg))
+                        return app_cli_fail(err, errlen, "invalid %s '%s': expected HOST:PORT",
+                                            what, arg);
+                cfg->admin = arg;
+                return 0;
+        }
+        int r = app_tls_flag(&cfg->tls, val, arg, what, err, errlen);
+        if (r == 0)
+                r = app_server_flag(val, arg, what, &cfg->o, &cfg->have_port, &max_conns, err,
+                                    errlen);
+        return r < 0 ? r : 0;
 }
 
 int main(int argc, char **argv)
 {
-        static const struct option longopts[] = {
-            {"port", required_argument, NULL, 'p'},
-            {"bind", required_argument, NULL, 'b'},
-            {"workers", required_argument, NULL, 'w'},
-            {"log-level", required_argument, NULL, 'l'},
-            {"accept", required_argument, NULL, 'a'},
-            {"admin", required_argument, NULL, 'A'},
-            {"help", no_argument, NULL, 'h'},
-            APP_TLS_LONGOPTS,
-            {NULL, 0, NULL, 0},
+        static struct echo_cfg cfg;
+        tern_server_opts_init(&cfg.o);
+        cfg.o.ops = &echo_ops;
+        app_tls_init(&cfg.tls);
+        const struct app_cli cli = {
+            .prog = "tern-echo",
+            .shortopts = "p:b:w:a:l:A:hV",
+            .flags = echo_flags,
+            .apply = echo_apply,
+            .ctx = &cfg,
+            .usage = usage,
         };
-        struct tern_server_opts o;
-        tern_server_opts_init(&o);
-        o.ops = &echo_ops;
-        bool have_port = false;
-        const char *admin = getenv(APP_ADMIN_ENV);
-        struct app_tls tls;
-        char tls_err[512];
-        if (app_tls_init(&tls, tls_err, sizeof(tls_err)) < 0) {
-                fprintf(stderr, "%s: %s\n", argv[0], tls_err);
-                return 2;
+        int r = app_cli_main(&cli, argc, argv);
+        if (r >= 0) {
+                app_tls_free(&cfg.tls);
+                return r;
         }
-        int ch;
-        while ((ch = getopt_long(argc, argv, "p:b:w:a:l:A:h", longopts, NULL)) != -1) {
-                switch (ch) {
-                case 'p':
-                case 'b':
-                case 'w':
-                case 'a':
-                case 'l':
-                        if (app_server_opt(ch, optarg, argv[0], &o, &have_port) < 0)
-                                return 2;
-                        break;
-                case 'A':
-                        admin = optarg;
-                        break;
-                case 'h':
-                        usage(stdout, argv[0]);
-                        return 0;
-                default: {
-                        int tr = app_tls_opt(&tls, ch, optarg, tls_err, sizeof(tls_err));
-                        if (tr > 0)
-                                break;
-                        app_tls_free(&tls);
-                        if (tr < 0) {
-                                fprintf(stderr, "%s: %s\n", argv[0], tls_err);
-                                return 2;
-                        }
-                        usage(stderr, argv[0]);
-                        return 2;
-                }
-                }
+        if (!cfg.have_port) {
+                fprintf(stderr, "tern-echo: --port (or TERN_PORT) is required (see --help)\n");
+                app_tls_free(&cfg.tls);
+                return APP_EXIT_USAGE;
         }
-        if (!have_port || optind != argc) {
-                usage(stderr, argv[0]);
-                return 2;
+        char err[512];
+        if (app_tls_load(&cfg.tls, true, err, sizeof(err)) < 0) {
+                fprintf(stderr, "tern-echo: %s\n", err);
+                app_tls_free(&cfg.tls);
+                return APP_EXIT_USAGE;
         }
-        if (admin && *admin && !app_admin_addr_valid(admin)) {
-                fprintf(stderr, "%s: invalid --admin '%s' (HOST:PORT)\n", argv[0], admin);
-                return 2;
-        }
+        struct tern_server_opts o = cfg.o;
+        const char *admin = cfg.admin;
 
-        if (app_tls_load(&tls, true, tls_err, sizeof(tls_err)) < 0) {
-                fprintf(stderr, "%s: %s\n", argv[0], tls_err);
-                return 2;
-        }
-
+        app_catch_stop_signals(); /* before the port accepts */
+        app_tune_malloc();
         app_reap_orphans_as_init();
         app_log_default_workers("tern-echo", o.workers);
         server = tern_server_new(&o);
         if (!server) {
                 tern_error("tern-echo: cannot start: %s", strerror(errno));
-                app_tls_free(&tls);
+                app_tls_free(&cfg.tls);
                 return 1;
         }
-        if (app_tls_listen(server, &tls, &o, "tern-echo") < 0) {
+        if (app_tls_listen(server, &cfg.tls, &o, "tern-echo") < 0 ||
+            app_admin_attach(server, "tern-echo", admin, NULL, NULL) < 0) {
                 tern_server_free(server);
-                app_tls_free(&tls);
+                app_tls_free(&cfg.tls);
                 return 1;
         }
-        app_reload_on_sighup(app_reload_tls, &tls);
-        if (app_admin_attach(server, "tern-echo", admin, NULL, NULL) < 0) {
-                tern_server_free(server);
-                return 1;
-        }
+        if (cfg.tls.tls)
+                app_reload_on_sighup(app_reload_tls, &cfg.tls);
         app_stop_server_on_signals(server);
 
         tern_info("tern-echo listening on %s port %u with %d worker(s)", o.bind ? o.bind : "*",
                   tern_server_port(server), tern_server_workers(server));
-
-        int r = tern_server_run(server);
+        r = tern_server_run(server);
         if (r)
                 tern_error("tern-echo: %s", tern_strerror(r));
         tern_server_free(server);
-        app_tls_free(&tls);
+        app_tls_free(&cfg.tls);
         tern_info("tern-echo stopped");
         return r ? 1 : 0;
 }

@@ -1141,11 +1141,12 @@ static int kv_info_cmd(struct kv_ctx *x)
         }
         if (kv_want_section(x, "stats"))
                 KV_INFO("# Stats\r\ntotal_connections_received:%" PRIu64
-                        "\r\ntotal_commands_processed:%" PRIu64
-                        "\r\nrejected_connections:0\r\nexpired_keys:%zu\r\nevicted_keys:%zu\r\n"
+                        "\r\ntotal_commands_processed:%" PRIu64 "\r\nrejected_connections:%" PRIu64
+                        "\r\nexpired_keys:%zu\r\nevicted_keys:%zu\r\n"
                         "keyspace_hits:%zu\r\nkeyspace_misses:%zu\r\n\r\n",
-                        __atomic_load_n(&app->connections, __ATOMIC_RELAXED), commands, ss.expired,
-                        ss.evicted, ss.hits, ss.misses);
+                        __atomic_load_n(&app->connections, __ATOMIC_RELAXED), commands,
+                        app_conn_limit_refused(&app->limit), ss.expired, ss.evicted, ss.hits,
+                        ss.misses);
         if (kv_want_section(x, "keyspace")) {
                 KV_INFO("# Keyspace\r\n");
                 if (ss.keys)
@@ -1710,8 +1711,12 @@ static void kv_worker_stop(tern_loop *loop, void *user)
 static void kv_on_open(tern_conn *c)
 {
         struct kv_app *app = tern_server_user(tern_conn_server(c));
+        /* Redis's own words, which its clients know. */
+        if (!app_conn_limit_enter(&app->limit, c, "-ERR max number of clients reached\r\n"))
+                return; /* no client data: its on_close does nothing */
         struct kv_client *cl = calloc(1, sizeof(*cl));
         if (!cl) {
+                app_conn_limit_leave(&app->limit);
                 tern_warn("tern-kv: fd %d: out of memory for a new client; closing",
                           tern_conn_fd(c));
                 tern_conn_abort(c);
@@ -1769,6 +1774,7 @@ static void kv_on_close(tern_conn *c, enum tern_close_reason reason, int err)
         pthread_mutex_unlock(&app->lock);
         kv_tx_reset(cl);
         free(cl);
+        app_conn_limit_leave(&app->limit);
 }
 
 static void kv_on_frame(tern_conn *c, const struct tern_frame *f)
@@ -1777,7 +1783,9 @@ static void kv_on_frame(tern_conn *c, const struct tern_frame *f)
         struct kv_worker *w = kv_self;
         struct kv_client *cl = tern_conn_data(c);
 
-        if (!w || !cl) {
+        if (!cl)
+                return; /* refused over --max-conns, or out of memory: it is closing */
+        if (!w) {
                 tern_conn_abort(c);
                 return;
         }
@@ -1832,8 +1840,11 @@ static void kv_on_codec_error(tern_conn *c, int err)
         char line[128];
         int n = snprintf(line, sizeof(line), "-ERR Protocol error: %s\r\n", why);
         kv_why = NULL;
-        tern_info("tern-kv: client %s (fd %d): protocol error: %s; closing", cl ? cl->addr : "?",
-                  tern_conn_fd(c), why);
+        /* Any client can cause this as often as it reconnects. */
+        static struct tern_log_limit limit;
+        tern_log_limited(&limit, TERN_LOG_INFO,
+                         "tern-kv: client %s (fd %d): protocol error: %s; closing",
+                         cl ? cl->addr : "?", tern_conn_fd(c), why);
         if (n > 0)
                 tern_conn_send(c, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
@@ -1862,6 +1873,7 @@ static const struct tern_conn_ops kv_ops = {
 int kv_app_init(struct kv_app *app, const struct tern_resp_config *resp, size_t max_memory)
 {
         memset(app, 0, sizeof(*app));
+        app->limit.prog = "tern-kv";
         pthread_once(&kv_index_once, kv_index_build);
         if (resp)
                 app->resp = *resp;

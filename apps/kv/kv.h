@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/cli.h"
 #include "resp.h"
 #include "server.h"
 #include "store.h"
@@ -53,6 +54,9 @@ struct kv_app {
         size_t nclients;
         uint64_t next_id;     /* CLIENT ID; atomic */
         uint64_t connections; /* accepted so far; atomic */
+        /* --max-conns, enforced here rather than by tern so that a client
+         * over it reads why (.max 0: unlimited; set before the server starts). */
+        struct app_conn_limit limit;
 };
 
 /*

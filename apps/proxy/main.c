@@ -39,221 +39,254 @@ static void usage(FILE *f, const char *argv0)
                 "\n"
                 "Forwards every connection accepted on --listen to --to, both ways.\n"
                 "A destination that reads slowly pauses reading from its source.\n"
+                "Every setting may also come from the variable shown; a flag wins over\n"
+                "its variable.\n"
                 "\n"
-                "  -L, --listen [HOST:]PORT  where to accept (HOST default: all addresses)\n"
-                "  -t, --to HOST:PORT        destination (a name is resolved once, at start)\n"
-                "  -w, --workers N           worker threads (default: CPUs available, %d here)\n"
-                "  -a, --accept MODE         thread, worker or auto (default): where connections\n"
-                "                            are accepted (see tern-echo --help)\n"
-                "  -T, --connect-timeout MS  per destination connect (default 10000)\n"
-                "  -H, --high-water BYTES    queued bytes per connection before the other\n"
-                "                            side pauses (default %u; resumes at half)\n"
-                "  -l, --log-level L         debug, info, warn, error or off (default info)\n"
-                "  -A, --admin ADDR:PORT     serve /metrics, /healthz, /readyz over HTTP there\n"
-                "                            (also TERN_ADMIN; default off; docs/admin.md)\n"
-                "  -h, --help                this text\n"
+                "  -L, --listen [HOST:]PORT  TERN_LISTEN  where to accept (required; HOST\n"
+                "                                         default: all addresses)\n"
+                "  -t, --to HOST:PORT        TERN_TO      destination (required; a name is\n"
+                "                                         resolved once, at start)\n"
+                "  -w, --workers N           TERN_WORKERS worker threads (default: CPUs\n"
+                "                                         available, %d here)\n"
+                "  -a, --accept MODE         TERN_ACCEPT  thread, worker or auto (default):\n"
+                "                                         where connections are accepted\n"
+                "                                         (see tern-echo --help)\n"
+                "  -T, --connect-timeout MS  TERN_CONNECT_TIMEOUT  per destination connect,\n"
+                "                                         0-3600000 (default 10000)\n"
+                "  -H, --high-water BYTES    TERN_HIGH_WATER  queued bytes per connection\n"
+                "                                         before the other side pauses\n"
+                "                                         (default %u; resumes at half)\n"
+                "  -l, --log-level L         TERN_LOG_LEVEL  debug, info, warn, error or off\n"
+                "                                         (default info)\n"
+                "      --log-format F        TERN_LOG_FORMAT  text or json, one object per line\n"
+                "                                         (default text)\n"
+                "  -A, --admin ADDR:PORT     TERN_ADMIN   serve /metrics, /healthz, /readyz\n"
+                "                                         over HTTP there (default off;\n"
+                "                                         docs/admin.md)\n"
+                "  -h, --help                             this text\n"
+                "  -V, --version                          the version, then exit\n"
                 "TLS termination: with --tls-cert and --tls-key, --listen speaks TLS (and\n"
                 "--tls-port adds a second, TLS, listener instead):\n",
                 argv0, tern_default_workers(), PROXY_DEFAULT_HIGH_WATER);
         app_tls_usage(f);
         fputs("TLS origination, to a destination that speaks TLS:\n"
-              "  --to-tls                  connect to --to over TLS (TERN_TO_TLS=1)\n"
-              "  --to-ca FILE              CAs to trust for it (TERN_TO_CA; default: the\n"
-              "                            system's store)\n"
-              "  --to-name NAME            name to ask for and verify (TERN_TO_NAME; default:\n"
-              "                            the host of --to)\n"
-              "  --to-insecure             do not verify its certificate (TERN_TO_INSECURE=1)\n"
-              "\nSIGINT or SIGTERM stops it gracefully; SIGHUP reloads the certificates.\n",
+              "  --to-tls               TERN_TO_TLS=1  connect to --to over TLS\n"
+              "  --to-ca FILE           TERN_TO_CA     CAs to trust for it (default: the\n"
+              "                                        system's store)\n"
+              "  --to-name NAME         TERN_TO_NAME   name to ask for and verify (default:\n"
+              "                                        the host of --to)\n"
+              "  --to-insecure          TERN_TO_INSECURE=1  do not verify its certificate\n"
+              "\nSIGINT or SIGTERM stops it gracefully; SIGHUP reloads the TLS files;\n"
+              "SIGUSR1 switches debug logging on and off. Exit\n"
+              "status: 0 after a graceful stop, --help or --version; 1 when it cannot start\n"
+              "or fails; 2 for a bad flag or variable.\n",
               f);
+}
+
+enum { OPT_TO_TLS = 0x300, OPT_TO_CA, OPT_TO_NAME, OPT_TO_INSECURE };
+
+static const struct app_flag proxy_flags[] = {
+    {"listen", required_argument, 'L', "TERN_LISTEN"},
+    {"to", required_argument, 't', "TERN_TO"},
+    {"workers", required_argument, 'w', "TERN_WORKERS"},
+    {"accept", required_argument, 'a', "TERN_ACCEPT"},
+    {"connect-timeout", required_argument, 'T', "TERN_CONNECT_TIMEOUT"},
+    {"high-water", required_argument, 'H', "TERN_HIGH_WATER"},
+    {"log-level", required_argument, 'l', "TERN_LOG_LEVEL"},
+    {"log-format", required_argument, APP_OPT_LOG_FORMAT, "TERN_LOG_FORMAT"},
+    {"admin", required_argument, 'A', APP_ADMIN_ENV},
+    {"help", no_argument, 'h', NULL},
+    {"version", no_argument, 'V', NULL},
+    {"to-tls", no_argument, OPT_TO_TLS, "TERN_TO_TLS"},
+    {"to-ca", required_argument, OPT_TO_CA, "TERN_TO_CA"},
+    {"to-name", required_argument, OPT_TO_NAME, "TERN_TO_NAME"},
+    {"to-insecure", no_argument, OPT_TO_INSECURE, "TERN_TO_INSECURE"},
+    APP_TLS_FLAGS,
+    {NULL, 0, 0, NULL},
+};
+
+struct proxy_cfg {
+        struct tern_server_opts o;
+        char listen_host[256], to_host[256];
+        uint16_t to_port;
+        bool have_listen, have_to, have_port;
+        long timeout_ms, high;
+        const char *admin;
+        struct app_tls tls;       /* --listen's (termination) */
+        bool to_tls, to_insecure; /* origination */
+        const char *to_ca, *to_name;
+};
+
+/* A switch given as a variable: "1" or "0". */
+static int switch_value(const char *arg, const char *what, bool *out, char *err, size_t errlen)
+{
+        if (!arg || !strcmp(arg, "1")) { /* the flag itself has no value */
+                *out = true;
+                return 0;
+        }
+        if (!strcmp(arg, "0")) {
+                *out = false;
+                return 0;
+        }
+        return app_cli_fail(err, errlen, "invalid %s '%s': expected 1 or 0", what, arg);
+}
+
+static int proxy_flag_apply(void *ctx, int val, const char *arg, const char *what, char *err,
+                            size_t errlen)
+{
+        struct proxy_cfg *cfg = ctx;
+        uint32_t max_conns = 0;
+        switch (val) {
+        case 'L':
+                if (app_split_hostport(arg, NULL, cfg->listen_host, sizeof(cfg->listen_host),
+                                       &cfg->o.port) < 0)
+                        return app_cli_fail(err, errlen, "invalid %s '%s': expected [HOST:]PORT",
+                                            what, arg);
+                cfg->o.bind = cfg->listen_host[0] ? cfg->listen_host : NULL;
+                cfg->have_listen = true;
+                return 0;
+        case 't':
+                if (app_split_hostport(arg, NULL, cfg->to_host, sizeof(cfg->to_host),
+                                       &cfg->to_port) < 0 ||
+                    !cfg->to_host[0] || !cfg->to_port)
+                        return app_cli_fail(err, errlen, "invalid %s '%s': expected HOST:PORT",
+                                            what, arg);
+                cfg->have_to = true;
+                return 0;
+        case 'T':
+                if (*arg < '0' || *arg > '9' || !app_parse_long(arg, 0, 3600000, &cfg->timeout_ms))
+                        return app_cli_fail(err, errlen,
+                                            "invalid %s '%s': expected milliseconds, 0-3600000",
+                                            what, arg);
+                return 0;
+        case 'H':
+                if (*arg < '0' || *arg > '9' || !app_parse_long(arg, 1024, 1L << 30, &cfg->high))
+                        return app_cli_fail(err, errlen,
+                                            "invalid %s '%s': expected bytes, 1024-1073741824",
+                                            what, arg);
+                return 0;
+        case 'A':
+                if (*arg && !app_admin_addr_valid(arg))
+                        return app_cli_fail(err, errlen, "invalid %s '%s': expected HOST:PORT",
+                                            what, arg);
+                cfg->admin = arg;
+                return 0;
+        case OPT_TO_TLS:
+                return switch_value(arg, what, &cfg->to_tls, err, errlen);
+        case OPT_TO_INSECURE:
+                return switch_value(arg, what, &cfg->to_insecure, err, errlen);
+        case OPT_TO_CA:
+                cfg->to_ca = arg;
+                return 0;
+        case OPT_TO_NAME:
+                cfg->to_name = arg;
+                return 0;
+        default: {
+                int r = app_tls_flag(&cfg->tls, val, arg, what, err, errlen);
+                if (r == 0)
+                        r = app_server_flag(val, arg, what, &cfg->o, &cfg->have_port, &max_conns,
+                                            err, errlen);
+                return r < 0 ? r : 0;
+        }
+        }
 }
 
 int main(int argc, char **argv)
 {
-        static const struct option longopts[] = {
-            {"listen", required_argument, NULL, 'L'},
-            {"to", required_argument, NULL, 't'},
-            {"workers", required_argument, NULL, 'w'},
-            {"accept", required_argument, NULL, 'a'},
-            {"connect-timeout", required_argument, NULL, 'T'},
-            {"high-water", required_argument, NULL, 'H'},
-            {"log-level", required_argument, NULL, 'l'},
-            {"admin", required_argument, NULL, 'A'},
-            {"help", no_argument, NULL, 'h'},
-            {"to-tls", no_argument, NULL, 0x300},
-            {"to-ca", required_argument, NULL, 0x301},
-            {"to-name", required_argument, NULL, 0x302},
-            {"to-insecure", no_argument, NULL, 0x303},
-            APP_TLS_LONGOPTS,
-            {NULL, 0, NULL, 0},
+        static struct proxy_cfg cfg;
+        tern_server_opts_init(&cfg.o);
+        cfg.timeout_ms = 10000;
+        app_tls_init(&cfg.tls);
+        const struct app_cli cli = {
+            .prog = "tern-proxy",
+            .shortopts = "L:t:w:a:T:H:l:A:hV",
+            .flags = proxy_flags,
+            .apply = proxy_flag_apply,
+            .ctx = &cfg,
+            .usage = usage,
         };
-        struct tern_server_opts o;
-        tern_server_opts_init(&o);
-        char listen_host[256], to_host[256];
-        uint16_t to_port = 0;
-        bool have_listen = false, have_to = false, have_port = false;
-        long timeout_ms = 10000, high = 0;
-        const char *admin = getenv(APP_ADMIN_ENV);
-        struct app_tls tls;
-        char tls_err[512];
-        if (app_tls_init(&tls, tls_err, sizeof(tls_err)) < 0) {
-                fprintf(stderr, "%s: %s\n", argv[0], tls_err);
-                return 2;
+        int r = app_cli_main(&cli, argc, argv);
+        if (r >= 0) {
+                app_tls_free(&cfg.tls);
+                return r;
         }
-        const char *to_ca = getenv("TERN_TO_CA"), *to_name = getenv("TERN_TO_NAME");
-        const char *e = getenv("TERN_TO_TLS");
-        bool to_tls = e && !strcmp(e, "1");
-        e = getenv("TERN_TO_INSECURE");
-        bool to_insecure = e && !strcmp(e, "1");
-        int ch;
-        while ((ch = getopt_long(argc, argv, "L:t:w:a:T:H:l:A:h", longopts, NULL)) != -1) {
-                switch (ch) {
-                case 'L':
-                        if (app_split_hostport(optarg, NULL, listen_host, sizeof(listen_host),
-                                               &o.port) < 0) {
-                                fprintf(stderr, "%s: invalid --listen '%s'\n", argv[0], optarg);
-                                return 2;
-                        }
-                        o.bind = listen_host[0] ? listen_host : NULL;
-                        have_listen = true;
-                        break;
-                case 't':
-                        if (app_split_hostport(optarg, NULL, to_host, sizeof(to_host), &to_port) <
-                                0 ||
-                            !to_host[0] || !to_port) {
-                                fprintf(stderr, "%s: invalid --to '%s': expected HOST:PORT\n",
-                                        argv[0], optarg);
-                                return 2;
-                        }
-                        have_to = true;
-                        break;
-                case 'T':
-                        if (!app_parse_long(optarg, 0, 3600000, &timeout_ms)) {
-                                fprintf(stderr, "%s: invalid --connect-timeout '%s'\n", argv[0],
-                                        optarg);
-                                return 2;
-                        }
-                        break;
-                case 'H':
-                        if (!app_parse_long(optarg, 1024, 1L << 30, &high)) {
-                                fprintf(stderr, "%s: invalid --high-water '%s'\n", argv[0], optarg);
-                                return 2;
-                        }
-                        break;
-                case 'w':
-                case 'a':
-                case 'l':
-                        if (app_server_opt(ch, optarg, argv[0], &o, &have_port) < 0)
-                                return 2;
-                        break;
-                case 'A':
-                        admin = optarg;
-                        break;
-                case 'h':
-                        usage(stdout, argv[0]);
-                        return 0;
-                case 0x300:
-                        to_tls = true;
-                        break;
-                case 0x301:
-                        to_ca = optarg;
-                        break;
-                case 0x302:
-                        to_name = optarg;
-                        break;
-                case 0x303:
-                        to_insecure = true;
-                        break;
-                default: {
-                        int tr = app_tls_opt(&tls, ch, optarg, tls_err, sizeof(tls_err));
-                        if (tr > 0)
-                                break;
-                        app_tls_free(&tls);
-                        if (tr < 0) {
-                                fprintf(stderr, "%s: %s\n", argv[0], tls_err);
-                                return 2;
-                        }
-                        usage(stderr, argv[0]);
-                        return 2;
-                }
-                }
+        if (!cfg.have_listen || !cfg.have_to) {
+                fprintf(stderr, "tern-proxy: %s (or %s) is required (see --help)\n",
+                        cfg.have_listen ? "--to" : "--listen",
+                        cfg.have_listen ? "TERN_TO" : "TERN_LISTEN");
+                app_tls_free(&cfg.tls);
+                return APP_EXIT_USAGE;
         }
-        if (!have_listen || !have_to || optind != argc) {
-                usage(stderr, argv[0]);
-                return 2;
+        char err[512];
+        if (app_tls_load(&cfg.tls, false, err, sizeof(err)) < 0) {
+                fprintf(stderr, "tern-proxy: %s\n", err);
+                app_tls_free(&cfg.tls);
+                return APP_EXIT_USAGE;
         }
-        if (admin && *admin && !app_admin_addr_valid(admin)) {
-                fprintf(stderr, "%s: invalid --admin '%s' (HOST:PORT)\n", argv[0], admin);
-                return 2;
-        }
-
-        if (app_tls_load(&tls, false, tls_err, sizeof(tls_err)) < 0) {
-                fprintf(stderr, "%s: %s\n", argv[0], tls_err);
-                return 2;
-        }
-        tern_tls *to = NULL;
-        if (to_tls) {
+        static tern_tls *to;
+        if (cfg.to_tls) {
                 struct tern_tls_opts to_opts;
                 tern_tls_opts_init(&to_opts);
                 to_opts.client = true;
-                to_opts.ca_file = to_ca;
-                to_opts.verify = to_insecure ? TERN_TLS_VERIFY_NONE : TERN_TLS_VERIFY_REQUIRED;
-                char err[512];
-                to = tern_tls_new(&to_opts, err, sizeof(err));
+                to_opts.ca_file = cfg.to_ca;
+                to_opts.verify = cfg.to_insecure ? TERN_TLS_VERIFY_NONE : TERN_TLS_VERIFY_REQUIRED;
+                char why[400];
+                to = tern_tls_new(&to_opts, why, sizeof(why));
                 if (!to) {
-                        fprintf(stderr, "%s: --to-tls: %s\n", argv[0], err);
-                        app_tls_free(&tls);
-                        return 2;
+                        fprintf(stderr, "tern-proxy: --to-tls: %s\n", why);
+                        app_tls_free(&cfg.tls);
+                        return APP_EXIT_USAGE;
                 }
         }
+        struct tern_server_opts o = cfg.o;
+        const char *admin = cfg.admin;
 
+        app_catch_stop_signals(); /* before the port accepts */
         static struct proxy px;
-        if (proxy_init(&px, to_host, to_port, (uint32_t)timeout_ms) < 0) {
+        if (proxy_init(&px, cfg.to_host, cfg.to_port, (uint32_t)cfg.timeout_ms) < 0) {
                 tern_tls_free(to);
-                app_tls_free(&tls);
+                app_tls_free(&cfg.tls);
                 return 1;
         }
         px.to_tls = to;
-        snprintf(px.to_name, sizeof(px.to_name), "%s", to_name ? to_name : to_host);
-        if (!tls.have_port)
-                o.tls = tls.tls; /* --listen itself speaks TLS */
-        if (high) {
-                o.high_water = (size_t)high;
-                o.low_water = (size_t)high / 2;
+        snprintf(px.to_name, sizeof(px.to_name), "%s", cfg.to_name ? cfg.to_name : cfg.to_host);
+        if (!cfg.tls.have_port)
+                o.tls = cfg.tls.tls; /* --listen itself speaks TLS */
+        if (cfg.high) {
+                o.high_water = (size_t)cfg.high;
+                o.low_water = (size_t)cfg.high / 2;
         }
         proxy_apply(&o, &px);
+        app_tune_malloc();
         app_log_default_workers("tern-proxy", o.workers);
         server = tern_server_new(&o);
         if (!server) {
                 tern_error("tern-proxy: cannot start: %s", strerror(errno));
                 tern_tls_free(to);
-                app_tls_free(&tls);
+                app_tls_free(&cfg.tls);
                 return 1;
         }
-        if (tls.have_port) {
-                if (app_tls_listen(server, &tls, &o, "tern-proxy") < 0) {
-                        tern_server_free(server);
-                        tern_tls_free(to);
-                        app_tls_free(&tls);
-                        return 1;
-                }
-        }
-        app_reload_on_sighup(app_reload_tls, &tls);
-        if (app_admin_attach(server, "tern-proxy", admin, proxy_metrics, &px) < 0) {
+        if ((cfg.tls.have_port && app_tls_listen(server, &cfg.tls, &o, "tern-proxy") < 0) ||
+            app_admin_attach(server, "tern-proxy", admin, proxy_metrics, &px) < 0) {
                 tern_server_free(server);
+                tern_tls_free(to);
+                app_tls_free(&cfg.tls);
                 return 1;
         }
+        if (cfg.tls.tls)
+                app_reload_on_sighup(app_reload_tls, &cfg.tls);
         app_stop_server_on_signals(server);
 
         tern_info("tern-proxy listening on %s port %u%s, forwarding to %s port %u%s, %d "
                   "worker(s)",
                   o.bind ? o.bind : "*", tern_server_port(server), o.tls ? " (TLS)" : "",
                   px.to_host, px.to_port, to ? " over TLS" : "", tern_server_workers(server));
-        int r = tern_server_run(server);
+        r = tern_server_run(server);
         if (r)
                 tern_error("tern-proxy: %s", tern_strerror(r));
         tern_server_free(server);
         tern_tls_free(to);
-        app_tls_free(&tls);
+        app_tls_free(&cfg.tls);
         tern_info("tern-proxy stopped");
         return r ? 1 : 0;
 }

@@ -139,8 +139,10 @@ static void dst_give_up(tern_connector *cn, int err)
 {
         struct pair *p = tern_connector_user(cn);
         __atomic_fetch_add(&p->px->connect_failed, 1, __ATOMIC_RELAXED);
-        tern_warn("tern-proxy: cannot connect to %s port %u: %s", p->px->to_host, p->px->to_port,
-                  tern_strerror(err));
+        /* Once per client while the destination is down: a flood without
+         * the limit (tern_proxy_connect_failures_total has the count). */
+        tern_warn_limited("tern-proxy: cannot connect to %s port %u: %s", p->px->to_host,
+                          p->px->to_port, tern_strerror(err));
         tern_connector_free(cn);
         p->cn = NULL;
         if (p->src)

@@ -139,7 +139,7 @@ C0=tern-ctest-$$-files
 CONTAINERS+=("$C0")
 podman create --name "$C0" "$IMAGE" >/dev/null 2>&1 || fail "podman create"
 podman export "$C0" | tar -t >"$WORK/files"
-for want in usr/local/bin/tern-chat usr/local/bin/tern-echo usr/local/bin/tern-kv; do
+for want in usr/local/bin/tern-chat usr/local/bin/tern-echo usr/local/bin/tern-kv usr/local/bin/tern-proxy; do
         grep -qx "$want" "$WORK/files" || fail "image lacks $want"
 done
 if grep -E '(^|/)(sh|bash|dash|gcc|cc|ld|as|make|cmake|apt|apt-get|dpkg)$' "$WORK/files"; then
@@ -197,8 +197,12 @@ start() {
         shift
         for try in 1 2 3; do
                 PORT=$(free_port)
+                APORT=$(free_port)
                 podman rm -f -t 0 "$name" >/dev/null 2>&1 || true
+                # Host networking: the image's default admin port (9100)
+                # might be taken on this machine, so a free one.
                 podman run -d --name "$name" --network host -e TERN_PORT="$PORT" \
+                        -e TERN_ADMIN="127.0.0.1:$APORT" \
                         -e TERN_BIND=127.0.0.1 "$@" "$IMAGE" >/dev/null 2>"$WORK/run.err" ||
                         { cat "$WORK/run.err" >&2; fail "podman run $*"; }
                 wait_healthy "$name" && return 0
@@ -291,5 +295,42 @@ podman kill --signal INT "$C2" >/dev/null || fail "podman kill --signal INT"
 code=$(timeout $((DRAIN_S + 5)) podman wait "$C2" 2>/dev/null) || fail "no exit after SIGINT"
 [ "$code" = 0 ] || fail "exit code after SIGINT is $code, expected 0"
 log "SIGINT: exit 0"
+
+# ---- run 3: the other programs as the entry point, each healthy ----
+# The image's HEALTHCHECK asks the admin endpoint's /healthz, which every
+# program serves (TERN_ADMIN), so it works whatever program runs.
+for prog in tern-kv tern-echo tern-proxy; do
+        C3=tern-ctest-$$-$prog
+        CONTAINERS+=("$C3")
+        extra=()
+        # tern-proxy listens where TERN_LISTEN says and forwards to TERN_TO.
+        [ "$prog" = tern-proxy ] && extra=(-e TERN_LISTEN=127.0.0.1:0 -e TERN_TO=127.0.0.1:9)
+        start "$C3" --entrypoint "/usr/local/bin/$prog" "${extra[@]}"
+        [ "$(podman inspect -f '{{.State.Health.Status}}' "$C3")" = healthy ] ||
+                fail "$prog: health status is not 'healthy'"
+        if [ "$prog" = tern-kv ]; then
+                exec 5<>"/dev/tcp/127.0.0.1/$PORT"
+                printf 'PING\r\n' >&5
+                expect_line 5 '^\+PONG'
+                exec 5<&-
+        fi
+        podman stop -t $((DRAIN_S + 2)) "$C3" >/dev/null 2>&1 || fail "$prog: podman stop"
+        code=$(podman inspect -f '{{.State.ExitCode}}' "$C3")
+        [ "$code" = 0 ] || fail "$prog: exit code after podman stop is $code, expected 0"
+        log "$prog as the entry point: healthy through /healthz, stopped with exit 0"
+done
+# The probe is real: a program without the admin endpoint, and not a chat,
+# is unhealthy.
+C4=tern-ctest-$$-noadmin
+CONTAINERS+=("$C4")
+PORT=$(free_port)
+podman run -d --name "$C4" --network host -e TERN_PORT="$PORT" -e TERN_ADMIN= \
+        -e TERN_BIND=127.0.0.1 --entrypoint /usr/local/bin/tern-kv "$IMAGE" >/dev/null ||
+        fail "podman run tern-kv without admin"
+sleep 1
+podman healthcheck run "$C4" >/dev/null 2>&1 &&
+        fail "tern-kv without the admin endpoint passed the chat's health check"
+podman rm -f -t 0 "$C4" >/dev/null 2>&1 || true
+log "without TERN_ADMIN the check fails for tern-kv, as it should"
 
 log "all checks passed in $((SECONDS - T_START)) s"

@@ -567,6 +567,7 @@ static void slow_consumer(int workers)
         chat_opts_init(&o);
         o.workers = workers;
         o.max_outbuf = OUTBUF;
+        o.flood_rate = 0;           /* the fast senders are meant to outrun the slow reader */
         o.drain_timeout_ms = 30000; /* so the goodbye is still there to read */
         struct chat_server *cs = start_with(&o);
         uint16_t port = chat_server_port(cs);

@@ -57,6 +57,8 @@ Test(chat_program, config_defaults)
         cr_assert_eq(cfg.opts.max_conns, 0);
         cr_assert_eq(cfg.opts.max_line, 4096);
         cr_assert_eq(cfg.opts.max_outbuf, 1024 * 1024);
+        cr_assert_eq(cfg.opts.flood_rate, 10);
+        cr_assert_eq(cfg.opts.flood_burst, 20);
         cr_assert_eq(cfg.log_level, TERN_LOG_INFO);
         cr_assert_eq(cfg.log_format, TERN_LOG_TEXT);
         cr_assert_null(cfg.check);
@@ -83,6 +85,10 @@ Test(chat_program, config_flags_win_over_environment)
             "warn",
             "TERN_LOG_FORMAT",
             "json",
+            "TERN_FLOOD_RATE",
+            "0",
+            "TERN_FLOOD_BURST",
+            "50",
             NULL,
         };
         struct chat_config cfg;
@@ -97,6 +103,11 @@ Test(chat_program, config_flags_win_over_environment)
         cr_assert_eq(cfg.opts.max_outbuf, 2 * 1024 * 1024);
         cr_assert_eq(cfg.log_level, TERN_LOG_WARN);
         cr_assert_eq(cfg.log_format, TERN_LOG_JSON);
+        cr_assert_eq(cfg.opts.flood_rate, 0);
+        cr_assert_eq(cfg.opts.flood_burst, 50);
+        cr_assert_eq(parse(&cfg, env, err, 3, "--flood-rate", "5"), 0, "%s", err);
+        cr_assert_eq(cfg.opts.flood_rate, 5);
+        cr_assert_eq(cfg.opts.flood_burst, 50);
 
         cr_assert_eq(parse(&cfg, env, err, 12, "--port", "7200", "-w", "2", "--max-outbuf=65536",
                            "--idle-timeout", "30", "--log-format", "text", "--bind", "127.0.0.1"),
@@ -115,6 +126,26 @@ Test(chat_program, config_flags_win_over_environment)
         cr_assert_eq(cfg.opts.port, 7000);
 }
 
+Test(chat_program, config_admin_from_flag_or_environment)
+{
+        struct chat_config cfg;
+        char err[256];
+        cr_assert_eq(parse(&cfg, NULL, err, 1), 0, "%s", err);
+        cr_assert_null(cfg.admin, "the admin endpoint is off by default");
+        static const char *const env[] = {"TERN_ADMIN", "127.0.0.1:9100", NULL};
+        cr_assert_eq(parse(&cfg, env, err, 1), 0, "%s", err);
+        cr_assert_str_eq(cfg.admin, "127.0.0.1:9100");
+        cr_assert_eq(parse(&cfg, env, err, 3, "--admin", "[::1]:9200"), 0, "%s", err);
+        cr_assert_str_eq(cfg.admin, "[::1]:9200", "the flag wins");
+        cr_assert_eq(parse(&cfg, NULL, err, 3, "-A", "9300"), 0, "%s", err);
+        cr_assert_str_eq(cfg.admin, "9300");
+        cr_assert_eq(parse(&cfg, NULL, err, 3, "--admin", "host:port"), -EINVAL);
+        cr_assert(strstr(err, "--admin"), "%s", err);
+        static const char *const bad[] = {"TERN_ADMIN", "::1:80", NULL};
+        cr_assert_eq(parse(&cfg, bad, err, 1), -EINVAL);
+        cr_assert(strstr(err, "TERN_ADMIN"), "%s", err);
+}
+
 Test(chat_program, config_rejects_bad_values_by_name)
 {
         static const char *const bad_flags[][2] = {
@@ -127,6 +158,7 @@ Test(chat_program, config_rejects_bad_values_by_name)
             {"--max-outbuf", "5x"},   {"--max-outbuf", "1kk"},
             {"--log-level", "loud"},  {"--log-format", "xml"},
             {"--bind", ""},           {"--check", ""},
+            {"--flood-rate", "-1"},   {"--flood-burst", "fast"},
         };
         struct chat_config cfg;
         char err[256];
@@ -162,16 +194,18 @@ Test(chat_program, config_help_lists_every_flag_and_variable)
         cr_assert_eq(chat_config_parse(&cfg, 2, argv, fake_getenv, out, err, sizeof(err)), 1);
         fclose(out);
         static const char *const names[] = {
-            "--bind",          "--port",
-            "--workers",       "--idle-timeout",
-            "--max-conns",     "--max-line",
-            "--max-outbuf",    "--log-level",
-            "--log-format",    "--check",
-            "TERN_BIND",       "TERN_PORT",
-            "TERN_WORKERS",    "TERN_IDLE_TIMEOUT",
-            "TERN_MAX_CONNS",  "TERN_MAX_LINE",
-            "TERN_MAX_OUTBUF", "TERN_LOG_LEVEL",
-            "TERN_LOG_FORMAT",
+            "--bind",           "--port",
+            "--workers",        "--idle-timeout",
+            "--max-conns",      "--max-line",
+            "--max-outbuf",     "--log-level",
+            "--log-format",     "--check",
+            "TERN_BIND",        "TERN_PORT",
+            "TERN_WORKERS",     "TERN_IDLE_TIMEOUT",
+            "TERN_MAX_CONNS",   "TERN_MAX_LINE",
+            "TERN_MAX_OUTBUF",  "TERN_LOG_LEVEL",
+            "TERN_LOG_FORMAT",  "--flood-rate",
+            "--flood-burst",    "TERN_FLOOD_RATE",
+            "TERN_FLOOD_BURST",
         };
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
                 cr_assert(strstr(text, names[i]), "--help does not mention %s", names[i]);
@@ -207,9 +241,26 @@ Test(chat_program, accept_modes_parse)
         struct tern_server_opts o;
         tern_server_opts_init(&o);
         bool have_port = false;
-        cr_assert_eq(app_server_opt('a', "worker", "t", &o, &have_port), 1);
+        uint32_t max_conns = 0;
+        char err[256];
+        cr_assert_eq(app_server_flag('a', "worker", "--accept", &o, &have_port, &max_conns, err,
+                                     sizeof(err)),
+                     1);
         cr_assert_eq(o.accept, TERN_ACCEPT_WORKER);
-        cr_assert_eq(app_server_opt('a', "sideways", "t", &o, &have_port), -1);
+        cr_assert_eq(app_server_flag('a', "sideways", "TERN_ACCEPT", &o, &have_port, &max_conns,
+                                     err, sizeof(err)),
+                     -EINVAL);
+        cr_assert(strstr(err, "TERN_ACCEPT"), "%s", err);
+
+        /* tern-chat takes it too, from its variable or its flag. */
+        struct chat_config cfg;
+        static const char *const env[] = {"TERN_ACCEPT", "thread", NULL};
+        cr_assert_eq(parse(&cfg, env, err, 1), 0, "%s", err);
+        cr_assert_eq(cfg.opts.accept, TERN_ACCEPT_THREAD);
+        cr_assert_eq(parse(&cfg, env, err, 3, "--accept", "worker"), 0, "%s", err);
+        cr_assert_eq(cfg.opts.accept, TERN_ACCEPT_WORKER);
+        cr_assert_eq(parse(&cfg, env, err, 3, "-a", "both"), -EINVAL);
+        cr_assert(strstr(err, "-a") || strstr(err, "--accept"), "%s", err);
 }
 
 /* ---- --check ---- */

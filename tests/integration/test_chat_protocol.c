@@ -85,9 +85,11 @@ static void nick_rules(int workers)
         cc_expect(&c[0], "[#lobby] aLiCe: still me");
         cc_expect(&c[1], "[#lobby] aLiCe: still me");
 
+        /* No name at all is a usage question, not a bad name. */
+        send_str(&c[1], "/nick\r\n/nick   \r\n");
+        cc_expect(&c[1], "! usage: /nick NAME");
+        cc_expect(&c[1], "! usage: /nick NAME");
         static const char *const bad[] = {
-            "/nick\r\n",
-            "/nick   \r\n",
             "/nick bad name\r\n",
             "/nick bad!\r\n",
             "/nick caf\xc3\xa9\r\n",
@@ -147,10 +149,14 @@ static void join_rules(int workers)
         cc_expectf(&c[0], "[#Dev] %s: in dev", c[1].nick);
         cc_expectf(&c[1], "[#Dev] %s: in dev", c[1].nick);
 
+        send_str(&c[0], "/join\r\n");
+        cc_expect(&c[0], "! usage: /join ROOM");
         static const char *const bad[] = {
-            "/join\r\n",         "/join #\r\n",
-            "/join ##x\r\n",     "/join two words\r\n",
-            "/join dot.ted\r\n", "/join 123456789012345678901234567890123\r\n",
+            "/join #\r\n",
+            "/join ##x\r\n",
+            "/join two words\r\n",
+            "/join dot.ted\r\n",
+            "/join 123456789012345678901234567890123\r\n",
             "/join #a/b\r\n",
         };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -306,6 +312,75 @@ Test(chat_protocol, half_close_gets_its_answers_then_leaves)
         cc_expectf(&c[1], "* %s left #lobby", c[0].nick);
         close_all(c, 4);
         stop(cs);
+}
+
+static void me_part_topic(int workers)
+{
+        struct chat_server *cs = start(workers);
+        struct cc c[3];
+        open_all(c, 3, chat_server_port(cs));
+
+        /* /me is an action; "//" escapes a leading slash; blank lines and
+         * lines of spaces and tabs are nobody's business. */
+        send_str(&c[0], "/me waves  at all\r\n   \r\n\t \t\r\n//etc/passwd is a path\r\n"
+                        "/me\r\n/me   \r\nend\r\n");
+        for (int i = 0; i < 3; i++) {
+                cc_expectf(&c[i], "* %s waves  at all", c[0].nick);
+                cc_expectf(&c[i], "[#lobby] %s: /etc/passwd is a path", c[0].nick);
+        }
+        cc_expect(&c[0], "! usage: /me ACTION");
+        cc_expect(&c[0], "! usage: /me ACTION");
+        for (int i = 0; i < 3; i++) /* nothing else reached the room */
+                cc_expectf(&c[i], "[#lobby] %s: end", c[0].nick);
+
+        /* A topic is per room, shown on demand and to whoever joins. */
+        send_str(&c[0], "/join dev\r\n/topic\r\n");
+        cc_expectf(&c[0], "* %s joined #dev", c[0].nick);
+        cc_expect(&c[0], "* no topic for #dev");
+        for (int i = 1; i < 3; i++)
+                cc_expectf(&c[i], "* %s left #lobby", c[0].nick);
+        send_str(&c[0], "/topic  release \x1b[1m friday \r\n");
+        cc_expectf(&c[0], "* %s set the topic of #dev: release ?[1m friday", c[0].nick);
+        send_str(&c[1], "/topic\r\n/join DEV\r\n");
+        cc_expect(&c[1], "* no topic for #lobby");
+        cc_expectf(&c[1], "* %s joined #dev", c[1].nick);
+        cc_expect(&c[1], "* topic of #dev: release ?[1m friday");
+        cc_expectf(&c[0], "* %s joined #dev", c[1].nick);
+        send_str(&c[1], "/topic\r\n/topic next: monday\r\n");
+        cc_expect(&c[1], "* topic of #dev: release ?[1m friday");
+        for (int i = 0; i < 2; i++)
+                cc_expectf(&c[i], "* %s set the topic of #dev: next: monday", c[1].nick);
+        cc_expectf(&c[2], "* %s left #lobby", c[1].nick);
+
+        /* /part goes back to the lobby, and from the lobby nowhere. */
+        send_str(&c[1], "/part\r\n");
+        cc_expectf(&c[0], "* %s left #dev", c[1].nick);
+        cc_expectf(&c[1], "* %s joined #lobby", c[1].nick);
+        cc_expectf(&c[2], "* %s joined #lobby", c[1].nick);
+        send_str(&c[1], "/PART\r\n");
+        cc_expect(&c[1], "! already in #lobby");
+        /* The topic stays while the room lives and goes with it. */
+        send_str(&c[2], "/join dev\r\n");
+        cc_expectf(&c[2], "* %s joined #dev", c[2].nick);
+        cc_expect(&c[2], "* topic of #dev: next: monday");
+        cc_expectf(&c[1], "* %s left #lobby", c[2].nick);
+        cc_expectf(&c[0], "* %s joined #dev", c[2].nick);
+        send_str(&c[0], "/part\r\n");
+        cc_expectf(&c[0], "* %s joined #lobby", c[0].nick);
+        cc_expectf(&c[2], "* %s left #dev", c[0].nick);
+        send_str(&c[2], "/part\r\n");
+        cc_expectf(&c[2], "* %s joined #lobby", c[2].nick);
+        send_str(&c[2], "/join dev\r\n/topic\r\n");
+        cc_expectf(&c[2], "* %s joined #dev", c[2].nick);
+        cc_expect(&c[2], "* no topic for #dev");
+        close_all(c, 3);
+        stop(cs);
+}
+
+Test(chat_protocol, me_slash_blank_part_and_topic)
+{
+        me_part_topic(1);
+        me_part_topic(4);
 }
 
 Test(chat_protocol, help_and_unknown_commands)

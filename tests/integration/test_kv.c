@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../../apps/common/cli.c"
 #include "../../apps/kv/kv.c"
 #include "../../apps/kv/store.c"
 #include "../../apps/kv/obj.c"

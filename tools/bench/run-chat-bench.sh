@@ -9,7 +9,8 @@
 #   idle: tern-bench chat -c IDLE --idle --room-size 100 --pid PID: the
 #         server's RSS growth per idle chat client (rooms of 100, so the
 #         join notices stay linear)
-# Each measurement gets a fresh server (--max-outbuf 64m --idle-timeout 0),
+# Each measurement gets a fresh server (--max-outbuf 64m --idle-timeout 0
+# --flood-rate 0: the load is a machine, not people),
 # not pinned: with more than one worker the server needs both cores, and on
 # a 2-core machine the client then shares a core with it; read the server
 # and client CPU columns. Within a round the worker counts rotate; the table
@@ -78,7 +79,7 @@ bench_traps
 
 bench_server_argv() { # workers port -> the command, one word per line
   printf '%s\n' "$CHAT" --bind 127.0.0.1 --port "$2" --workers "$1" --max-outbuf 64m \
-    --idle-timeout 0 --log-level warn
+    --idle-timeout 0 --flood-rate 0 --log-level warn
 }
 # Listening is not enough: tern-chat must answer its own health check.
 bench_server_ready() { "$CHAT" --check "127.0.0.1:$1" >/dev/null 2>&1; }

@@ -122,7 +122,7 @@ bench_server_argv() {
   [ "$pin" = pin ] && printf '%s\n' taskset -c 0
   case $kind in
     tern) printf '%s\n' "$CHAT" --bind 127.0.0.1 --port "$2" --workers "$threads" \
-            --max-outbuf 64m --idle-timeout 0 --log-level warn ;;
+            --max-outbuf 64m --idle-timeout 0 --flood-rate 0 --log-level warn ;;
     mloop) printf '%s\n' "$MUDUO_LOOP" "$2" ;;
     mhp) printf '%s\n' "$MUDUO_THREADED" "$2" "$threads" ;;
   esac

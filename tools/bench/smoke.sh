@@ -70,6 +70,22 @@ else
   echo "bench-smoke: no tern-kv or redis-benchmark (redis-tools): skipped"
 fi
 
+step "run-tls-bench.sh --quick"
+if [ -x "$BIN/tern-proxy" ] && [ -x "$BIN/tern-echo" ] && command -v openssl >/dev/null; then
+  # tern only (nginx and stunnel are optional extras here): every path of
+  # tern-bench --tls, and resumption must really resume.
+  "$BENCH/run-tls-bench.sh" --quick --terminators "tern echo" --bin "$BIN" --out "$OUT" ||
+    fail "run-tls-bench.sh"
+  for want in "tern,full,rate" "tern,bulk,rate" "tern,rr,rate" "echo,rr-plain,rate"; do
+    awk -F, -v k="$want" 'NR > 1 && $3 "," $4 "," $5 == k && $6 + 0 > 0 { ok = 1 } END { exit !ok }' \
+      "$OUT"/tls-*.csv || fail "run-tls-bench.sh: no $want"
+  done
+  awk -F, 'NR > 1 && $3 == "tern" && $4 == "resumed" && $5 == "resumed_pct" && $6 + 0 == 100 { ok = 1 }
+    END { exit !ok }' "$OUT"/tls-*.csv || fail "run-tls-bench.sh: resumed handshakes did not resume"
+else
+  echo "bench-smoke: no tern-proxy, tern-echo or openssl: skipped"
+fi
+
 step "bench-timer_bench --quick"
 if [ -x "$BIN/bench-timer_bench" ]; then
   "$BIN/bench-timer_bench" --quick >"$OUT/timer.txt" || fail "bench-timer_bench"

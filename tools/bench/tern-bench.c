@@ -21,6 +21,12 @@
  *             and exactly-once in-order delivery checked per (receiver,
  *             sender) (bench_chat.c); --framing muduo for muduo's chat servers
  *
+ * With --tls every connection of pingpong, rr, churn and idle speaks TLS
+ * (OpenSSL, non-blocking on the same edge-triggered loop: the handshake runs
+ * in CS_CONNECTING, SSL_read is drained until WANT_READ because OpenSSL
+ * holds whole records, and SSL_write may write part of a buffer). In churn,
+ * --tls-resume offers each slot's previous session, so handshakes resume.
+ *
  * Every wait is bounded: epoll_wait times out every 50 ms to look at the
  * phase, set-up has a deadline, and the final echo check has a deadline.
  */
@@ -32,6 +38,8 @@
 #include <getopt.h>
 #include <limits.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -44,6 +52,9 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "bench_chat.h"
 #include "bench_hist.h"
@@ -128,6 +139,11 @@ struct cfg {
         enum bench_chat_framing framing;
         struct bench_target target;
         struct sockaddr_in *srcs; /* nsrc > 1: loopback source addresses */
+        bool tls;                 /* --tls: connections speak TLS */
+        bool tls_resume;          /* churn: resume the slot's previous session */
+        const char *tls_ca;       /* verify the server against this CA file */
+        const char *tls_suites;   /* TLS 1.3 cipher suites (and TLS 1.2 list) */
+        SSL_CTX *ssl_ctx;         /* NULL: plain TCP */
 };
 
 struct conn {
@@ -140,17 +156,21 @@ struct conn {
         uint32_t pend_off, pend_len; /* pingpong: echo bytes waiting for space */
         char *pend;
         uint64_t seq_send, seq_recv;
-        uint64_t t0;     /* churn: connect start */
-        uint64_t t_last; /* pingpong, rr: last time bytes arrived (or traffic began) */
-        uint64_t *ts;    /* rr: send times, a ring of pipeline entries */
+        uint64_t t0;       /* churn: connect start */
+        uint64_t t_last;   /* pingpong, rr: last time bytes arrived (or traffic began) */
+        uint64_t *ts;      /* rr: send times, a ring of pipeline entries */
+        SSL *ssl;          /* --tls: set once the TCP connect finished */
+        SSL_SESSION *sess; /* --tls-resume: the previous connection's session */
         unsigned char hdr[8];
 };
 
 /* Written only by the owning worker; read by the main thread. */
 struct counters {
-        _Atomic uint64_t ops;    /* completed requests / connections */
-        _Atomic uint64_t bytes;  /* bytes received */
-        _Atomic uint64_t errors; /* failed exchanges, bad echoes, lost connections */
+        _Atomic uint64_t ops;        /* completed requests / connections */
+        _Atomic uint64_t bytes;      /* bytes received */
+        _Atomic uint64_t errors;     /* failed exchanges, bad echoes, lost connections */
+        _Atomic uint64_t hs;         /* --tls: handshakes completed */
+        _Atomic uint64_t hs_resumed; /* of which resumed a session */
 };
 
 struct worker {
@@ -204,6 +224,81 @@ static void set_fatal(struct worker *w, int err)
         atomic_compare_exchange_strong(&w->fatal, &zero, err);
 }
 
+/* ---- TLS ------------------------------------------------------------------ */
+
+static bool g_tls_resume; /* conn_close keeps the session for the next connect */
+
+/* Maps a failed SSL_* call to read(2)'s convention: -1 with errno EAGAIN
+ * while OpenSSL waits for the socket, 0 at the peer's close_notify (or a bare
+ * EOF: SSL_OP_IGNORE_UNEXPECTED_EOF), -1 with another errno on failure. */
+static ssize_t tls_result(SSL *ssl, int r)
+{
+        int saved = errno;
+
+        switch (SSL_get_error(ssl, r)) {
+        case SSL_ERROR_WANT_READ:
+        case SSL_ERROR_WANT_WRITE:
+                errno = EAGAIN;
+                return -1;
+        case SSL_ERROR_ZERO_RETURN:
+                return 0;
+        case SSL_ERROR_SYSCALL:
+                ERR_clear_error();
+                errno = saved && saved != EAGAIN ? saved : ECONNRESET;
+                return -1;
+        default:
+                ERR_clear_error();
+                errno = EPROTO;
+                return -1;
+        }
+}
+
+/* read(2) and write(2), or their TLS equivalents once the handshake is done. */
+static inline ssize_t io_read(struct conn *c, void *buf, size_t len)
+{
+        int r;
+
+        if (!c->ssl)
+                return read(c->fd, buf, len);
+        errno = 0;
+        r = SSL_read(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+        return r > 0 ? r : tls_result(c->ssl, r);
+}
+
+static inline ssize_t io_write(struct conn *c, const void *buf, size_t len)
+{
+        int r;
+
+        if (!c->ssl)
+                return write(c->fd, buf, len);
+        errno = 0;
+        r = SSL_write(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+        return r > 0 ? r : tls_result(c->ssl, r);
+}
+
+static void tls_end(struct conn *c)
+{
+        if (!c->ssl)
+                return;
+        if (SSL_is_init_finished(c->ssl)) {
+                if (g_tls_resume) {
+                        /* The newest session: under TLS 1.3 the one from the
+                         * server's NewSessionTicket, read before the echo. */
+                        SSL_SESSION *s = SSL_get1_session(c->ssl);
+                        if (s) {
+                                SSL_SESSION_free(c->sess);
+                                c->sess = s;
+                        }
+                }
+                /* One close_notify, unanswered: it also keeps OpenSSL from
+                 * marking the session bad, as a close without it would. */
+                SSL_shutdown(c->ssl);
+        }
+        ERR_clear_error();
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+}
+
 /* ---- connections -------------------------------------------------------- */
 
 static int conn_open(struct worker *w, struct conn *c)
@@ -235,6 +330,7 @@ static int conn_open(struct worker *w, struct conn *c)
 
 static void conn_close(struct conn *c, enum conn_state state)
 {
+        tls_end(c);
         if (c->fd >= 0)
                 close(c->fd);
         c->fd = -1;
@@ -254,6 +350,47 @@ static int conn_connected(struct conn *c, uint32_t events)
         return -err;
 }
 
+/*
+ * The connect finished (or progressed), and with --tls the handshake then
+ * runs here on each event while the state stays CS_CONNECTING. Returns 1
+ * once the connection can carry data, 0 while the handshake waits, or -errno.
+ */
+static int conn_ready(struct worker *w, struct conn *c, uint32_t events)
+{
+        SSL_CTX *ctx = w->cfg->ssl_ctx;
+        int rc;
+
+        if (!c->ssl) {
+                rc = conn_connected(c, events);
+                if (rc || !ctx)
+                        return rc ? rc : 1;
+                /* A TLS client writes its Finished and its first request
+                 * separately: Nagle would hold the request for the ACK, and
+                 * a delayed ACK makes that 40 ms. Real clients disable it. */
+                int one = 1;
+                setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+                c->ssl = SSL_new(ctx);
+                if (!c->ssl)
+                        return -ENOMEM;
+                if (SSL_set_fd(c->ssl, c->fd) != 1)
+                        return -ENOMEM;
+                SSL_set_connect_state(c->ssl);
+                if (c->sess && g_tls_resume)
+                        SSL_set_session(c->ssl, c->sess);
+        }
+        errno = 0;
+        rc = SSL_do_handshake(c->ssl);
+        if (rc == 1) {
+                cnt_add(&w->cnt.hs, 1);
+                if (SSL_session_reused(c->ssl))
+                        cnt_add(&w->cnt.hs_resumed, 1);
+                return 1;
+        }
+        if (tls_result(c->ssl, rc) == 0)
+                return -ECONNRESET;
+        return errno == EAGAIN ? 0 : -errno;
+}
+
 /* ---- one verified exchange: idle probes and churn requests --------------- */
 
 /* Writes what is left of the B-byte pattern request. Returns 0 or -errno. */
@@ -262,7 +399,7 @@ static int exch_write(struct worker *w, struct conn *c)
         size_t size = w->cfg->size;
 
         while (c->out_off < size) {
-                ssize_t n = write(c->fd, w->pat + c->out_off, size - c->out_off);
+                ssize_t n = io_write(c, w->pat + c->out_off, size - c->out_off);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -287,7 +424,7 @@ static int exch_read(struct worker *w, struct conn *c)
         size_t size = w->cfg->size;
 
         for (;;) {
-                ssize_t n = read(c->fd, w->rbuf, RBUF_SIZE);
+                ssize_t n = io_read(c, w->rbuf, RBUF_SIZE);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -301,7 +438,7 @@ static int exch_read(struct worker *w, struct conn *c)
                 c->got += (uint32_t)n;
                 if (c->got == size)
                         return 1;
-                if (n < RBUF_SIZE)
+                if (n < RBUF_SIZE && !c->ssl) /* TLS: drain until WANT_READ */
                         return 0;
         }
 }
@@ -332,7 +469,7 @@ static int pp_queue(struct worker *w, struct conn *c, const char *data, size_t l
 static int pp_flush(struct conn *c)
 {
         while (c->pend_len) {
-                ssize_t n = write(c->fd, c->pend + c->pend_off, c->pend_len);
+                ssize_t n = io_write(c, c->pend + c->pend_off, c->pend_len);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -351,7 +488,7 @@ static int pp_send(struct worker *w, struct conn *c, const char *data, size_t le
         ssize_t n;
 
         do
-                n = write(c->fd, data, len);
+                n = io_write(c, data, len);
         while (n < 0 && errno == EINTR);
         if (n < 0) {
                 if (errno != EAGAIN)
@@ -378,7 +515,7 @@ static int pp_event(struct worker *w, struct conn *c, uint32_t events)
                         return rc;
         }
         for (;;) {
-                ssize_t n = read(c->fd, w->rbuf, RBUF_SIZE);
+                ssize_t n = io_read(c, w->rbuf, RBUF_SIZE);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -392,8 +529,8 @@ static int pp_event(struct worker *w, struct conn *c, uint32_t events)
                 if (rc < 0)
                         return rc;
                 if (c->pend_len)
-                        return 0; /* stalled: EPOLLOUT resumes us */
-                if (n < RBUF_SIZE)
+                        return 0;             /* stalled: EPOLLOUT resumes us */
+                if (n < RBUF_SIZE && !c->ssl) /* TLS: drain until WANT_READ */
                         return 0;
         }
 }
@@ -428,7 +565,7 @@ static int rr_send(struct worker *w, struct conn *c, uint64_t now)
                 }
                 seq_bytes(c->seq_send, hdr);
                 memcpy(w->req, hdr, hlen);
-                n = write(c->fd, w->req + c->out_off, size - c->out_off);
+                n = io_write(c, w->req + c->out_off, size - c->out_off);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -490,7 +627,7 @@ static int rr_event(struct worker *w, struct conn *c, uint32_t events)
         int rc;
 
         for (;;) {
-                ssize_t n = read(c->fd, w->rbuf, RBUF_SIZE);
+                ssize_t n = io_read(c, w->rbuf, RBUF_SIZE);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -506,7 +643,7 @@ static int rr_event(struct worker *w, struct conn *c, uint32_t events)
                 rc = rr_consume(w, c, w->rbuf, (size_t)n, now, phase() == PH_MEASURE);
                 if (rc)
                         return rc;
-                if (n < RBUF_SIZE)
+                if (n < RBUF_SIZE && !c->ssl) /* TLS: drain until WANT_READ */
                         break;
         }
         return rr_send(w, c, now ? now : tern_now_ns());
@@ -536,8 +673,10 @@ static void churn_event(struct worker *w, struct conn *c, uint32_t events)
         int rc;
 
         if (c->state == CS_CONNECTING) {
-                rc = conn_connected(c, events);
-                if (rc) {
+                rc = conn_ready(w, c, events);
+                if (rc == 0)
+                        return; /* TLS handshake under way */
+                if (rc < 0) {
                         cnt_add(&w->cnt.errors, 1);
                         if (rc == -ECONNREFUSED)
                                 set_fatal(w, rc);
@@ -612,9 +751,15 @@ static void worker_dispatch(struct worker *w, struct conn *c, uint32_t events)
                 break;
         case MODE_RR:
                 if (c->passive) {
-                        /* Like an idle connection: anything but silence is a fault. */
-                        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+                        /* Like an idle connection: anything but silence is a fault.
+                         * Over TLS, late session tickets arrive: read, yield no data. */
+                        if (c->ssl && (events & EPOLLIN) &&
+                            !(events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP))) {
+                                if (io_read(c, w->rbuf, RBUF_SIZE) >= 0 || errno != EAGAIN)
+                                        rc = -EPROTO;
+                        } else if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
                                 rc = -EPROTO;
+                        }
                         break;
                 }
                 if ((events & EPOLLOUT) && c->out_off)
@@ -668,14 +813,13 @@ static int worker_setup(struct worker *w)
                         int rc = 0;
 
                         if (c->state == CS_CONNECTING) {
-                                rc = conn_connected(c, evs[i].events);
-                                if (!rc && probe) {
+                                rc = conn_ready(w, c, evs[i].events);
+                                if (rc > 0 && probe) {
                                         rc = exch_begin(w, c);
                                         if (!rc)
                                                 rc = exch_read(w, c);
-                                } else if (!rc) {
+                                } else if (rc > 0) {
                                         c->state = CS_OPEN;
-                                        rc = 1;
                                 }
                         } else if (c->state == CS_PROBING) {
                                 rc = exch_write(w, c);
@@ -799,9 +943,14 @@ static void *worker_main(void *arg)
                         worker_dispatch(w, evs[i].data.ptr, evs[i].events);
         }
 out:
-        for (unsigned i = 0; i < w->nconns; i++)
+        for (unsigned i = 0; i < w->nconns; i++) {
+                if (w->conns[i].ssl) {
+                        SSL_free(w->conns[i].ssl); /* no close_notify at exit */
+                        w->conns[i].ssl = NULL;
+                }
                 if (w->conns[i].fd >= 0)
                         close(w->conns[i].fd);
+        }
         atomic_store(&w->setup_done, true);
         return NULL;
 }
@@ -885,6 +1034,7 @@ static void worker_destroy(struct worker *w)
                 for (unsigned i = 0; i < w->nconns; i++) {
                         free(w->conns[i].ts);
                         free(w->conns[i].pend);
+                        SSL_SESSION_free(w->conns[i].sess);
                 }
         }
         free(w->conns);
@@ -902,6 +1052,7 @@ static void worker_destroy(struct worker *w)
 struct snapshot {
         uint64_t t_ns;
         uint64_t ops, bytes, errors;
+        uint64_t hs, hs_resumed;
         uint64_t self_cpu;
         uint64_t server_cpu;
         bool server_cpu_ok;
@@ -917,6 +1068,8 @@ static void take_snapshot(struct snapshot *s)
                 s->ops += cnt_get(&g_workers[i].cnt.ops);
                 s->bytes += cnt_get(&g_workers[i].cnt.bytes);
                 s->errors += cnt_get(&g_workers[i].cnt.errors);
+                s->hs += cnt_get(&g_workers[i].cnt.hs);
+                s->hs_resumed += cnt_get(&g_workers[i].cnt.hs_resumed);
         }
         s->t_ns = tern_now_ns();
         s->self_cpu = bench_self_cpu_ns();
@@ -1105,6 +1258,9 @@ static void report_header(struct json *j)
                 json_int(j, "active", g_cfg.active ? g_cfg.active : g_cfg.conns);
         }
         json_int(j, "src_addrs", g_cfg.nsrc);
+        json_int(j, "tls", g_cfg.tls);
+        if (g_cfg.tls)
+                json_int(j, "tls_resume", g_cfg.tls_resume);
         if (g_cfg.json)
                 return;
         printf("tern-bench %s -> %s:%u: %u connection%s, %u thread%s, %zu B", g_cfg.mode->name,
@@ -1116,6 +1272,8 @@ static void report_header(struct json *j)
                 printf(", %u active", g_cfg.active);
         if (g_cfg.nsrc > 1)
                 printf(", %u source addresses", g_cfg.nsrc);
+        if (g_cfg.tls)
+                printf(", TLS%s", g_cfg.tls_resume ? " (resuming sessions)" : "");
         printf("\n");
 }
 
@@ -1188,6 +1346,17 @@ static int report_traffic(const struct snapshot *a, const struct snapshot *b, bo
         case MODE_IDLE:
         case MODE_CHAT:
                 break;
+        }
+        if (g_cfg.tls) {
+                uint64_t hs = b->hs - a->hs, res = b->hs_resumed - a->hs_resumed;
+
+                json_int(&j, "tls_handshakes", (long long)hs);
+                json_int(&j, "tls_resumed", (long long)res);
+                json_num(&j, "tls_handshakes_per_s", (double)hs / secs);
+                if (!g_cfg.json)
+                        printf("  %-14s %llu handshakes in the window (%.0f/s), %llu resumed\n",
+                               "tls", (unsigned long long)hs, (double)hs / secs,
+                               (unsigned long long)res);
         }
         report_cpu(&j, a, b);
         json_int(&j, "stalled", (long long)stalled);
@@ -1309,6 +1478,17 @@ static void usage(FILE *f)
                    "                         still served; with --pid, server RSS per client\n"
                    "      --room-size N      with --idle: N clients per room (ROOM-0, ROOM-1...),"
                    "\n                         which keeps join notices from growing as N^2\n"
+                   "\nTLS (pingpong, rr, churn, idle):\n"
+                   "      --tls              connections speak TLS (the server's certificate "
+                   "is not\n"
+                   "                         verified unless --tls-ca)\n"
+                   "      --tls-ca FILE      verify the server's certificate chain against "
+                   "FILE\n"
+                   "      --tls-resume       churn: offer each slot's previous session, so "
+                   "handshakes\n"
+                   "                         resume; reports how many the server resumed\n"
+                   "      --tls-ciphersuites S  TLS 1.3 suites to offer with --tls (e.g. "
+                   "TLS_AES_128_GCM_SHA256)\n"
                    "  -h, --help\n"
                    "\nexit status: 0 ok, 1 could not run, 2 usage, 3 ran but saw errors\n");
 }
@@ -1371,7 +1551,11 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
                 OPT_ROOM_SIZE,
                 OPT_ACTIVE,
                 OPT_CLOSED,
-                OPT_FRAMING
+                OPT_FRAMING,
+                OPT_TLS,
+                OPT_TLS_RESUME,
+                OPT_TLS_CA,
+                OPT_TLS_SUITES
         };
         static const struct option opts[] = {
             {"host", required_argument, NULL, 'H'},
@@ -1396,6 +1580,10 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
             {"active", required_argument, NULL, OPT_ACTIVE},
             {"closed-loop", no_argument, NULL, OPT_CLOSED},
             {"framing", required_argument, NULL, OPT_FRAMING},
+            {"tls", no_argument, NULL, OPT_TLS},
+            {"tls-resume", no_argument, NULL, OPT_TLS_RESUME},
+            {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+            {"tls-ciphersuites", required_argument, NULL, OPT_TLS_SUITES},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
@@ -1522,6 +1710,19 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
                         else
                                 ok = false;
                         break;
+                case OPT_TLS:
+                        cfg->tls = true;
+                        break;
+                case OPT_TLS_RESUME:
+                        cfg->tls = cfg->tls_resume = true;
+                        break;
+                case OPT_TLS_CA:
+                        cfg->tls = true;
+                        cfg->tls_ca = optarg;
+                        break;
+                case OPT_TLS_SUITES: /* without --tls, ignored: scripts pass it always */
+                        cfg->tls_suites = optarg;
+                        break;
                 case 'h':
                         usage(stdout);
                         return -1;
@@ -1546,6 +1747,15 @@ static int parse_args(int argc, char **argv, struct cfg *cfg)
                 cfg->duration = cfg->mode->def_duration;
         if (cfg->active && (cfg->mode->mode != MODE_RR || cfg->active > cfg->conns)) {
                 fprintf(stderr, "tern-bench: --active is for rr, at most -c\n");
+                return 2;
+        }
+        if (cfg->tls && cfg->mode->mode == MODE_CHAT) {
+                fprintf(stderr, "tern-bench: --tls is for pingpong, rr, churn and idle\n");
+                return 2;
+        }
+        if (cfg->tls_resume && cfg->mode->mode != MODE_CHURN) {
+                fprintf(stderr, "tern-bench: --tls-resume is for churn (one handshake per "
+                                "connection)\n");
                 return 2;
         }
         if (cfg->mode->mode == MODE_IDLE && cfg->size > RBUF_SIZE) {
@@ -1644,8 +1854,43 @@ static void explain(int err)
         else if (err == -ETIMEDOUT)
                 fprintf(stderr, "tern-bench: set-up did not finish within %.0f s\n",
                         g_cfg.setup_timeout);
+        else if (err == -EPROTO && g_cfg.tls)
+                fprintf(stderr,
+                        "tern-bench: TLS handshake or echo failed: does %s:%u speak TLS%s?\n",
+                        g_cfg.host, g_cfg.port,
+                        g_cfg.tls_ca ? " with a certificate that --tls-ca accepts" : "");
         else
                 fprintf(stderr, "tern-bench: %s\n", strerror(-err));
+}
+
+/* One client context for every thread: read-only once built. */
+static SSL_CTX *tls_client_ctx(const struct cfg *cfg)
+{
+        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+        if (!ctx)
+                return NULL;
+        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
+        /* Sessions are kept by hand (conn.sess), not in a shared cache. */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        if (cfg->tls_suites && SSL_CTX_set_ciphersuites(ctx, cfg->tls_suites) != 1) {
+                fprintf(stderr, "tern-bench: bad --tls-ciphersuites '%s'\n", cfg->tls_suites);
+                SSL_CTX_free(ctx);
+                return NULL;
+        }
+        if (cfg->tls_ca) {
+                if (SSL_CTX_load_verify_locations(ctx, cfg->tls_ca, NULL) != 1) {
+                        fprintf(stderr, "tern-bench: cannot load --tls-ca %s\n", cfg->tls_ca);
+                        SSL_CTX_free(ctx);
+                        return NULL;
+                }
+                SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        } else {
+                SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        }
+        return ctx;
 }
 
 static int run_chat(void)
@@ -1703,6 +1948,14 @@ int main(int argc, char **argv)
         signal(SIGTERM, on_sigint);
         if (g_cfg.mode->mode == MODE_CHAT)
                 return run_chat();
+        if (g_cfg.tls) {
+                g_cfg.ssl_ctx = tls_client_ctx(&g_cfg);
+                if (!g_cfg.ssl_ctx) {
+                        ERR_print_errors_fp(stderr);
+                        return 1;
+                }
+                g_tls_resume = g_cfg.tls_resume;
+        }
         if (g_cfg.pid > 0 && g_cfg.mode->mode == MODE_IDLE) {
                 rc = bench_proc_rss(g_cfg.pid, &rss_before);
                 if (rc) {
@@ -1773,5 +2026,6 @@ int main(int argc, char **argv)
                 worker_destroy(&g_workers[i]);
         free(g_workers);
         free(g_cfg.srcs);
+        SSL_CTX_free(g_cfg.ssl_ctx);
         return rc;
 }

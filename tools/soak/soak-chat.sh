@@ -104,7 +104,7 @@ setup_timeout=$((60 + CLIENTS / 10))
 
 bench_server_argv() {
   printf '%s\n' "$BIN/tern-chat" --port "$2" --workers "$WORKERS" --idle-timeout 0 \
-    --log-level warn
+    --flood-rate 0 --log-level warn
 }
 bench_server_ready() { "$BIN/tern-chat" --check "127.0.0.1:$1" >/dev/null 2>&1; }
 

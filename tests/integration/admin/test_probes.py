@@ -23,6 +23,52 @@ def check(cond, why):
         fail(why)
 
 
+def check_drain(echo, args):
+    """SIGTERM while a client keeps the drain going: a client sends 32 MiB
+    and reads none of the echo, so the drain waits (up to the 5 s drain
+    timeout) for output that cannot flush. Meanwhile the data port refuses
+    new connections, and the admin endpoint still answers, on a connection
+    kept from before the signal and on a new one: /readyz 503, /healthz 200.
+    Then the process exits 0."""
+    p = Program([echo, "--bind", "127.0.0.1", "--port", "0"] + args)
+    a = p.admin_port
+    held = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    payload = b"x" * (1 << 20)
+    for _ in range(32):
+        held.sendall(payload)
+    time.sleep(0.3)
+    kept = socket.create_connection(("127.0.0.1", a), timeout=5)
+    r = request(a, "GET", "/readyz", conn=kept)
+    check(r is not None and r[0] == 200, f"{args}: /readyz before the drain: {r and r[0]}")
+    t0 = time.monotonic()
+    p.proc.send_signal(15)
+    time.sleep(0.3)
+    check(p.proc.poll() is None, f"{args}: the drain ended at once: the test proves nothing")
+    r = request(a, "GET", "/readyz", conn=kept)
+    check(r is not None and r[0] == 503 and r[2] == b"draining\n",
+          f"{args}: /readyz on a kept connection while draining: {r and r[:3:2]}, want 503")
+    r = request(a, "GET", "/healthz", conn=kept)
+    check(r is not None and r[0] == 200, f"{args}: /healthz kept while draining: {r and r[0]}")
+    for path, want in (("/readyz", 503), ("/healthz", 200)):
+        r = request(a, "GET", path)  # a new admin connection: the listener serves on
+        check(r is not None and r[0] == want,
+              f"{args}: GET {path} on a new connection while draining: {r and r[0]}, want {want}")
+    try:
+        socket.create_connection(("127.0.0.1", p.port), timeout=2).close()
+        fail(f"{args}: the data port accepted a connection while draining")
+    except ConnectionRefusedError:
+        pass
+    check(p.proc.poll() is None, f"{args}: process exited before the checks: inconclusive")
+    log = p.stop()  # exit 0, no sanitizer report
+    elapsed = time.monotonic() - t0
+    check(elapsed >= 1.0, f"{args}: drain of {elapsed:.1f} s, shorter than expected")
+    check("drain deadline" in log, f"{args}: the held client did not hold the drain:\n{log}")
+    kept.close()
+    held.close()
+    print(f"{args}: /readyz 503 and /healthz 200 through a {elapsed:.1f} s drain, then exit 0")
+
+
 def main():
     echo = sys.argv[1]
 
@@ -109,44 +155,14 @@ def main():
     check(e.recv(5) == b"hello", "echo broken with --admin on")
     e.close()
 
-    # Drain: a client sends 32 MiB and reads none of the echo, so on SIGTERM
-    # the drain waits (up to the 5 s drain timeout) for output that cannot
-    # flush. An admin connection opened before the signal, and a new one
-    # after it, must both stop reporting ready while the process drains.
-    held = socket.create_connection(("127.0.0.1", p.port), timeout=10)
-    held.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    payload = b"x" * (1 << 20)
-    for _ in range(32):
-        held.sendall(payload)
-    time.sleep(0.3)
-    kept = socket.create_connection(("127.0.0.1", a), timeout=5)
-    r = request(a, "GET", "/readyz", conn=kept)
-    check(r is not None and r[0] == 200, "/readyz before the drain")
-    t0 = time.monotonic()
-    p.proc.send_signal(15)
-    time.sleep(0.3)
-    check(p.proc.poll() is None, "the drain ended at once: the test proves nothing")
-    # The kept connection: 503, or closed by the drain (a probe failure too).
-    try:
-        r = request(a, "GET", "/readyz", conn=kept)
-    except OSError:
-        r = None
-    check(r is None or r[0] == 503, f"/readyz on a kept connection while draining: {r and r[0]}")
-    # A new connection: the listeners closed at the stop, so refused (or 503).
-    try:
-        r = request(a, "GET", "/readyz")
-        check(r is None or r[0] == 503, f"/readyz while draining: {r[0]}, want 503 or refused")
-        print(f"/readyz while draining: {r and r[0]}")
-    except ConnectionRefusedError:
-        print("/readyz while draining: connection refused (listeners closed)")
-    check(p.proc.poll() is None, "process exited before the readiness check: inconclusive")
-    kept.close()
-    log = p.stop()
-    check(time.monotonic() - t0 >= 1.0, "drain shorter than expected")
-    held.close()
+    kept_log = p.stop()
+    del kept_log
+    # The lame-duck drain, with the acceptor on its own thread and on
+    # worker 0's loop (the two places it can run).
+    check_drain(echo, ["--workers", "2", "--accept", "thread"])
+    check_drain(echo, ["--workers", "2", "--accept", "worker"])
     print("ok: probes, 404, 405, HEAD, keep-alive, pipelining, HTTP/1.0, 400 and 414 + close, "
-          "TERN_ADMIN, drain")
-    del log
+          "TERN_ADMIN, lame-duck drain")
 
 
 if __name__ == "__main__":

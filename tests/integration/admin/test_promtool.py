@@ -1,8 +1,8 @@
-"""admin.promtool: `promtool check metrics` on /metrics of tern-echo, tern-kv
-and tern-proxy, after some traffic, and the values each program's own
-families must show.
+"""admin.promtool: `promtool check metrics` on /metrics of tern-echo, tern-kv,
+tern-proxy and tern-chat, after some traffic, and the values each program's
+own families must show.
 
-Usage: test_promtool.py TERN_ECHO TERN_KV TERN_PROXY
+Usage: test_promtool.py TERN_ECHO TERN_KV TERN_PROXY TERN_CHAT
 Skips (77) when promtool (Debian package prometheus) is not installed.
 """
 
@@ -35,6 +35,25 @@ def scrape(p):
     return body
 
 
+def check_histogram(p, m, name, workers):
+    """Per worker: 15 cumulative buckets ending in +Inf == _count, a _sum;
+    some worker has observed iterations (it served the traffic)."""
+    seen = 0
+    for w in range(workers):
+        buckets = [(k, v) for k, v in m.items()
+                   if k.startswith(f'{name}_bucket{{worker="{w}",le="')]
+        check(len(buckets) == 15, f"{p.name}: {name} worker {w}: {len(buckets)} buckets")
+        vals = [v for _, v in buckets]
+        check(vals == sorted(vals), f"{p.name}: {name} worker {w} not cumulative: {vals}")
+        check(buckets[-1][0].endswith('le="+Inf"}'), f"{p.name}: {name}: last is {buckets[-1][0]}")
+        count = m.get(f'{name}_count{{worker="{w}"}}')
+        check(count == vals[-1], f"{p.name}: {name} worker {w}: _count {count} != +Inf {vals[-1]}")
+        total = m.get(f'{name}_sum{{worker="{w}"}}')
+        check(total is not None and total >= 0, f"{p.name}: {name} worker {w}: _sum {total}")
+        seen += count
+    check(seen > 0, f"{p.name}: {name}: no observations on any worker")
+
+
 def common(p, m, workers):
     for name in ("tern_connections_accepted_total", "tern_bytes_in_total",
                  "tern_connections_open", "tern_loop_iterations_total"):
@@ -43,6 +62,8 @@ def common(p, m, workers):
     check(m.get("tern_workers") == workers, f"{p.name}: tern_workers {m.get('tern_workers')}")
     info = [k for k in m if k.startswith("tern_build_info{")]
     check(len(info) == 1 and f'program="{p.name}"' in info[0], f"{p.name}: build_info {info}")
+    for name in ("tern_loop_iteration_seconds", "tern_loop_dispatch_delay_seconds"):
+        check_histogram(p, m, name, workers)
     for name in ("tern_acceptor_rejected_total", "tern_acceptor_accept_errors_total",
                  "tern_live_connections", "tern_live_buffers", "tern_live_buffer_bytes",
                  "tern_timers_armed", "process_start_time_seconds"):
@@ -55,10 +76,55 @@ def resp(sock, *args):
     return sock.recv(65536)
 
 
+def read_until(sock, needle, timeout=5):
+    """Reads from @sock until @needle has arrived; returns all that did."""
+    sock.settimeout(timeout)
+    got = b""
+    while needle not in got:
+        chunk = sock.recv(65536)
+        if not chunk:
+            fail(f"chat closed before {needle!r}; got {got!r}")
+        got += chunk
+    return got
+
+
+def check_chat(chat):
+    """Two clients in the lobby (one per worker); one says a line, both get it."""
+    p = Program([chat, "--bind", "127.0.0.1", "--port", "0", "--workers", "2"])
+    a = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    read_until(a, b"* welcome ")
+    b = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+    nick = read_until(b, b"\r\n").split(b"* welcome ", 1)[1].split(b"\r\n", 1)[0]
+    # a sees b's arrival: both are members of the lobby now.
+    read_until(a, b"* " + nick + b" joined")
+    m0 = metrics_dict(scrape(p).decode())
+    a.sendall(b"hello from a\r\n")
+    read_until(a, b"hello from a")
+    read_until(b, b"hello from a")
+    body = scrape(p)
+    promtool_check("tern-chat", body)
+    m = metrics_dict(body.decode())
+    common(p, m, 2)
+    said = sum_metric(m, "tern_chat_messages_in_total") - sum_metric(m0, "tern_chat_messages_in_total")
+    check(said == 1, f"tern_chat_messages_in_total rose by {said} over one line, want 1")
+    got = sum_metric(m, "tern_chat_deliveries_total") - sum_metric(m0, "tern_chat_deliveries_total")
+    check(got == 2, f"tern_chat_deliveries_total rose by {got} for a line to 2 members, want 2")
+    check(m.get("tern_chat_clients") == 2, f"tern_chat_clients {m.get('tern_chat_clients')}")
+    check(m.get("tern_chat_rooms", 0) >= 1, f"tern_chat_rooms {m.get('tern_chat_rooms')}")
+    check(sum_metric(m, "tern_chat_slow_consumer_drops_total") == 0, "slow drops without any")
+    for name in ("tern_chat_speaker_pauses_total", "tern_chat_inbox_bytes", "tern_chat_nicks",
+                 "tern_chat_peak_queued_bytes", "tern_chat_peak_inbox_bytes"):
+        check(sum(1 for k in m if k == name or k.startswith(name + "{")) > 0,
+              f"tern-chat: {name} missing")
+    a.close()
+    b.close()
+    p.stop()
+
+
 def main():
     if not shutil.which("promtool"):
         skip("promtool not installed (Debian package prometheus)")
-    echo, kv, proxy = sys.argv[1:4]
+    echo, kv, proxy, chat = sys.argv[1:5]
 
     p = Program([echo, "--bind", "127.0.0.1", "--port", "0", "--workers", "2"])
     c = socket.create_connection(("127.0.0.1", p.port), timeout=5)
@@ -143,7 +209,8 @@ def main():
     c.close()
     p.stop()
     closed.close()
-    print("ok: promtool on echo, kv, proxy and their values")
+    check_chat(chat)
+    print("ok: promtool on echo, kv, proxy, chat and their values")
 
 
 if __name__ == "__main__":

@@ -94,7 +94,8 @@ def start_chat(name, redis_port):
     port = free_port()
     log = open(os.path.join(work, f"{name}.log"), "w")
     p = subprocess.Popen([CHAT, "--bind", "127.0.0.1", "--port", str(port), "--workers", "2",
-                          "--idle-timeout", "0", "--cluster", f"redis://127.0.0.1:{redis_port}"],
+                          "--idle-timeout", "0", "--flood-rate", "0",
+                          "--cluster", f"redis://127.0.0.1:{redis_port}"],
                          stdout=log, stderr=subprocess.STDOUT)
     procs.append(p)
     try:

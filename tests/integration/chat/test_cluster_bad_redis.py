@@ -139,7 +139,8 @@ port = s.getsockname()[1]
 s.close()
 log = open(logpath, "w")
 chat = subprocess.Popen([CHAT, "--bind", "127.0.0.1", "--port", str(port), "--workers", "1",
-                         "--idle-timeout", "0", "--cluster", f"redis://127.0.0.1:{rport}"],
+                         "--idle-timeout", "0", "--flood-rate", "0",
+                         "--cluster", f"redis://127.0.0.1:{rport}"],
                         stdout=log, stderr=subprocess.STDOUT)
 try:
     time.sleep(0.3)

@@ -73,7 +73,7 @@ port = free_port()
 log = open(os.environ.get("TMPDIR", "/tmp") + f"/tern-chat-inbox-{os.getpid()}.log", "w+")
 srv = subprocess.Popen([CHAT, "--bind", "127.0.0.1", "--port", str(port), "--workers", "2",
                         "--max-inbox", str(MAX_INBOX), "--max-outbuf", str(MAX_OUTBUF),
-                        "--idle-timeout", "0"], stdout=log, stderr=subprocess.STDOUT)
+                        "--idle-timeout", "0", "--flood-rate", "0"], stdout=log, stderr=subprocess.STDOUT)
 try:
     for _ in range(100):
         try:

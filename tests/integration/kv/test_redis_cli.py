@@ -111,6 +111,16 @@ def main():
         lines = [l.split() for l in out.splitlines() if l[:1].isdigit()]
         if not lines or lines[0][0] != "1005":
             raise AssertionError(f"--stat shows no data line with 1005 keys:\n{out}")
+    # Over --max-conns, redis-cli shows the reason the server gave.
+    with KvServer(BIN, "--max-conns", "1") as s:
+        import socket
+        held = socket.create_connection(("127.0.0.1", s.port))
+        held.sendall(b"PING\r\n")
+        eq(held.recv(64), b"+PONG\r\n", "the one client allowed")
+        out = cli(s.port, "PING", ok_codes=(0, 1))
+        if "max number of clients reached" not in out:
+            raise AssertionError(f"redis-cli over --max-conns said:\n{out}")
+        held.close()
     print("all passed")
 
 

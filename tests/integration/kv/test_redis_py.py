@@ -7,6 +7,7 @@ of docs/kv.md's list. Skips (77) without redis-py.
 usage: test_redis_py.py path/to/tern-kv
 """
 
+import re
 import socket
 import sys
 import threading
@@ -408,6 +409,53 @@ def test_maxmemory(binary):
         eq(r.delete("k1"), 1, "deletes still work")
 
 
+def test_max_conns(binary):
+    with KvServer(binary, "--max-conns", "2") as s:
+        a = redis.Redis(port=s.port)
+        b = redis.Redis(port=s.port)
+        check(a.ping() and b.ping(), "two clients within the limit")
+        # The third is told why, in Redis's words, then closed.
+        for _ in range(2):
+            c = socket.create_connection(("127.0.0.1", s.port))
+            eq(c.recv(4096), b"-ERR max number of clients reached\r\n", "refusal")
+            eq(c.recv(4096), b"", "closed after it")
+            c.close()
+        # redis-py turns that into a ConnectionError carrying the reason. When
+        # the line is already there as its pool hands the new connection out,
+        # this redis-py (4.3) says "Connection not ready" instead (it finds
+        # unread data), so it gets a few tries.
+        told = 0
+        for _ in range(8):
+            try:
+                redis.Redis(port=s.port).ping()
+                raise AssertionError("a third client was served with --max-conns 2")
+            except redis.ConnectionError as e:
+                if "Connection not ready" in str(e):
+                    continue
+                check("max number of clients reached" in str(e), str(e))
+                told += 1
+        check(told > 0, "redis-py never showed the reason")
+        check(a.info()["rejected_connections"] >= 2 + told, "INFO rejected_connections")
+        b.connection_pool.disconnect()  # close() keeps the pooled socket open
+        # The slot comes back once tern-kv has seen the close.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                check(redis.Redis(port=s.port).ping(), "a freed slot")
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        time.sleep(0.1)
+        log = s.read_log()
+        # Logged on the 1st, 2nd, 4th, 8th... refusal only: a storm costs log2 lines.
+        counts = [int(m) for m in
+                  re.findall(r"over --max-conns \(2\): refused \S+ \((\d+) refused", log)]
+        check(len(counts) >= 2 and counts == [1 << i for i in range(len(counts))],
+              f"rate-limited log: {counts}\n{log}")
+
+
 def main():
     with KvServer(BIN) as s:
         for t in (test_the_calls_that_failed, test_expiry, test_active_expiry_gives_memory_back,
@@ -415,7 +463,7 @@ def main():
                   test_transactions, test_transactions_are_atomic_across_workers,
                   test_connection_and_server):
             run(t, s.port)
-    for t in (test_auth, test_hostile_input_names_the_peer, test_maxmemory):
+    for t in (test_auth, test_hostile_input_names_the_peer, test_maxmemory, test_max_conns):
         run(t, BIN)
     if failures:
         print(f"{len(failures)} failed: {', '.join(failures)}")

@@ -337,3 +337,60 @@ Test(conn, lines_sent_to_another_connection_in_one_iteration_leave_in_one_write)
                                                     .on_message = fan_out};
         burst_case(&posted, false);
 }
+
+/* ---- the queued-output gauge ---- */
+
+static void queue_big(tern_conn *c, struct tern_buf *in)
+{
+        tern_buf_consume(in, tern_buf_len(in));
+        void *big = calloc(1, BIG);
+        cr_assert_eq(tern_conn_send(c, big, BIG), 0);
+        free(big);
+}
+
+static uint64_t queued_now(tern_server *s)
+{
+        struct tern_stats st;
+        tern_server_stats(s, &st, NULL);
+        return st.queued_bytes;
+}
+
+static bool queued_zero(void *s)
+{
+        return queued_now(s) == 0;
+}
+
+/* struct tern_stats.queued_bytes follows what the kernel has not taken:
+ * most of 8 MiB while the peer does not read, nothing once it has read
+ * everything, and nothing after a connection that still had output queued
+ * is gone. */
+Test(conn, queued_bytes_gauge_follows_the_output_queue)
+{
+        reset();
+        static const struct tern_conn_ops ops = {.on_message = queue_big, .on_close = rec_close};
+        tern_server *s = start(&ops, 0, 0);
+        int fd = tu_connect(tern_server_port(s), false);
+        cr_assert_eq(tu_write_all(fd, "x", 1), 0);
+        for (int i = 0; i < 500 && queued_now(s) == 0; i++)
+                usleep(10 * 1000);
+        uint64_t q = queued_now(s);
+        cr_assert_gt(q, BIG / 2, "only %lu bytes counted queued", (unsigned long)q);
+        cr_assert_leq(q, BIG);
+        uint8_t *buf = malloc(BIG);
+        cr_assert_eq(tu_read_exact(fd, buf, BIG, 10000), 0);
+        cr_assert(tu_wait_until(queued_zero, s, 5000), "%lu bytes still counted after all was read",
+                  (unsigned long)queued_now(s));
+
+        /* Again, and this time the peer resets with the output queued. */
+        cr_assert_eq(tu_write_all(fd, "x", 1), 0);
+        for (int i = 0; i < 500 && queued_now(s) == 0; i++)
+                usleep(10 * 1000);
+        /* Less than before: the socket's buffers grew while it was read. */
+        cr_assert_gt(queued_now(s), 0);
+        tu_set_rst_on_close(fd);
+        close(fd);
+        cr_assert(tu_wait_until(queued_zero, s, 5000), "%lu bytes counted after the close",
+                  (unsigned long)queued_now(s));
+        free(buf);
+        su_stop(s);
+}

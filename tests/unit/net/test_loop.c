@@ -369,3 +369,90 @@ Test(loop, on_start_and_on_stop_run_on_the_loop_and_final_tasks_run)
         tern_loop_free(l);
         su_assert_nothing_live();
 }
+
+/* ---- histograms ---- */
+
+struct slow_pair {
+        tern_loop *loop;
+        int fds[2][2]; /* two pipes, both readable before the loop runs */
+        tern_watch *w[2];
+        int done;
+        struct tern_timer stop;
+};
+
+static void stop_cb(struct tern_timer *t, void *arg)
+{
+        (void)t;
+        tern_loop_stop(arg);
+}
+
+/* Each callback takes 20 ms: whichever runs second waited that long. */
+static void slow_cb(tern_watch *w, unsigned events, void *arg)
+{
+        struct slow_pair *sp = arg;
+        if (!(events & TERN_WATCH_READ))
+                return;
+        char c;
+        cr_assert_eq(read(tern_watch_fd(w), &c, 1), 1);
+        usleep(20000);
+        for (int i = 0; i < 2; i++)
+                if (sp->w[i] == w)
+                        sp->w[i] = NULL;
+        tern_watch_free(w);
+        /* Stop from a later iteration, so this busy one is measured. */
+        if (++sp->done == 2)
+                cr_assert_eq(tern_loop_timer_start(sp->loop, &sp->stop, 1, 0), 0);
+}
+
+static uint64_t above(const struct tern_hist *h, uint64_t ns)
+{
+        uint64_t n = 0;
+        for (int i = 0; i <= TERN_HIST_BOUNDS; i++)
+                if (i == TERN_HIST_BOUNDS || tern_hist_bound_ns(i) > ns)
+                        n += h->buckets[i];
+        return n;
+}
+
+Test(loop, histograms_see_a_slow_iteration_and_a_delayed_callback)
+{
+        struct slow_pair sp = {.loop = tern_loop_new(NULL)};
+        cr_assert_not_null(sp.loop);
+        tern_timer_init(&sp.stop, stop_cb, sp.loop);
+        for (int i = 0; i < 2; i++) {
+                cr_assert_eq(pipe(sp.fds[i]), 0);
+                cr_assert_eq(write(sp.fds[i][1], "x", 1), 1);
+                sp.w[i] = tern_loop_watch(sp.loop, sp.fds[i][0], TERN_WATCH_READ, slow_cb, &sp);
+                cr_assert_not_null(sp.w[i]);
+        }
+        cr_assert_eq(tern_loop_run(sp.loop), 0);
+        cr_assert_eq(sp.done, 2);
+
+        struct tern_hist it, dl;
+        tern_loop_histograms(sp.loop, &it, &dl);
+        /* One batch of two events: the second callback started >= 20 ms
+         * after epoll_wait returned, and that iteration was busy >= 40 ms. */
+        cr_assert_geq(above(&dl, 10000000), 1, "no delay over 10 ms recorded");
+        cr_assert_geq(dl.sum_ns, 20000000ull, "delay sum %llu ns", (unsigned long long)dl.sum_ns);
+        cr_assert_geq(above(&it, 10000000), 1, "no iteration over 10 ms recorded");
+        cr_assert_geq(it.sum_ns, 40000000ull, "iteration sum %llu ns",
+                      (unsigned long long)it.sum_ns);
+        cr_assert_eq(above(&it, 1000000000), 0, "an iteration over 1 s");
+        uint64_t iters = 0;
+        for (int i = 0; i <= TERN_HIST_BOUNDS; i++)
+                iters += it.buckets[i];
+        struct tern_stats st;
+        tern_loop_stats(sp.loop, &st);
+        /* Each iteration is measured when the next one begins to wait: all
+         * but the last. */
+        cr_assert_eq(iters + 1, st.loop_iters, "%llu measured of %llu iterations",
+                     (unsigned long long)iters, (unsigned long long)st.loop_iters);
+        cr_assert_eq(tern_hist_bound_ns(-1), UINT64_MAX);
+        cr_assert_eq(tern_hist_bound_ns(0), 1000);
+        cr_assert_eq(tern_hist_bound_ns(TERN_HIST_BOUNDS - 1), 1000000000);
+        tern_loop_free(sp.loop);
+        for (int i = 0; i < 2; i++) {
+                close(sp.fds[i][0]);
+                close(sp.fds[i][1]);
+        }
+        su_assert_nothing_live();
+}

@@ -201,3 +201,83 @@ Test(server, bad_listener_options_and_the_limit)
         tern_server_free(s);
         su_assert_nothing_live();
 }
+
+/* ---- drain_last: a listener that serves through the drain ---- */
+
+static bool read_all_in(void *arg)
+{
+        struct tern_stats st;
+        tern_server_stats(arg, &st, NULL);
+        return st.bytes_in >= 8u << 20;
+}
+
+static bool data_port_refused(void *arg)
+{
+        int fd = tu_connect(*(uint16_t *)arg, false);
+        if (fd >= 0)
+                close(fd);
+        return fd == -ECONNREFUSED;
+}
+
+Test(server, a_drain_last_listener_serves_until_the_others_drained)
+{
+        for (int workers = 1; workers <= 2; workers++) { /* acceptor at home, on a thread */
+                struct tern_server_opts o;
+                tern_server_opts_init(&o);
+                static const struct tern_conn_ops echo_ops = {.on_message = su_echo_message};
+                o.workers = workers;
+                o.bind = "127.0.0.1";
+                o.ops = &echo_ops;
+                o.drain_timeout_ms = 5000;
+                tern_server *s = tern_server_new(&o);
+                cr_assert_not_null(s);
+                struct tern_listener_opts lo;
+                tern_listener_opts_init(&lo);
+                lo.bind = "127.0.0.1";
+                lo.ops = &upper_ops;
+                lo.user = "late:";
+                lo.drain_last = true;
+                cr_assert_eq(tern_server_listen(s, &lo), 1);
+                uint16_t data = tern_server_port(s), late = tern_server_listener_port(s, 1);
+                cr_assert_eq(tern_server_start(s), 0);
+                cr_assert_not(tern_server_draining(s));
+
+                /* A client that reads none of its 8 MiB echo holds the drain. */
+                int held = tu_connect(data, false);
+                cr_assert(held >= 0);
+                static char junk[1 << 20];
+                for (int i = 0; i < 8; i++)
+                        cr_assert_eq(tu_write_all(held, junk, sizeof(junk)), 0);
+                cr_assert(tu_wait_until(read_all_in, s, 5000));
+                int kept = tu_connect(late, false);
+                cr_assert(kept >= 0);
+                round_trip(kept, "a", "late:A");
+
+                int64_t t0 = tu_now_ms();
+                tern_server_stop(s);
+                cr_assert(tern_server_draining(s));
+                cr_assert(tu_wait_until(data_port_refused, &data, 2000),
+                          "the data listener still accepts after the stop");
+                round_trip(kept, "b", "late:B"); /* from before the stop */
+                int fresh = tu_connect(late, false);
+                cr_assert(fresh >= 0, "the late listener refused during the drain: %d", fresh);
+                round_trip(fresh, "c", "late:C");
+
+                /* The held client goes: the late connections drain at once,
+                 * long before the 5 s deadline. */
+                tu_set_rst_on_close(held);
+                close(held);
+                cr_assert_eq(tu_wait_eof(kept, 3000), 0);
+                cr_assert_eq(tu_wait_eof(fresh, 3000), 0);
+                cr_assert_lt(tu_now_ms() - t0, 4000, "the late ones waited for the deadline");
+                cr_assert_eq(tern_server_wait(s), 0);
+                cr_assert_lt(tu_now_ms() - t0, 4000);
+                int after = tu_connect(late, false);
+                cr_assert_eq(after, -ECONNREFUSED, "the late listener outlived the server: %d",
+                             after);
+                close(kept);
+                close(fresh);
+                tern_server_free(s);
+                su_assert_nothing_live();
+        }
+}
