@@ -155,7 +155,7 @@ TERN_EXPORT void tern_ws_state_free(struct tern_ws_state *s);
  * TERN_CODEC_NEED_MORE; TERN_EFRAME or TERN_ETOOBIG as listed at the top of
  * this file; or -ENOMEM when the message buffer cannot grow. Never reads
  * outside [in, in + len); never returns need-more while holding 14 +
- * max_message bytes. [the state's thread]
+ * max(max_message, 125) bytes. [the state's thread]
  */
 TERN_EXPORT ssize_t tern_ws_decode(struct tern_ws_state *s, const uint8_t *in, size_t len,
                                    struct tern_frame *out);
