@@ -765,7 +765,8 @@ static int accept_req(const char *req, const struct tern_ws_accept_opts *o, char
         int st = tern_ws_accept(r, o, &b);
         size_t len = tern_buf_len(&b);
         cr_assert_lt(len, cap);
-        memcpy(resp, tern_buf_data(&b), len);
+        if (len)
+                memcpy(resp, tern_buf_data(&b), len);
         resp[len] = '\0';
         tern_buf_free(&b);
         tern_http_state_free(h);
