@@ -4,7 +4,8 @@ a client no one here wrote, and by raw sockets for what that client will not
 send: text and binary echo, fragmented messages, ping/pong, the closing
 handshake with a code, a message over 1 MiB (close 1009), text that is not
 UTF-8 (1007), an unmasked frame (1002), frames in the same write as the
-handshake, the RFC's sample key, and an Origin allow-list (403).
+handshake, the RFC's sample key, an Origin allow-list (403), and 1001 on a
+graceful stop.
 usage: test_ws_echo.py EXAMPLE_WS_ECHO  (exits 77 without websockets)"""
 import asyncio
 import base64
@@ -247,6 +248,27 @@ finally:
 srv = Server("https://good.example", "https://also.example")
 try:
     asyncio.run(origin_tests(srv.url))
+finally:
+    srv.stop()
+
+
+async def going_away(srv):
+    async with websockets.connect(srv.url) as ws:
+        await ws.send("still here")
+        check(await ws.recv() == "still here", "echo before the stop")
+        srv.p.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(ws.recv(), 5)
+            check(False, "a message instead of the close on stop")
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        check(ws.close_code == 1001, f"graceful stop: close {ws.close_code}, want 1001")
+    print("ok: a graceful stop closes WebSocket connections with 1001")
+
+
+srv = Server()
+try:
+    asyncio.run(going_away(srv))
 finally:
     srv.stop()
 

@@ -11,6 +11,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -524,6 +525,47 @@ Test(websocket, too_many_fragments_is_1009)
         cfs(&b, TERN_WS_CONTINUATION, true, "d");
         expect_cfg(&cfg, &b, "T3[abc]ERR 1009");
         tern_buf_free(&b);
+}
+
+/* Bytes malloc has handed out, mmapped chunks included. */
+static size_t heap_in_use(void)
+{
+        struct mallinfo2 mi = mallinfo2();
+        return mi.uordblks + mi.hblkhd;
+}
+
+Test(websocket, big_message_buffer_is_not_kept)
+{
+        /* A sanitizer's allocator is invisible to mallinfo2(). */
+        size_t base = heap_in_use();
+        void *probe = malloc(1 << 20);
+        bool visible = probe && heap_in_use() >= base + (1 << 20);
+        free(probe);
+        if (!visible)
+                cr_skip_test("mallinfo2() does not see this allocator");
+        size_t n = 4 * TERN_WS_KEEP_BUFFER;
+        uint8_t *p = calloc(1, n);
+        cr_assert_not_null(p);
+        struct tern_buf b = TERN_BUF_INIT, small = TERN_BUF_INIT;
+        cf(&b, TERN_WS_BINARY, true, p, n);
+        cfs(&small, TERN_WS_TEXT, true, "next");
+        struct tern_ws_state *s = tern_ws_state_new(NULL);
+        size_t before = heap_in_use();
+        struct tern_frame f = {.kind = TERN_FRAME_NONE};
+        cr_assert_eq(tern_ws_decode(s, tern_buf_data(&b), tern_buf_len(&b), &f),
+                     (ssize_t)tern_buf_len(&b));
+        size_t big = heap_in_use();
+        cr_assert_geq(big, before + n, "the message is in the state's buffer");
+        f.kind = TERN_FRAME_NONE;
+        cr_assert_eq(tern_ws_decode(s, tern_buf_data(&small), tern_buf_len(&small), &f),
+                     (ssize_t)tern_buf_len(&small));
+        cr_assert_eq(tern_ws_message_of(&f)->len, 4);
+        cr_assert_lt(heap_in_use(), before + TERN_WS_KEEP_BUFFER,
+                     "%zu bytes still held after a small message", heap_in_use() - before);
+        tern_ws_state_free(s);
+        tern_buf_free(&b);
+        tern_buf_free(&small);
+        free(p);
 }
 
 Test(websocket, config_ranges)
