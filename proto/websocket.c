@@ -436,6 +436,8 @@ int tern_ws_put_frame(struct tern_buf *b, enum tern_ws_opcode op, const void *pa
 
         if (h < 0)
                 return h;
+        if (len && !payload)
+                return -EINVAL;
         if (len > SIZE_MAX - (size_t)h)
                 return -ENOMEM;
         if (tern_buf_reserve(b, (size_t)h + len))
@@ -466,7 +468,7 @@ int tern_ws_put_close(struct tern_buf *b, uint16_t code, const char *reason, siz
 int tern_ws_put_client_frame(struct tern_buf *b, unsigned op, bool fin, const uint8_t mask[4],
                              const void *payload, size_t len)
 {
-        if (op > 15 || (uint64_t)len >> 63)
+        if (op > 15 || (uint64_t)len >> 63 || (len && !payload))
                 return -EINVAL;
         size_t h = len < 126 ? 2 : len <= 0xffff ? 4 : 10;
         if (len > SIZE_MAX - h - 4)

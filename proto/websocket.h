@@ -230,9 +230,9 @@ TERN_EXPORT int tern_ws_frame_header(uint8_t hdr[TERN_WS_MAX_HEADER], enum tern_
 /**
  * tern_ws_put_frame - appends one whole (FIN) server frame: opcode @p op and
  * @p len bytes of @p payload (borrowed; may be NULL when @p len is 0; must
- * not point into @p b). Returns 0, -EINVAL as tern_ws_frame_header(), or
- * -ENOMEM with nothing appended. It does not check that a TEXT payload is
- * UTF-8. [the buffer's owner]
+ * not point into @p b). Returns 0, -EINVAL as tern_ws_frame_header() or for
+ * a NULL @p payload of nonzero @p len, or -ENOMEM with nothing appended. It does not check that a
+ * TEXT payload is UTF-8. [the buffer's owner]
  */
 TERN_EXPORT int tern_ws_put_frame(struct tern_buf *b, enum tern_ws_opcode op, const void *payload,
                                   size_t len);
@@ -253,8 +253,8 @@ TERN_EXPORT int tern_ws_put_close(struct tern_buf *b, uint16_t code, const char 
  * with @p mask, FIN when @p fin, opcode @p op (any 4-bit value, so tests can
  * send reserved ones), @p len bytes of @p payload. For tests and clients;
  * tern_ws_codec decodes what this writes. Returns 0, -EINVAL for @p op over
- * 15 or @p len with its top bit set, or -ENOMEM, nothing appended. [the
- * buffer's owner]
+ * 15, @p len with its top bit set or a NULL @p payload of nonzero @p len, or -ENOMEM, nothing
+ * appended. [the buffer's owner]
  */
 TERN_EXPORT int tern_ws_put_client_frame(struct tern_buf *b, unsigned op, bool fin,
                                          const uint8_t mask[4], const void *payload, size_t len);
