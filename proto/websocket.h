@@ -26,8 +26,11 @@
  * are masked, so the payload cannot be lent from the const input: the codec
  * unmasks it once into a buffer of its state (control frames into a fixed
  * 125-byte one), and fragments of a message are joined there. That buffer
- * grows to the largest message seen, never past max_message, and is freed
- * again once a message over TERN_WS_KEEP_BUFFER bytes has been delivered.
+ * grows as a message needs, never past max_message. A buffer grown past
+ * TERN_WS_KEEP_BUFFER is freed by the first decode() call after its message
+ * was delivered (the message is lent until then), that is when the next
+ * bytes arrive; a connection that goes quiet right after a big message
+ * keeps it until then.
  *
  * Checked, and how the connection must be closed (the code on_codec_error
  * learns from tern_ws_error_code()):
