@@ -169,15 +169,22 @@ async def client_tests(url):
         check(await ws.recv() == "one two", "ping between fragments")
     print("ok: a ping between the fragments of a message is answered")
 
-    # Over max_message (1 MiB): 1009.
-    async with websockets.connect(url) as ws:
-        await ws.send(b"x" * ((1 << 20) + 1))
-        try:
-            await asyncio.wait_for(ws.recv(), 5)
-            check(False, "oversize message: echoed")
-        except ConnectionClosedError:
-            pass
-        check(ws.close_code == 1009, f"oversize message: close {ws.close_code}, want 1009")
+    # Over max_message (1 MiB): 1009. The server closes while most of the
+    # message is still unread in its socket, so its kernel answers the rest
+    # with a RST; should the RST overtake the close frame on the client's
+    # side, websockets reports 1006 (no close frame). Only that is retried.
+    for attempt in range(3):
+        async with websockets.connect(url) as ws:
+            await ws.send(b"x" * ((1 << 20) + 1))
+            try:
+                await asyncio.wait_for(ws.recv(), 5)
+                check(False, "oversize message: echoed")
+            except ConnectionClosedError:
+                pass
+        if ws.close_code != 1006:
+            break
+        print(f"note: oversize attempt {attempt + 1}: RST before the close frame, again")
+    check(ws.close_code == 1009, f"oversize message: close {ws.close_code}, want 1009")
     # Exactly 1 MiB is fine.
     async with websockets.connect(url, max_size=2 << 20) as ws:
         await ws.send(b"y" * (1 << 20))
@@ -230,6 +237,9 @@ try:
     s.close()
     print("ok: raw handshake (RFC sample key), frames behind it, close 1000")
 
+    # The header of a frame over 1 MiB is enough: 1009 before any payload.
+    raw_expect_close(srv.port, b"\x82\xff" + struct.pack("!Q", (1 << 20) + 1) + b"\0\0\0\0",
+                     1009, "a frame header announcing 1 MiB + 1")
     raw_expect_close(srv.port, frame(1, b"plain", mask=None), 1002, "unmasked frame")
     raw_expect_close(srv.port, bytes([0xC1, 0x80]) + b"\0\0\0\0",
                      1002, "RSV1 without an extension")
