@@ -22,6 +22,9 @@ have_pc libssl || need+=(libssl-dev)
 [ -n "${TERN_DEPS_NO_TESTS:-}" ] || have_pc liburing || need+=(liburing-dev)
 # The TLS tests make certificates and talk with the openssl command line tool.
 [ -n "${TERN_DEPS_NO_TESTS:-}" ] || command -v openssl >/dev/null || need+=(openssl)
+# WebSocket integration test (tests/integration/ws): a client tern did not write.
+[ -n "${TERN_DEPS_NO_TESTS:-}" ] || dpkg -s python3-websockets >/dev/null 2>&1 ||
+  need+=(python3-websockets)
 # Optional extras named by the caller, e.g. TERN_EXTRA_DEPS="libevent-dev libuv1-dev"
 for p in ${TERN_EXTRA_DEPS:-}; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
