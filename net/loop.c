@@ -101,6 +101,16 @@ static void hist_load(struct tern_hist *dst, const struct tern_hist *src)
                 dst->buckets[i] = ck_pr_load_64(&src->buckets[i]);
 }
 
+void tern_hist_observe(struct tern_hist *h, uint64_t ns)
+{
+        tern__hist_observe(h, ns);
+}
+
+void tern_hist_read(struct tern_hist *dst, const struct tern_hist *src)
+{
+        hist_load(dst, src);
+}
+
 void tern_loop_histograms(const tern_loop *l, struct tern_hist *iter, struct tern_hist *delay)
 {
         if (iter)

@@ -195,4 +195,17 @@ TERN_EXPORT uint64_t tern_hist_bound_ns(int i);
 TERN_EXPORT void tern_loop_histograms(const tern_loop *loop, struct tern_hist *iter,
                                       struct tern_hist *delay);
 
+/**
+ * A histogram of an application's own, with the loops' buckets: records
+ * one observation of @p ns nanoseconds into @p h (zeroed to start). One
+ * thread writes a given histogram (a worker's own: no atomics shared between
+ * workers, a few ns); any thread reads it with tern_hist_read(). [the
+ * histogram's writer]
+ */
+TERN_EXPORT void tern_hist_observe(struct tern_hist *h, uint64_t ns);
+
+/** Copies @p src into @p dst without tearing a value, while its writer
+ * goes on. [any] */
+TERN_EXPORT void tern_hist_read(struct tern_hist *dst, const struct tern_hist *src);
+
 #endif

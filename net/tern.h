@@ -45,5 +45,6 @@
 #include "tls.h"
 #include "version.h"
 #include "watch.h"
+#include "websocket.h"
 
 #endif

@@ -55,8 +55,8 @@ struct tern_tls_opts {
         /** Server: further certificates chosen by SNI: the first whose
          * names (subjectAltName, wildcards as RFC 6125) match the name the
          * client asks for; the default certificate otherwise. At most 16. */
-        const struct tern_tls_cert *sni;
-        size_t n_sni;
+        const struct tern_tls_cert *sni; /**< the SNI certificates (copied) */
+        size_t n_sni;                    /**< how many there are in sni */
         /** ALPN protocols, comma-separated in preference order ("h2,http/1.1");
          * NULL = no ALPN. A server picks its first that the client offers and
          * goes on without ALPN when none matches; a client offers them. */

@@ -220,8 +220,8 @@ TERN_EXPORT const char *tern_http_reason(int status);
 
 /** The first field named @p name (case-insensitive) in @p r
  * (borrowed), or NULL. Trailers are not searched. [any] */
-const struct tern_http_header *tern_http_find_header(const struct tern_http_request *r,
-                                                     const char *name);
+TERN_EXPORT const struct tern_http_header *tern_http_find_header(const struct tern_http_request *r,
+                                                                 const char *name);
 
 /**
  * Response encoders. Each appends to @p b (borrowed), so the responses to a

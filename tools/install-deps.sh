@@ -28,6 +28,9 @@ have_pc libssl || need+=(libssl-dev)
 # free of hiredis.
 [ -n "${TERN_DEPS_NO_TESTS:-}" ] || have_pc hiredis || need+=(libhiredis-dev)
 [ -n "${TERN_DEPS_NO_TESTS:-}" ] || command -v redis-server >/dev/null || need+=(redis-server)
+# WebSocket integration test (tests/integration/ws): a client tern did not write.
+[ -n "${TERN_DEPS_NO_TESTS:-}" ] || dpkg -s python3-websockets >/dev/null 2>&1 ||
+  need+=(python3-websockets)
 # Optional extras named by the caller, e.g. TERN_EXTRA_DEPS="libevent-dev libuv1-dev"
 for p in ${TERN_EXTRA_DEPS:-}; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")

@@ -130,6 +130,9 @@ struct chat_worker_stats {
         uint64_t slow_drops;  /* members dropped as too slow */
         uint64_t throttles;   /* speakers paused because an inbox was full */
         uint64_t inbox_bytes; /* queued for this worker now, not yet taken */
+        /* Delivery latency of messages from other workers: from encoding
+         * there to delivery here (tern_hist_observe). */
+        struct tern_hist delivery;
 };
 /* Reads worker @i's counters (relaxed loads). [any] */
 void chat_server_worker_stats(const struct chat_server *cs, int i, struct chat_worker_stats *out);

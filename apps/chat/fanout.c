@@ -181,11 +181,15 @@ void chat_inbox_drain(struct chat_worker *w)
         struct cds_wfcq_tail tail;
         __cds_wfcq_init(&head, &tail);
         chat_inbox_take(w, &head, &tail);
+        /* One clock read per drain: every message of it is delivered now. */
+        uint64_t now = tern_now_ns();
         struct chat_msg *m;
         while ((m = chat_inbox_pop(w, &head, &tail))) {
                 struct chat_lroom *lr = chat_lroom_find(w, m->room_id);
-                if (lr)
+                if (lr) {
+                        tern_hist_observe(&w->delivery, now > m->born_ns ? now - m->born_ns : 0);
                         deliver_local(w, lr, m->data, m->len);
+                }
                 chat_msg_put(m);
         }
 }

@@ -97,9 +97,15 @@ static void chat_metrics(struct tern_buf *out, void *arg)
                                "The most output ever pending for one client.",
                                chat_server_peak_queued(cs));
         if (!r)
-                app_metric(out, "tern_chat_peak_inbox_bytes", "gauge",
-                           "The most bytes ever queued at once in one worker's inbox.",
-                           chat_server_peak_inbox(cs));
+                r = app_metric(out, "tern_chat_peak_inbox_bytes", "gauge",
+                               "The most bytes ever queued at once in one worker's inbox.",
+                               chat_server_peak_inbox(cs));
+        if (!r)
+                r = app_metric_family(out, "tern_chat_delivery_latency_seconds", "histogram",
+                                      "From a room message's encoding on the sender's worker to "
+                                      "its delivery to this worker's members.");
+        for (int w = 0; !r && w < n; w++)
+                r = app_metric_hist(out, "tern_chat_delivery_latency_seconds", w, &st[w].delivery);
 }
 
 /* "--check self" with --admin/TERN_ADMIN: where the admin endpoint listens,

@@ -335,4 +335,5 @@ void chat_server_worker_stats(const struct chat_server *cs, int i, struct chat_w
         out->throttles = __atomic_load_n(&w->throttles, __ATOMIC_RELAXED);
         long ib = __atomic_load_n(&w->inbox_bytes, __ATOMIC_RELAXED);
         out->inbox_bytes = ib < 0 ? 0 : (uint64_t)ib;
+        tern_hist_read(&out->delivery, &w->delivery);
 }

@@ -31,6 +31,7 @@ struct chat_msg *chat_msg_new(const struct chat_server *cs, uint64_t room_id, co
         m->refs = refs;
         m->len = (uint32_t)len;
         m->room_id = room_id;
+        m->born_ns = tern_now_ns();
         m->data = (char *)&m->node[cs->nworkers];
         memcpy(m->data, data, len);
         chat_live_add(CHAT_LIVE_MSGS, 1);

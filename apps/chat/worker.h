@@ -20,7 +20,8 @@ struct chat_msg {
         uint32_t refs; /* atomic */
         uint32_t len;
         uint64_t room_id;
-        char *data; /* points past node[] */
+        uint64_t born_ns; /* tern_now_ns() when encoded: delivery latency */
+        char *data;       /* points past node[] */
         struct cds_wfcq_node node[];
 };
 
@@ -58,6 +59,9 @@ struct chat_worker {
         uint64_t said;       /* lines clients said into a room */
         uint64_t delivered;  /* lines queued to members' connections */
         uint64_t slow_drops; /* members dropped as too slow */
+        /* From a message's encoding on another worker to its delivery here
+         * (this worker writes, a scrape reads: tern_hist_read). */
+        struct tern_hist delivery;
 };
 
 /* Adds one to a counter of @w's own (single writer), visible to scrapes. */

@@ -110,7 +110,7 @@ static uint64_t nonneg(long v)
 
 /* One worker's histogram as Prometheus wants it: cumulative buckets with
  * their "le" in seconds, then _sum (seconds) and _count. */
-static int render_hist(struct tern_buf *b, const char *name, int w, const struct tern_hist *h)
+int app_metric_hist(struct tern_buf *b, const char *name, int w, const struct tern_hist *h)
 {
         char line[256];
         uint64_t cum = 0;
@@ -148,13 +148,13 @@ static int render_histograms(struct tern_buf *b, int n)
                                   "Busy time of a loop iteration: from epoll_wait's return to the "
                                   "end of its work.");
         for (int w = 0; !r && w < n; w++)
-                r = render_hist(b, "tern_loop_iteration_seconds", w, &iter[w]);
+                r = app_metric_hist(b, "tern_loop_iteration_seconds", w, &iter[w]);
         if (!r)
                 r = app_metric_family(b, "tern_loop_dispatch_delay_seconds", "histogram",
                                       "Per batch of events, how long its last event waited from "
                                       "epoll_wait's return for its callback.");
         for (int w = 0; !r && w < n; w++)
-                r = render_hist(b, "tern_loop_dispatch_delay_seconds", w, &delay[w]);
+                r = app_metric_hist(b, "tern_loop_dispatch_delay_seconds", w, &delay[w]);
         free(iter);
         return r;
 }

@@ -62,4 +62,9 @@ int app_metric_value(struct tern_buf *out, const char *name, const char *labels,
 int app_metric(struct tern_buf *out, const char *name, const char *type, const char *help,
                uint64_t value);
 
+/* The samples of worker @w's histogram @h (after its app_metric_family()
+ * with type "histogram"): cumulative buckets with "le" in seconds, then
+ * _sum in seconds and _count. Returns 0 or -ENOMEM. */
+int app_metric_hist(struct tern_buf *out, const char *name, int w, const struct tern_hist *h);
+
 #endif

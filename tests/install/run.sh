@@ -72,7 +72,10 @@ for ex in line_server ticker_server tlv_server http_hello; do
                 $(pkg-config --cflags --libs tern) -Wl,-rpath,"$(pkg-config --variable=libdir tern)" ||
                 fail "examples/$ex.c does not build warning-free against the installed tern"
         # No LD_LIBRARY_PATH: the rpath alone must find the installed library.
-        env -u LD_LIBRARY_PATH ldd "$work/ex-$ex" | grep -q "libtern.so.$soversion => $libdir/" ||
+        # Captured first: grep -q quits at the first match, and under pipefail
+        # ldd's SIGPIPE would fail the pipeline (2 runs in 50).
+        deps=$(env -u LD_LIBRARY_PATH ldd "$work/ex-$ex")
+        grep -q "libtern.so.$soversion => $libdir/" <<<"$deps" ||
                 fail "examples/$ex.c: the loader does not find $libdir/libtern.so.$soversion"
 done
 

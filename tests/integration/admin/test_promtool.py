@@ -109,6 +109,11 @@ def check_chat(chat):
     check(said == 1, f"tern_chat_messages_in_total rose by {said} over one line, want 1")
     got = sum_metric(m, "tern_chat_deliveries_total") - sum_metric(m0, "tern_chat_deliveries_total")
     check(got == 2, f"tern_chat_deliveries_total rose by {got} for a line to 2 members, want 2")
+    # The two members sit on different workers (round robin): the line
+    # crossed from one to the other once, and its latency was recorded.
+    crossed = (sum_metric(m, "tern_chat_delivery_latency_seconds_count")
+               - sum_metric(m0, "tern_chat_delivery_latency_seconds_count"))
+    check(crossed == 1, f"tern_chat_delivery_latency_seconds_count rose by {crossed}, want 1")
     check(m.get("tern_chat_clients") == 2, f"tern_chat_clients {m.get('tern_chat_clients')}")
     check(m.get("tern_chat_rooms", 0) >= 1, f"tern_chat_rooms {m.get('tern_chat_rooms')}")
     check(sum_metric(m, "tern_chat_slow_consumer_drops_total") == 0, "slow drops without any")
