@@ -260,6 +260,7 @@ struct cl_io {
         redisAsyncContext *ac; /* NULL once hiredis called cleanup */
         struct chat_cluster_link *link;
         tern_watch *watch;
+        redisReader *shadow; /* parses what we read before hiredis sees it */
         unsigned want;
         bool in_callback; /* cleanup from inside our callback: free on return */
 };
@@ -338,6 +339,8 @@ static void cl_io_cleanup(void *privdata)
                 return;
         tern_watch_free(io->watch); /* safe inside the watch's own callback */
         io->watch = NULL;
+        redisReaderFree(io->shadow);
+        io->shadow = NULL;
         io->ac->ev.data = NULL;
         io->ac = NULL;
         if (!io->in_callback)
@@ -346,6 +349,82 @@ static void cl_io_cleanup(void *privdata)
 
 static void cl_link_shutdown(struct chat_cluster_link *link);
 
+/* hiredis 0.14 exports it but declares it only in async.c (1.x declares it
+ * in async.h, the same way). */
+void redisProcessCallbacks(redisAsyncContext *ac);
+
+/*
+ * hiredis 0.14 assert()s (aborts the process) on a reply nobody asked for
+ * and on a subscriber message that is an array of fewer than two elements
+ * or not led by a string: shapes no Redis sends, but bad input must fail
+ * the link, not the process. So the bytes go through a second reader
+ * first, and hiredis only gets them if every reply they complete is one it
+ * can take. Returns NULL, or why not.
+ */
+static const char *cl_io_check(struct cl_io *io, const char *buf, size_t len)
+{
+        redisAsyncContext *ac = io->ac;
+        bool sub = ac == io->link->sub;
+        size_t expected = 0; /* replies hiredis holds a callback for */
+        for (const redisCallback *cb = ac->replies.head; cb; cb = cb->next)
+                expected++;
+        if (redisReaderFeed(io->shadow, buf, len) != REDIS_OK)
+                return "protocol error from Redis";
+        void *reply;
+        const char *bad = NULL;
+        while (!bad && redisReaderGetReply(io->shadow, &reply) == REDIS_OK && reply) {
+                const redisReply *r = reply;
+                if (r->type == REDIS_REPLY_ERROR) {
+                        /* hiredis takes an unexpected error as the reason to
+                         * disconnect, without asserting */
+                } else if (expected) {
+                        expected--;
+                } else if (!sub || !(ac->c.flags & REDIS_SUBSCRIBED)) {
+                        bad = "a reply from Redis nobody asked for";
+                } else if (r->type == REDIS_REPLY_ARRAY &&
+                           (r->elements < 2 || r->element[0]->type != REDIS_REPLY_STRING)) {
+                        bad = "a malformed message from Redis";
+                }
+                freeReplyObject(reply);
+        }
+        if (!bad && io->shadow->err)
+                bad = "protocol error from Redis";
+        /* hiredis 0.14 buffers a reply of any announced size: what one
+         * reply may hold is our bound, not Redis's. */
+        if (!bad && io->shadow->len - io->shadow->pos > io->link->max_reply)
+                bad = "reply from Redis too large";
+        return bad;
+}
+
+/* redisAsyncHandleRead(), with the bytes checked on their way in. */
+static void cl_io_read(struct cl_io *io)
+{
+        redisAsyncContext *ac = io->ac;
+        if (!(ac->c.flags & REDIS_CONNECTED)) {
+                redisAsyncHandleRead(ac); /* completes the connect */
+                return;
+        }
+        char buf[16 * 1024];
+        ssize_t n = read(ac->c.fd, buf, sizeof(buf));
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return;
+        if (n <= 0) {
+                /* EOF or an error: hiredis reads it again and tears down */
+                redisAsyncHandleRead(ac);
+                return;
+        }
+        const char *bad = cl_io_check(io, buf, (size_t)n);
+        if (bad) {
+                cl_fail(io->link, bad);
+                return;
+        }
+        if (redisReaderFeed(ac->c.reader, buf, (size_t)n) != REDIS_OK) {
+                cl_fail(io->link, "protocol error from Redis");
+                return;
+        }
+        redisProcessCallbacks(ac);
+}
+
 static void cl_io_events(tern_watch *wt, unsigned events, void *arg)
 {
         struct cl_io *io = arg;
@@ -353,14 +432,8 @@ static void cl_io_events(tern_watch *wt, unsigned events, void *arg)
         io->in_callback = true;
         if (events & TERN_WATCH_DRAIN)
                 cl_link_shutdown(io->link); /* frees this context too */
-        if (io->ac && (events & TERN_WATCH_READ)) {
-                redisAsyncHandleRead(io->ac);
-                /* hiredis 0.14 buffers a reply of any announced size: what
-                 * one reply may hold is our bound, not Redis's. */
-                const redisReader *r = io->ac ? io->ac->c.reader : NULL;
-                if (r && r->len - r->pos > io->link->max_reply)
-                        cl_fail(io->link, "reply from Redis too large");
-        }
+        if (io->ac && (events & TERN_WATCH_READ))
+                cl_io_read(io);
         if (io->ac && (events & TERN_WATCH_WRITE) && (io->want & TERN_WATCH_WRITE))
                 redisAsyncHandleWrite(io->ac);
         io->in_callback = false;
@@ -376,9 +449,15 @@ static int cl_io_attach(redisAsyncContext *ac, struct chat_cluster_link *link)
                 return -ENOMEM;
         io->ac = ac;
         io->link = link;
+        io->shadow = redisReaderCreate();
+        if (!io->shadow) {
+                free(io);
+                return -ENOMEM;
+        }
         io->watch = tern_loop_watch(link->w->loop, ac->c.fd, 0, cl_io_events, io);
         if (!io->watch) {
                 int err = errno;
+                redisReaderFree(io->shadow);
                 free(io);
                 return -err;
         }

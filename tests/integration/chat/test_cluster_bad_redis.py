@@ -9,7 +9,9 @@ connections the same wrong way, then the next round another way:
      buffer it all;
   2. a status reply where an integer is due (the heartbeat script);
   3. half a bulk reply, then the connection closes;
-  4. silence: it reads everything and answers nothing. The link is up but
+  4. right answers, then a reply nobody asked for (hiredis 0.14 would
+     assert() on it: the link must be failed before hiredis sees it);
+  5. silence: it reads everything and answers nothing. The link is up but
      nothing is acknowledged, so after 1 MiB of lines in flight (the
      bounded publish queue) further lines do not cross and are counted,
      while local delivery goes on; and within two heartbeats the link is
@@ -66,13 +68,35 @@ def count_commands(buf):
         n += 1
 
 
-MODES = ["huge", "wrongtype", "midreply", "silent"]
+MODES = ["huge", "wrongtype", "midreply", "unsolicited", "silent"]
 state = {"conns": 0, "huge_closed": False}
 
 
 def serve(conn, mode):
     buf = b""
     conn.settimeout(10)
+    if mode == "unsolicited":
+        conn.settimeout(0.3)
+        try:
+            while True:
+                d = conn.recv(65536)
+                if not d:
+                    return
+                n, buf = count_commands(buf + d)
+                conn.sendall(b":1\r\n" * n)
+        except socket.timeout:
+            pass
+        except OSError:
+            return
+        try:
+            conn.sendall(b":7\r\n")
+            conn.settimeout(10)
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
+        conn.close()
+        return
     try:
         while True:
             d = conn.recv(65536)
@@ -156,15 +180,15 @@ try:
 
     t0 = time.time()
     wants = ["reply from Redis too large", "unexpected reply to a heartbeat",
-             "cluster link down"]
-    while time.time() - t0 < 20 and not (all(logged(w) for w in wants) and state["conns"] >= 6):
+             "cluster link down", "a reply from Redis nobody asked for"]
+    while time.time() - t0 < 20 and not (all(logged(w) for w in wants) and state["conns"] >= 8):
         if chat.poll() is not None:
             fail(f"tern-chat exited {chat.returncode} (signal {-chat.returncode})")
         time.sleep(0.1)
     for w in wants:
         if not logged(w):
             fail(f"no '{w}' in tern-chat's log after 20 s ({state['conns']} connections)")
-    if state["conns"] < 6:
+    if state["conns"] < 8:
         fail(f"only {state['conns']} connections: tern-chat stopped reconnecting")
     if not state["huge_closed"]:
         fail("tern-chat read a 2 MiB reply to the end instead of closing at its bound")
@@ -181,14 +205,14 @@ try:
         fail(f"local chat: got {line!r}")
 
     # the silent round: lines pile up unacknowledged until the bound
-    # up once per round: huge, wrongtype, midreply, then silent
+    # up once per round: huge, wrongtype, midreply, unsolicited, then silent
     t0 = time.time()
     ups = 0
-    while ups < 4 and time.time() - t0 < 10:
+    while ups < 5 and time.time() - t0 < 10:
         time.sleep(0.1)
         with open(logpath) as lf:
             ups = lf.read().count("cluster link up")
-    if ups < 4 or state["conns"] < 8:
+    if ups < 5 or state["conns"] < 10:
         fail(f"the link never came up against the silent Redis ({ups} ups)")
     time.sleep(0.3)
     LINES, SIZE = 500, 3000
@@ -223,7 +247,7 @@ try:
              f"unconfirmed; expected about {LINES - fit} and {fit}")
     print(f"silent Redis: {unconfirmed} lines in flight (1 MiB bound), {dropped} dropped and "
           "counted, all delivered locally")
-    print(f"bad Redis: huge bulk, wrong type and a cut reply each failed the link "
+    print(f"bad Redis: huge bulk, wrong type, a cut reply and an unasked one each failed the link "
           f"({state['conns']} connections); local chat went on; clean stop")
     print("PASS")
 finally:
