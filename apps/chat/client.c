@@ -145,6 +145,9 @@ static int join_drained(struct chat_client *cl, const char *name, size_t len)
         struct chat_room *room = chat_room_get(cs, name, len, w->index);
         if (!room)
                 return -ENOMEM;
+        /* In the new room for the cluster's /who before the leave and join
+         * notices go out after it on the same connection. */
+        chat_cluster_member_set(w, cl->nick->name, room->name);
         if (cl->room)
                 leave_room(cl, !chat_stopping(cs));
         /* The others are told first (so by the time the joiner reads its own
@@ -158,6 +161,7 @@ static int join_drained(struct chat_client *cl, const char *name, size_t len)
         bool gone = chat_client_gone(cl);
         struct chat_lroom *lr = gone ? NULL : chat_lroom_get(w, room);
         if (!lr) {
+                chat_cluster_member_del(w, cl->nick->name); /* in no room after all */
                 chat_room_put(cs, room, w->index);
                 return gone ? 0 : -ENOMEM;
         }
@@ -166,7 +170,6 @@ static int join_drained(struct chat_client *cl, const char *name, size_t len)
         cl->room = room;
         if (first) /* subscribed only while there are local members */
                 chat_cluster_room_open(w, room);
-        chat_cluster_member_set(w, cl->nick->name, room->name);
         return 0;
 }
 
@@ -192,6 +195,11 @@ static void depart_one(struct chat_client *cl, const char *why)
         struct chat_server *cs = w->cs;
         cl->departed = true;
         tern_loop_timer_stop(w->loop, &cl->idle);
+        /* Out of the cluster's /who before the leave notice goes out on
+         * the same connection, so whoever reads the notice and asks does
+         * not find us. */
+        if (cl->nick)
+                chat_cluster_member_del(w, cl->nick->name);
         if (cl->room)
                 leave_room(cl, !chat_stopping(cs));
         else
@@ -201,7 +209,6 @@ static void depart_one(struct chat_client *cl, const char *why)
                 cl->claim = NULL;
         }
         if (cl->nick) {
-                chat_cluster_member_del(w, cl->nick->name);
                 chat_cluster_nick_release(w, cl->nick->key);
                 chat_nick_drop(cs, cl->nick);
                 cl->nick = NULL;

@@ -110,6 +110,32 @@ def start_chat(name, redis_port):
     return p, port
 
 
+def wait_links(name, workers=2, timeout=10.0):
+    """Until every worker of instance @name logged its link up."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        with open(os.path.join(work, f"{name}.log")) as f:
+            if f.read().count("cluster link up") >= workers:
+                return
+        time.sleep(0.05)
+    fail(f"{name}: cluster links not up within {timeout} s")
+
+
+def eventually(c, command, want, what, timeout=5.0):
+    """Sends @command until its answer (a line starting like @want) is @want:
+    what another instance did reaches Redis a moment later."""
+    t0 = time.time()
+    while True:
+        c.drain(0.02)
+        c.send(command)
+        got = c.expect(lambda l: l.startswith(want.split(":")[0]), what=what)
+        if got == want:
+            return
+        if time.time() - t0 > timeout:
+            fail(f"{what}: {got!r}, expected {want!r}")
+        time.sleep(0.1)
+
+
 class Client:
     def __init__(self, port):
         self.s = socket.create_connection(("127.0.0.1", port))
@@ -171,6 +197,30 @@ def nick(c, name):
     return None
 
 
+def sync_room(clients, speakers, room, timeout=10.0):
+    """Until every client has seen a line of every speaker: each worker's
+    SUBSCRIBE is through (no fixed sleep, which a loaded machine outruns)."""
+    pat = re.compile(r"^\[#" + room + r"\] (\S+): sync \d+$")
+    seen = [set() for _ in clients]
+    names = {s.nick for s in speakers}
+    t0, k = time.time(), 0
+    while not all(s >= names for s in seen):
+        if time.time() - t0 > timeout:
+            fail(f"#{room} not in sync after {timeout} s: {[sorted(s) for s in seen]}")
+        for s in speakers:
+            s.send(f"sync {k}")
+        k += 1
+        t1 = time.time()
+        while time.time() - t1 < 0.1:
+            for i, c in enumerate(clients):
+                for line in c.poll():
+                    m = pat.match(line)
+                    if m:
+                        seen[i].add(m.group(1))
+    for c in clients:
+        c.drain(0.1)
+
+
 def room_lines(clients, senders, room, count):
     """Every client checks each sender's numbered lines: exactly once, in order."""
     pat = re.compile(r"^\[#" + room + r"\] (\S+): n (\d+)$")
@@ -197,7 +247,8 @@ try:
     redis = start_redis(rport)
     a, aport = start_chat("a", rport)
     b, bport = start_chat("b", rport)
-    time.sleep(0.3)  # both links up
+    wait_links("a")
+    wait_links("b")
 
     # --- rooms: both ways, several senders, exactly once, in order ---
     A = [Client(aport) for _ in range(3)]
@@ -206,9 +257,7 @@ try:
     for c in everyone:
         c.send("/join r")
         c.expect(lambda l, c=c: l == f"* {c.nick} joined #r")
-    time.sleep(0.3)  # each worker's SUBSCRIBE is through
-    for c in everyone:
-        c.drain(0.05)
+    sync_room(everyone, [A[0], B[0]], "r")
     senders = [A[0], A[1], B[0], B[1]]
     N = 300
     for k in range(N):
@@ -228,13 +277,9 @@ try:
     hopper.send("\n".join(f"/join {'hx' if k % 2 else 'hy'}" for k in range(41)))
     for k in range(41):
         hopper.expect(lambda l: l.startswith(f"* {hopper.nick} joined #h"), what=f"hop {k}")
-    time.sleep(0.3)
     A[2].send("/join hy")
     A[2].expect(lambda l: l == f"* {A[2].nick} joined #hy")
-    time.sleep(0.2)
-    A[2].send("after the hops")
-    hopper.expect(lambda l: l == f"[#hy] {A[2].nick}: after the hops",
-                  what="a line after 41 quick room changes")
+    sync_room([hopper, A[2]], [A[2]], "hy")  # fails if hy's channel was left for good
     hopper.close()
     A[2].send("/join lobby")
     A[2].expect(lambda l: l == f"* {A[2].nick} joined #lobby")
@@ -246,10 +291,11 @@ try:
     if r != "! nickname taken":
         fail(f"b: /nick cAROL (held on a): expected '! nickname taken', got {r!r}")
     A[0].close()  # leaves: the name is given back at once
-    time.sleep(0.3)
-    r = nick(B[0], "carol")
-    if r:
-        fail(f"b: /nick carol after its owner left: {r!r}")
+    t0 = time.time()
+    while nick(B[0], "carol"):
+        if time.time() - t0 > 3:
+            fail("b: /nick carol still refused 3 s after its owner left")
+        time.sleep(0.1)
     print("nicknames: taken on one instance is refused on the other; freed on leave")
 
     # --- /who, /rooms, /msg across instances ---
@@ -284,16 +330,11 @@ try:
 
     # --- kill -9 frees an instance's names within the TTL ---
     c_proc, cport = start_chat("c", rport)
-    time.sleep(0.3)
+    wait_links("c")
     victim = Client(cport)
     if nick(victim, "dave"):
         fail("/nick dave refused on c")
-    time.sleep(0.2)
-    B[1].drain(0.05)
-    B[1].send("/rooms")
-    got = B[1].expect(lambda l: l.startswith("* rooms:"), what="/rooms' answer")
-    if got != "* rooms: #lobby(2) #r(4)":
-        fail(f"/rooms with c up: {got!r}")
+    eventually(B[1], "/rooms", "* rooms: #lobby(2) #r(4)", "/rooms with c up")
     c_proc.send_signal(signal.SIGKILL)
     c_proc.wait()
     t0 = time.time()
@@ -318,9 +359,7 @@ try:
     for c in live:
         c.send("/join s")
         c.expect(lambda l, c=c: l == f"* {c.nick} joined #s")
-    time.sleep(0.3)
-    for c in live:
-        c.drain(0.05)
+    sync_room(live, [A[1], B[1]], "s")
     redis.terminate()
     redis.wait()
     for c in live:
@@ -337,7 +376,7 @@ try:
     for c in live:
         c.expect(lambda l: l.startswith("* cluster link is back"), timeout=10,
                  what="the link-back notice")
-    time.sleep(0.3)
+    sync_room(live, [A[1], B[1]], "s")  # every worker resubscribed
     # the restarted Redis knows nothing: names and members were re-registered
     if nick(B[2], "Erin") != "! nickname taken":
         fail("erin (held on a) was free on b after Redis restarted: not re-registered")
